@@ -1,0 +1,81 @@
+//! The generated host bindings for the `idfed:policy@0.1.0` world, and conversions between them and the
+//! host's own request and decision types.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::request::{self as host, Decision, Grant, PolicyRequest};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "policy-plugin",
+    exports: { default: async },
+});
+
+pub use exports::idfed::policy::policy::PluginError;
+pub use idfed::policy::types;
+
+/// The package and version a plugin must export; named in load errors.
+pub const POLICY_EXPORT: &str = "idfed:policy/policy@0.1.0";
+
+pub fn timestamp(time: SystemTime) -> types::Timestamp {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    types::Timestamp { seconds: since.as_secs(), nanoseconds: since.subsec_nanos() }
+}
+
+fn principal_type(p: host::PrincipalType) -> types::PrincipalType {
+    match p {
+        host::PrincipalType::FederatedUser => types::PrincipalType::FederatedUser,
+        host::PrincipalType::IamUser => types::PrincipalType::IamUser,
+        host::PrincipalType::AssumedRole => types::PrincipalType::AssumedRole,
+    }
+}
+
+fn tags(tags: &[host::SessionTag]) -> Vec<types::SessionTag> {
+    tags.iter().map(|t| types::SessionTag { key: t.key.clone(), value: t.value.clone() }).collect()
+}
+
+impl From<&PolicyRequest> for types::Request {
+    fn from(r: &PolicyRequest) -> Self {
+        types::Request {
+            request_id: r.request_id.clone(),
+            caller: types::Caller {
+                user_name: r.caller.user_name.clone(),
+                groups: r.caller.groups.clone(),
+                is_admin: r.caller.is_admin,
+                is_system_scope: r.caller.is_system_scope,
+                source_ip: r.caller.source_ip.clone(),
+                user_agent: r.caller.user_agent.clone(),
+            },
+            connector: types::Connector {
+                name: r.connector.name.clone(),
+                principal_type: principal_type(r.connector.principal_type),
+                account_name: r.connector.account_name.clone(),
+                role_arn: r.connector.role_arn.clone(),
+                default_duration_seconds: r.connector.default_duration_seconds,
+                max_duration_seconds: r.connector.max_duration_seconds,
+            },
+            requested_duration_seconds: r.requested_duration_seconds,
+            duration_seconds: r.duration_seconds,
+            policy: r.policy.clone(),
+            policy_arns: r.policy_arns.clone(),
+            tags: tags(&r.tags),
+            time: timestamp(r.time),
+        }
+    }
+}
+
+impl From<types::Decision> for Decision {
+    fn from(d: types::Decision) -> Self {
+        match d {
+            types::Decision::Allow(g) => Decision::Allow {
+                grant: Grant {
+                    policy: g.policy,
+                    policy_arns: g.policy_arns,
+                    tags: g.tags.into_iter().map(|t| host::SessionTag { key: t.key, value: t.value }).collect(),
+                    duration_seconds: g.duration_seconds,
+                },
+            },
+            types::Decision::Deny(denial) => Decision::Deny { reason: denial.reason },
+        }
+    }
+}

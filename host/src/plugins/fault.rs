@@ -1,0 +1,127 @@
+//! What can go wrong with a plugin: load errors (at upload or start-up) and faults (while evaluating), each
+//! with a stable code. A fault always means the request is denied.
+
+use std::time::Duration;
+
+/// Why a file could not be used as a policy plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a WebAssembly component (a core module, or not WebAssembly at all).
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// A component, but not of the `idfed:policy@0.1.0` `policy-plugin` world.
+    #[error("not an idfed:policy@0.1.0 policy plugin: {0}")]
+    Incompatible(String),
+    /// The plugin file is larger than the configured maximum.
+    #[error("plugin is {size} bytes, more than the maximum of {max} bytes")]
+    TooLarge {
+        /// The file's size.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The compiled-component cache could not be read or written.
+    #[error("compiled-component cache: {0}")]
+    Cache(String),
+}
+
+impl LoadError {
+    /// A stable code for API errors and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::NotAComponent(_) => "plugin_not_a_component",
+            LoadError::Incompatible(_) => "plugin_incompatible",
+            LoadError::TooLarge { .. } => "plugin_too_large",
+            LoadError::Cache(_) => "plugin_cache_error",
+        }
+    }
+}
+
+/// A plugin malfunction while checking a configuration or evaluating a request.
+///
+/// Never an allow: the request is denied, and the fault is logged and audited with its binding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginFault {
+    /// The plugin ran past its CPU deadline.
+    #[error("plugin exceeded its CPU deadline of {} ms", deadline.as_millis())]
+    Timeout {
+        /// The binding's deadline.
+        deadline: Duration,
+    },
+    /// The plugin tried to grow its memory past the binding's cap.
+    #[error("plugin exceeded its memory limit of {limit_bytes} bytes")]
+    MemoryLimit {
+        /// The binding's cap.
+        limit_bytes: usize,
+    },
+    /// The plugin trapped: a panic, an `unreachable`, an out-of-bounds access…
+    #[error("plugin trapped: {message}")]
+    Trap {
+        /// The trap, with the tail of the plugin's stderr when it wrote one (a panic message).
+        message: String,
+    },
+    /// The plugin reported an error itself (`plugin-error`).
+    #[error("plugin reported an error: {message}")]
+    PluginError {
+        /// The plugin's own message.
+        message: String,
+    },
+    /// The grant would widen the request (longer duration, more policies, changed tags…).
+    #[error("plugin returned a grant that widens the request: {0}")]
+    WidenedGrant(String),
+    /// The grant is malformed (a policy that is not a valid IAM policy, a zero duration…).
+    #[error("plugin returned an invalid grant: {0}")]
+    InvalidGrant(String),
+    /// No instance could be created (the instance pool is exhausted, or the host is out of resources).
+    #[error("plugin could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl PluginFault {
+    /// A stable code for API errors, logs and the audit log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PluginFault::Timeout { .. } => "plugin_timeout",
+            PluginFault::MemoryLimit { .. } => "plugin_memory_limit",
+            PluginFault::Trap { .. } => "plugin_trap",
+            PluginFault::PluginError { .. } => "plugin_error",
+            PluginFault::WidenedGrant(_) => "plugin_widened_grant",
+            PluginFault::InvalidGrant(_) => "plugin_invalid_grant",
+            PluginFault::Instantiate(_) => "plugin_instantiate_failed",
+        }
+    }
+}
+
+/// Why a binding's configuration was refused at bind time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    /// The plugin's `validate-config` refused the configuration.
+    #[error("configuration refused by the plugin: {message}{}", pointer.as_deref().map(|p| format!(" (at {p})")).unwrap_or_default())]
+    ConfigRefused {
+        /// The plugin's explanation.
+        message: String,
+        /// Where in the JSON the problem is, if the plugin said.
+        pointer: Option<String>,
+    },
+    /// The configuration is not JSON at all, or too large.
+    #[error("configuration is not valid: {0}")]
+    InvalidConfig(String),
+    /// The limits asked for are out of the allowed range.
+    #[error("limits out of range: {0}")]
+    InvalidLimits(String),
+    /// The plugin malfunctioned while checking the configuration.
+    #[error(transparent)]
+    Fault(#[from] PluginFault),
+}
+
+impl BindError {
+    /// A stable code for API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BindError::ConfigRefused { .. } => "plugin_config_refused",
+            BindError::InvalidConfig(_) => "plugin_config_invalid",
+            BindError::InvalidLimits(_) => "plugin_limits_invalid",
+            BindError::Fault(fault) => fault.code(),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The plugin runtime: loads components, binds them to connectors with a checked configuration, and
+//! evaluates requests — one binding or a connector's whole chain — each in a fresh, limited store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cap_std::fs::Dir;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use super::bindings::{POLICY_EXPORT, PluginError, PolicyPluginPre, types};
+use super::engine::{self, CompileSource, ComponentCache};
+use super::fault::{BindError, LoadError, PluginFault};
+use super::kv::KvStore;
+use super::log::{self, LogBuckets, LogLimits, LogSink};
+use super::narrowing;
+use super::request::{Decision, Grant, PolicyRequest};
+use super::state::HostState;
+
+/// The resources one binding may use per evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// CPU time one call may use before it is stopped.
+    #[serde(with = "millis", rename = "deadline_ms")]
+    pub deadline: Duration,
+    /// The most linear memory the plugin may grow to, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { deadline: Duration::from_millis(50), memory_bytes: 16 << 20 }
+    }
+}
+
+/// How the runtime is set up.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Limits of a binding that sets none.
+    pub default_limits: Limits,
+    /// The largest limits a binding may set.
+    pub max_limits: Limits,
+    /// The largest plugin file accepted, in bytes.
+    pub max_plugin_bytes: usize,
+    /// The largest binding configuration accepted, in bytes.
+    pub max_config_bytes: usize,
+    /// How many plugin instances may be alive at once (the instance pool's size).
+    pub pool_instances: u32,
+    /// How often the epoch ticks; deadlines are counted in ticks of this length.
+    pub epoch_tick: Duration,
+    /// Limits on plugin log output.
+    pub log: LogLimits,
+    /// How much of a plugin's stderr is kept to explain a trap, in bytes.
+    pub stderr_bytes: usize,
+    /// The longest denial reason passed to a caller, in bytes.
+    pub max_reason_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            default_limits: Limits::default(),
+            max_limits: Limits { deadline: Duration::from_secs(5), memory_bytes: 256 << 20 },
+            max_plugin_bytes: 32 << 20,
+            max_config_bytes: 64 << 10,
+            pool_instances: 128,
+            epoch_tick: Duration::from_millis(2),
+            log: LogLimits::default(),
+            stderr_bytes: 4096,
+            max_reason_bytes: 1024,
+        }
+    }
+}
+
+/// A loaded plugin: a compiled component checked against the `policy-plugin` world, ready to instantiate.
+pub struct Plugin {
+    name: Arc<str>,
+    digest: String,
+    size: usize,
+    source: CompileSource,
+    pre: PolicyPluginPre<HostState>,
+}
+
+impl Plugin {
+    /// The name it was loaded under (for logs).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The SHA-256 of the component, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+    /// The component's size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+    /// Whether it was compiled now or read from the cache.
+    pub fn source(&self) -> CompileSource {
+        self.source
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.name).field("digest", &self.digest).finish_non_exhaustive()
+    }
+}
+
+/// A plugin bound to a connector with a configuration its `validate-config` accepted.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    id: Arc<str>,
+    plugin: Arc<Plugin>,
+    config: Arc<str>,
+    limits: Limits,
+}
+
+impl Binding {
+    /// The binding's id: it names the binding in faults and logs and keys its private store.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The bound plugin.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+    /// The binding's configuration (JSON).
+    pub fn config(&self) -> &str {
+        &self.config
+    }
+    /// The binding's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+}
+
+/// How a connector's chain of plugins decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainOutcome {
+    /// Every plugin allowed; this is the final grant.
+    Allow(Grant),
+    /// A plugin refused.
+    Deny {
+        /// The binding that refused.
+        binding: String,
+        /// Its reason, for the caller.
+        reason: String,
+    },
+    /// A plugin malfunctioned: the request is denied.
+    Fault {
+        /// The binding that failed.
+        binding: String,
+        /// What went wrong.
+        fault: PluginFault,
+    },
+}
+
+/// The plugin runtime. Cheap to clone; one per process.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<ComponentCache>,
+    kv: KvStore,
+    config: RuntimeConfig,
+    log_limits: Arc<LogLimits>,
+    log_buckets: LogBuckets,
+}
+
+impl PluginRuntime {
+    /// Builds the engine and linker and starts the epoch ticker. With `data_dir`, compiled components are
+    /// cached under its `component-cache/`.
+    pub fn new(config: RuntimeConfig, data_dir: Option<&Dir>, kv: KvStore) -> anyhow::Result<Self> {
+        let engine = engine::engine(&config)?;
+        let linker = engine::linker(&engine)?;
+        let cache = data_dir.map(|dir| ComponentCache::open(dir, &engine)).transpose()?;
+        engine::start_ticker(&engine, config.epoch_tick);
+        let log_limits = Arc::new(config.log.clone());
+        Ok(PluginRuntime {
+            inner: Arc::new(Inner { engine, linker, cache, kv, config, log_limits, log_buckets: LogBuckets::default() }),
+        })
+    }
+
+    /// The runtime's configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The key-value store plugins write to.
+    pub fn kv(&self) -> &KvStore {
+        &self.inner.kv
+    }
+
+    /// Loads a plugin: checks it is a component of the `idfed:policy@0.1.0` `policy-plugin` world and
+    /// compiles it, or reads it from the cache.
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let inner = &self.inner;
+        if wasm.len() > inner.config.max_plugin_bytes {
+            return Err(LoadError::TooLarge { size: wasm.len(), max: inner.config.max_plugin_bytes });
+        }
+        engine::check_header(wasm)?;
+        let digest = hex::encode(Sha256::digest(wasm));
+        let cached = inner.cache.as_ref().and_then(|cache| cache.get(&inner.engine, &digest));
+        let (component, source) = match cached {
+            Some(component) => (component, CompileSource::Cached),
+            None => {
+                let component = Component::new(&inner.engine, wasm)
+                    .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+                (component, CompileSource::Compiled)
+            }
+        };
+        let instance_pre = inner.linker.instantiate_pre(&component).map_err(|e| {
+            LoadError::Incompatible(format!("{e:#} (a policy plugin may import only WASI 0.2 and idfed:policy@0.1.0)"))
+        })?;
+        let pre = PolicyPluginPre::new(instance_pre)
+            .map_err(|e| LoadError::Incompatible(format!("it does not export `{POLICY_EXPORT}`: {e:#}")))?;
+        if source == CompileSource::Compiled
+            && let Some(cache) = &inner.cache
+            && let Err(e) = cache.put(&digest, &component)
+        {
+            tracing::warn!(plugin = name, error = %e, "could not cache the compiled plugin");
+        }
+        Ok(Arc::new(Plugin { name: name.into(), digest, size: wasm.len(), source, pre }))
+    }
+
+    /// Binds a plugin with a configuration, after its `validate-config` accepted it. `id` names the
+    /// binding and keys its private store.
+    pub async fn bind(
+        &self,
+        id: &str,
+        plugin: Arc<Plugin>,
+        config: &str,
+        limits: Option<Limits>,
+    ) -> Result<Binding, BindError> {
+        let settings = &self.inner.config;
+        let limits = limits.unwrap_or(settings.default_limits);
+        if limits.deadline < settings.epoch_tick || limits.deadline > settings.max_limits.deadline {
+            return Err(BindError::InvalidLimits(format!(
+                "the deadline must be between {} ms and {} ms",
+                settings.epoch_tick.as_millis(),
+                settings.max_limits.deadline.as_millis()
+            )));
+        }
+        if limits.memory_bytes < 1 << 20 || limits.memory_bytes > settings.max_limits.memory_bytes {
+            return Err(BindError::InvalidLimits(format!(
+                "the memory limit must be between 1 MiB and {} MiB",
+                settings.max_limits.memory_bytes >> 20
+            )));
+        }
+        if id.is_empty() || id.len() > 128 {
+            return Err(BindError::InvalidConfig("the binding id must be 1-128 bytes".into()));
+        }
+        let config = if config.trim().is_empty() { "{}" } else { config };
+        if config.len() > settings.max_config_bytes {
+            return Err(BindError::InvalidConfig(format!(
+                "{} bytes, more than the maximum of {} bytes",
+                config.len(),
+                settings.max_config_bytes
+            )));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(config)
+            .map_err(|e| BindError::InvalidConfig(format!("not JSON: {e}")))?;
+        let binding = Binding { id: id.into(), plugin, config: config.into(), limits };
+        let mut store = self.store(&binding, "", "validate-config");
+        let plugin = binding.plugin.pre.instantiate_async(&mut store).await.map_err(|e| {
+            classify(e, store.data(), &binding, Stage::Instantiate)
+        })?;
+        let result = plugin.idfed_policy_policy().call_validate_config(&mut store, &binding.config).await;
+        store.data_mut().log.finish();
+        match result {
+            Ok(Ok(())) => Ok(binding),
+            Ok(Err(refused)) => Err(BindError::ConfigRefused {
+                message: log::sanitize(&refused.message, settings.max_reason_bytes),
+                pointer: refused.pointer.map(|p| log::sanitize(&p, 256)),
+            }),
+            Err(e) => Err(classify(e, store.data(), &binding, Stage::Call).into()),
+        }
+    }
+
+    /// Evaluates one request with one binding. A grant is checked against the request: one that widens
+    /// it is a fault.
+    pub async fn evaluate(&self, binding: &Binding, request: &PolicyRequest) -> Result<Decision, PluginFault> {
+        let mut store = self.store(binding, &request.connector.name, &request.request_id);
+        let plugin = binding
+            .plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(e, store.data(), binding, Stage::Instantiate))?;
+        let wit_request = types::Request::from(request);
+        let result = plugin.idfed_policy_policy().call_evaluate(&mut store, &binding.config, &wit_request).await;
+        store.data_mut().log.finish();
+        let decision = match result {
+            Ok(Ok(decision)) => Decision::from(decision),
+            Ok(Err(PluginError::InvalidConfig(message))) => {
+                return Err(PluginFault::PluginError {
+                    message: format!("invalid configuration: {}", log::sanitize(&message, 512)),
+                });
+            }
+            Ok(Err(PluginError::Internal(message))) => {
+                return Err(PluginFault::PluginError { message: log::sanitize(&message, 512) });
+            }
+            Err(e) => return Err(classify(e, store.data(), binding, Stage::Call)),
+        };
+        match decision {
+            Decision::Allow { grant } => {
+                narrowing::check_grant(request, &grant)?;
+                Ok(Decision::Allow { grant })
+            }
+            Decision::Deny { reason } => {
+                Ok(Decision::Deny { reason: log::sanitize(&reason, self.inner.config.max_reason_bytes) })
+            }
+        }
+    }
+
+    /// Runs a connector's chain in order, each plugin seeing the previous one's grant; stops at the first
+    /// deny or fault.
+    pub async fn run_chain(&self, chain: &[Binding], request: &PolicyRequest) -> ChainOutcome {
+        let mut current = request.clone();
+        for binding in chain {
+            let started = Instant::now();
+            let outcome = self.evaluate(binding, &current).await;
+            let micros = started.elapsed().as_micros() as u64;
+            match outcome {
+                Ok(Decision::Allow { grant }) => {
+                    tracing::debug!(binding = binding.id(), micros, "plugin allowed");
+                    current = current.with_grant(&grant);
+                }
+                Ok(Decision::Deny { reason }) => {
+                    tracing::info!(binding = binding.id(), request_id = %request.request_id, micros, %reason, "plugin denied");
+                    return ChainOutcome::Deny { binding: binding.id().to_owned(), reason };
+                }
+                Err(fault) => {
+                    tracing::warn!(binding = binding.id(), plugin = binding.plugin.name(), request_id = %request.request_id,
+                        code = fault.code(), %fault, "plugin fault; request denied");
+                    return ChainOutcome::Fault { binding: binding.id().to_owned(), fault };
+                }
+            }
+        }
+        ChainOutcome::Allow(current.unchanged_grant())
+    }
+
+    fn store(&self, binding: &Binding, connector: &str, request_id: &str) -> Store<HostState> {
+        let inner = &self.inner;
+        let tick = inner.config.epoch_tick.as_nanos().max(1);
+        let ticks = binding.limits.deadline.as_nanos().div_ceil(tick) as u64;
+        let log = LogSink::new(
+            binding.plugin.name.clone(),
+            binding.id.clone(),
+            connector.into(),
+            request_id.into(),
+            inner.log_limits.clone(),
+            inner.log_buckets.clone(),
+        );
+        let state = HostState::new(
+            binding.limits.memory_bytes,
+            log,
+            inner.kv.binding(&binding.id),
+            inner.config.stderr_bytes,
+            ticks,
+        );
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        // Each epoch boundary the plugin runs into costs it one tick; it yields to the executor at each, so
+        // a busy plugin never holds a worker thread for more than a tick.
+        store.epoch_deadline_callback(|mut context| {
+            let state = context.data_mut();
+            if state.ticks_left == 0 {
+                state.timed_out = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Instantiate,
+    Call,
+}
+
+/// Names the fault behind a wasmtime error, from what the store saw.
+fn classify(error: wasmtime::Error, state: &HostState, binding: &Binding, stage: Stage) -> PluginFault {
+    if state.limiter.exceeded {
+        return PluginFault::MemoryLimit { limit_bytes: state.limiter.limit };
+    }
+    let trap = error.downcast_ref::<Trap>().copied();
+    if state.timed_out || trap == Some(Trap::Interrupt) {
+        return PluginFault::Timeout { deadline: binding.limits.deadline };
+    }
+    let message = match trap {
+        Some(trap) => trap.to_string(),
+        None if matches!(stage, Stage::Instantiate) => return PluginFault::Instantiate(format!("{error:#}")),
+        None => format!("{error:#}"),
+    };
+    let stderr = state.stderr.contents();
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        PluginFault::Trap { message }
+    } else {
+        // The end of stderr is where a panic message is.
+        let tail = &stderr[stderr.floor_char_boundary(stderr.len().saturating_sub(512))..];
+        PluginFault::Trap { message: format!("{message}; stderr: {}", log::sanitize(tail, 512)) }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[allow(unused)]
+fn _assert_send(runtime: &PluginRuntime, binding: &Binding, request: &PolicyRequest) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(runtime.evaluate(binding, request));
+    is_send(runtime.run_chain(std::slice::from_ref(binding), request));
+}

@@ -1,0 +1,95 @@
+//! Shared pieces of idfed's end-to-end tests: the plugin components built from `plugins/` by `build.rs`,
+//! and helpers to make runtimes and requests.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use idfed::plugins::{
+    Caller, ConnectorInfo, KvStore, Plugin, PluginRuntime, PolicyRequest, PrincipalType, RuntimeConfig,
+};
+
+/// Paths of the components built from `plugins/`, one constant per crate (`RATE_LIMIT`, `ENDLESS_LOOP`…).
+pub mod fixtures {
+    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+}
+
+/// A runtime over a data directory of its own, and that directory.
+pub struct TestRuntime {
+    /// The runtime.
+    pub runtime: PluginRuntime,
+    /// The sled database behind its key-value store.
+    pub db: sled::Db,
+    /// Keeps the data directory alive.
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+impl TestRuntime {
+    /// A runtime with default settings in a new temporary data directory.
+    pub fn new() -> Self {
+        Self::with_config(RuntimeConfig::default())
+    }
+
+    /// A runtime with `config` in a new temporary data directory.
+    pub fn with_config(config: RuntimeConfig) -> Self {
+        Self::open(Arc::new(tempfile::tempdir().unwrap()), config)
+    }
+
+    /// A runtime over an existing data directory (as after a restart).
+    pub fn open(dir: Arc<tempfile::TempDir>, config: RuntimeConfig) -> Self {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let kv = KvStore::new(db.open_tree("plugin-kv").unwrap());
+        let data = cap_std_dir(dir.path());
+        let runtime = PluginRuntime::new(config, Some(&data), kv).unwrap();
+        TestRuntime { runtime, db, dir }
+    }
+
+    /// Loads a fixture by path.
+    pub fn load(&self, path: &str) -> Arc<Plugin> {
+        let wasm = std::fs::read(path).unwrap();
+        let name = std::path::Path::new(path).file_stem().unwrap().to_string_lossy().into_owned();
+        self.runtime.load(&name, &wasm).unwrap()
+    }
+}
+
+impl Default for TestRuntime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn cap_std_dir(path: &std::path::Path) -> cap_std::fs::Dir {
+    cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority()).unwrap()
+}
+
+/// A request from `user` in `groups` to a connector of `principal_type`, for one hour, at `time`.
+pub fn request(user: &str, groups: &[&str], principal_type: PrincipalType, policy: Option<&str>) -> PolicyRequest {
+    PolicyRequest {
+        request_id: "test-request".into(),
+        caller: Caller {
+            user_name: Some(user.into()),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            is_admin: false,
+            is_system_scope: false,
+            source_ip: Some("127.0.0.1".into()),
+            user_agent: Some("idfed-tests".into()),
+        },
+        connector: ConnectorInfo {
+            name: "dev".into(),
+            principal_type,
+            account_name: "main".into(),
+            role_arn: (principal_type == PrincipalType::AssumedRole)
+                .then(|| "arn:aws:iam::123456789012:role/dev".into()),
+            default_duration_seconds: None,
+            max_duration_seconds: None,
+        },
+        requested_duration_seconds: Some(3600),
+        duration_seconds: 3600,
+        policy: policy.map(str::to_owned),
+        policy_arns: vec![],
+        tags: vec![],
+        time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_030_100), // Mon 2026-11-30 09:15 UTC
+    }
+}
+
+/// An S3 read-only policy for `data`.
+pub const S3_READ_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::data","arn:aws:s3:::data/*"]}]}"#;

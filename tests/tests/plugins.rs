@@ -1,0 +1,328 @@
+//! The plugin runtime end to end, with the real components built from `plugins/`: each example plugin's
+//! documented behaviour, every misbehaving fixture denied with its own fault while the host goes on
+//! serving, the sandbox, the key-value store across restarts, config checks at bind time and the cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use idfed::plugins::{
+    BindError, Binding, ChainOutcome, CompileSource, Decision, Limits, LoadError, PluginFault, PolicyRequest,
+    PrincipalType, RuntimeConfig, SessionTag,
+};
+use idfed_tests::{S3_READ_POLICY, TestRuntime, fixtures, request};
+
+/// Guards against a hang (a broken deadline would otherwise stall the suite); not a speed assertion.
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f).await.expect("the host must answer; it hung")
+}
+
+async fn bind(rt: &TestRuntime, id: &str, path: &str, config: &str) -> Binding {
+    bounded(rt.runtime.bind(id, rt.load(path), config, None)).await.unwrap()
+}
+
+async fn decide(rt: &TestRuntime, binding: &Binding, request: &PolicyRequest) -> Result<Decision, PluginFault> {
+    bounded(rt.runtime.evaluate(binding, request)).await
+}
+
+fn grant_of(decision: Result<Decision, PluginFault>) -> idfed::plugins::Grant {
+    match decision {
+        Ok(Decision::Allow { grant }) => grant,
+        other => panic!("expected an allow, got {other:?}"),
+    }
+}
+
+fn reason_of(decision: Result<Decision, PluginFault>) -> String {
+    match decision {
+        Ok(Decision::Deny { reason }) => reason,
+        other => panic!("expected a deny, got {other:?}"),
+    }
+}
+
+fn fault_of(decision: Result<Decision, PluginFault>) -> PluginFault {
+    match decision {
+        Err(fault) => fault,
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
+
+fn at(mut request: PolicyRequest, unix_seconds: u64) -> PolicyRequest {
+    request.time = std::time::UNIX_EPOCH + Duration::from_secs(unix_seconds);
+    request
+}
+
+const MON_0915: u64 = 1_796_030_100;
+const MON_2000: u64 = 1_796_068_800;
+const SUN_1000: u64 = 1_795_946_400;
+
+#[tokio::test]
+async fn business_hours_allows_inside_the_window_denies_outside_and_exempts_groups() {
+    let rt = TestRuntime::new();
+    let config = r#"{"utc_offset_minutes": 0, "days": ["mon","tue","wed","thu","fri"], "start": "08:00", "end": "18:00", "exempt_groups": ["oncall"]}"#;
+    let b = bind(&rt, "bh", fixtures::BUSINESS_HOURS, config).await;
+    let r = request("alice", &["dev"], PrincipalType::FederatedUser, Some(S3_READ_POLICY));
+    assert_eq!(grant_of(decide(&rt, &b, &at(r.clone(), MON_0915)).await), r.unchanged_grant());
+    let evening = reason_of(decide(&rt, &b, &at(r.clone(), MON_2000)).await);
+    assert!(evening.contains("08:00") && evening.contains("18:00"), "{evening}");
+    reason_of(decide(&rt, &b, &at(r.clone(), SUN_1000)).await);
+    let oncall = request("olga", &["oncall"], PrincipalType::FederatedUser, Some(S3_READ_POLICY));
+    grant_of(decide(&rt, &b, &at(oncall, MON_2000)).await);
+    // The UTC offset moves the window: 20:00 UTC is 09:00 at UTC+13.
+    let b13 = bind(&rt, "bh13", fixtures::BUSINESS_HOURS, &config.replace("\"utc_offset_minutes\": 0", "\"utc_offset_minutes\": 780")).await;
+    grant_of(decide(&rt, &b13, &at(r, MON_2000)).await);
+}
+
+#[tokio::test]
+async fn duration_cap_caps_per_group_first_rule_first() {
+    let rt = TestRuntime::new();
+    let config = r#"{"rules": [{"group": "contractors", "max_duration_seconds": 3600}, {"group": "dev", "max_duration_seconds": 14400}], "default_max_duration_seconds": 28800}"#;
+    let b = bind(&rt, "cap", fixtures::DURATION_CAP, config).await;
+    let mut long = request("carl", &["dev", "contractors"], PrincipalType::AssumedRole, None);
+    long.duration_seconds = 43_200;
+    assert_eq!(grant_of(decide(&rt, &b, &long).await).duration_seconds, 3600);
+    long.caller.groups = vec!["dev".into()];
+    assert_eq!(grant_of(decide(&rt, &b, &long).await).duration_seconds, 14_400);
+    long.caller.groups = vec!["ops".into()];
+    assert_eq!(grant_of(decide(&rt, &b, &long).await).duration_seconds, 28_800);
+    let short = request("ann", &["ops"], PrincipalType::AssumedRole, None);
+    assert_eq!(grant_of(decide(&rt, &b, &short).await).duration_seconds, 3600);
+}
+
+const ADMIN_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iam:*","s3:*"],"Resource":"*"}]}"#;
+
+#[tokio::test]
+async fn policy_guard_denies_or_rewrites_dangerous_policies() {
+    let rt = TestRuntime::new();
+    let deny = bind(&rt, "guard-deny", fixtures::POLICY_GUARD, r#"{"mode": "deny", "actions": ["iam:*", "organizations:*"]}"#).await;
+    let risky = request("alice", &["dev"], PrincipalType::FederatedUser, Some(ADMIN_POLICY));
+    let reason = reason_of(decide(&rt, &deny, &risky).await);
+    assert!(reason.contains("iam:*"), "{reason}");
+    let safe = request("alice", &["dev"], PrincipalType::FederatedUser, Some(S3_READ_POLICY));
+    assert_eq!(grant_of(decide(&rt, &deny, &safe).await), safe.unchanged_grant());
+
+    let rewrite = bind(&rt, "guard-rewrite", fixtures::POLICY_GUARD, r#"{"mode": "rewrite", "actions": ["iam:*"]}"#).await;
+    let grant = grant_of(decide(&rt, &rewrite, &risky).await);
+    let policy: serde_json::Value = serde_json::from_str(grant.policy.as_deref().unwrap()).unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    assert!(
+        statements.iter().any(|s| s["Effect"] == "Deny" && s.to_string().contains("iam:*")),
+        "no Deny statement for iam:* in {policy}"
+    );
+    // A role with no session policy has the role's whole permissions: the rewrite still guards it.
+    let bare_role = request("alice", &["dev"], PrincipalType::AssumedRole, None);
+    let grant = grant_of(decide(&rt, &rewrite, &bare_role).await);
+    assert!(grant.policy.as_deref().unwrap().contains("Deny"));
+}
+
+#[tokio::test]
+async fn rate_limit_counts_per_caller_and_state_survives_a_restart_private_to_its_binding() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = r#"{"max_requests": 2, "window_seconds": 3600}"#;
+    let alice = request("alice", &["dev"], PrincipalType::IamUser, None);
+    let bob = request("bob", &["dev"], PrincipalType::IamUser, None);
+    {
+        let rt = TestRuntime::open(dir.clone(), RuntimeConfig::default());
+        let b = bind(&rt, "limit-1", fixtures::RATE_LIMIT, config).await;
+        grant_of(decide(&rt, &b, &alice).await);
+        grant_of(decide(&rt, &b, &alice).await);
+        let reason = reason_of(decide(&rt, &b, &alice).await);
+        assert!(reason.contains('2'), "the reason should state the limit: {reason}");
+        grant_of(decide(&rt, &b, &bob).await);
+        rt.runtime.kv().flush().unwrap();
+    }
+    // A restart: a new runtime and database over the same data directory.
+    let rt = TestRuntime::open(dir, RuntimeConfig::default());
+    let b = bind(&rt, "limit-1", fixtures::RATE_LIMIT, config).await;
+    reason_of(decide(&rt, &b, &alice).await);
+    grant_of(decide(&rt, &b, &bob).await);
+    reason_of(decide(&rt, &b, &bob).await);
+    // Another binding of the same plugin has its own, empty store.
+    let other = bind(&rt, "limit-2", fixtures::RATE_LIMIT, config).await;
+    grant_of(decide(&rt, &other, &alice).await);
+}
+
+#[tokio::test]
+async fn session_tags_adds_tags_from_the_caller_and_keeps_existing_ones() {
+    let rt = TestRuntime::new();
+    let config = r#"{"user_tag": "idfed-user", "team_tag": "team", "team_group_pattern": "team-*", "static": {"cost-center": "1234"}}"#;
+    let b = bind(&rt, "tags", fixtures::SESSION_TAGS, config).await;
+    let mut r = request("alice", &["dev", "team-blue"], PrincipalType::AssumedRole, Some(S3_READ_POLICY));
+    r.tags = vec![SessionTag { key: "project".into(), value: "apollo".into() }];
+    let tags = grant_of(decide(&rt, &b, &r).await).tags;
+    for (key, value) in [("project", "apollo"), ("idfed-user", "alice"), ("team", "blue"), ("cost-center", "1234")] {
+        assert!(tags.contains(&SessionTag { key: key.into(), value: value.into() }), "{key}={value} missing from {tags:?}");
+    }
+    // GetSessionToken takes no tags: an iam-user request passes unchanged.
+    let iam_user = request("alice", &["team-blue"], PrincipalType::IamUser, None);
+    assert!(grant_of(decide(&rt, &b, &iam_user).await).tags.is_empty());
+}
+
+#[tokio::test]
+async fn a_chain_passes_each_grant_on_and_stops_at_the_first_deny_or_fault() {
+    let rt = TestRuntime::new();
+    let cap = bind(&rt, "cap", fixtures::DURATION_CAP, r#"{"rules": [], "default_max_duration_seconds": 1800}"#).await;
+    let tags = bind(&rt, "tags", fixtures::SESSION_TAGS, r#"{"user_tag": "idfed-user"}"#).await;
+    let guard = bind(&rt, "guard", fixtures::POLICY_GUARD, r#"{"mode": "deny", "actions": ["iam:*"]}"#).await;
+    let panics = bind(&rt, "panics", fixtures::PANIC_PLUGIN, "{}").await;
+    let r = request("alice", &["dev"], PrincipalType::AssumedRole, Some(S3_READ_POLICY));
+
+    let chain = [cap.clone(), tags.clone(), guard.clone()];
+    match bounded(rt.runtime.run_chain(&chain, &r)).await {
+        ChainOutcome::Allow(grant) => {
+            assert_eq!(grant.duration_seconds, 1800);
+            assert_eq!(grant.tags, vec![SessionTag { key: "idfed-user".into(), value: "alice".into() }]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let risky = PolicyRequest { policy: Some(ADMIN_POLICY.into()), ..r.clone() };
+    match bounded(rt.runtime.run_chain(&chain, &risky)).await {
+        ChainOutcome::Deny { binding, .. } => assert_eq!(binding, "guard"),
+        other => panic!("{other:?}"),
+    }
+    match bounded(rt.runtime.run_chain(&[cap, panics, guard], &r)).await {
+        ChainOutcome::Fault { binding, fault } => {
+            assert_eq!(binding, "panics");
+            assert_eq!(fault.code(), "plugin_trap");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bounded(rt.runtime.run_chain(&[], &r)).await, ChainOutcome::Allow(r.unchanged_grant()));
+}
+
+#[tokio::test]
+async fn misbehaving_plugins_are_denied_with_their_own_fault_and_the_host_goes_on() {
+    let rt = TestRuntime::new();
+    let good = bind(&rt, "good", fixtures::DURATION_CAP, "{}").await;
+    let r = request("alice", &["dev"], PrincipalType::AssumedRole, None);
+    let cases: [(&str, &str, &str); 5] = [
+        (fixtures::ENDLESS_LOOP, "plugin_timeout", "deadline"),
+        (fixtures::ALLOC_BOMB, "plugin_memory_limit", "memory limit"),
+        (fixtures::PANIC_PLUGIN, "plugin_trap", "fixture panic: boom"),
+        (fixtures::WIDEN_DURATION, "plugin_widened_grant", "longer than"),
+        (fixtures::PLUGIN_ERROR, "plugin_error", "fixture: internal failure"),
+    ];
+    for (path, code, text) in cases {
+        let b = bind(&rt, code, path, "{}").await;
+        let fault = fault_of(decide(&rt, &b, &r).await);
+        assert_eq!(fault.code(), code, "{path}: {fault}");
+        assert!(fault.to_string().contains(text), "{path}: {fault}");
+        // The host is unharmed: the next request on the same runtime is served.
+        grant_of(decide(&rt, &good, &r).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_plugins_do_not_stop_other_requests() {
+    let rt = TestRuntime::new();
+    let slow = Limits { deadline: Duration::from_millis(500), ..Limits::default() };
+    let hang = bounded(rt.runtime.bind("hang", rt.load(fixtures::ENDLESS_LOOP), "{}", Some(slow))).await.unwrap();
+    let good = bind(&rt, "good", fixtures::DURATION_CAP, "{}").await;
+    let r = request("alice", &["dev"], PrincipalType::AssumedRole, None);
+    let hangs: Vec<_> = (0..4)
+        .map(|_| {
+            let (runtime, hang, r) = (rt.runtime.clone(), hang.clone(), r.clone());
+            tokio::spawn(async move { runtime.evaluate(&hang, &r).await })
+        })
+        .collect();
+    // While four plugins spin on two workers, ordinary evaluations still complete, and all of them do
+    // before the spinning ones hit their deadline.
+    let mut served = 0;
+    for _ in 0..20 {
+        grant_of(decide(&rt, &good, &r).await);
+        served += 1;
+    }
+    let still_spinning = hangs.iter().filter(|h| !h.is_finished()).count();
+    for h in hangs {
+        assert_eq!(bounded(h).await.unwrap().unwrap_err().code(), "plugin_timeout");
+    }
+    assert_eq!(served, 20);
+    assert!(still_spinning > 0, "the hanging plugins ended before the good ones were served");
+}
+
+#[tokio::test]
+async fn a_plugin_cannot_reach_files_the_network_or_the_environment() {
+    let rt = TestRuntime::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let config = serde_json::json!({"addr": listener.local_addr().unwrap().to_string(), "env_var": "PATH"}).to_string();
+    assert!(std::env::var_os("PATH").is_some(), "the host has PATH, so the probe would see it if it leaked");
+    let b = bind(&rt, "probe", fixtures::SANDBOX_PROBE, &config).await;
+    let report = reason_of(decide(&rt, &b, &request("alice", &[], PrincipalType::IamUser, None)).await);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    for key in ["file", "dir_root", "dir_cwd", "socket", "env_var"] {
+        let outcome = report[key].as_str().unwrap_or_default();
+        assert!(outcome.starts_with("Err"), "{key} should have failed inside the sandbox: {report}");
+    }
+    assert_eq!(report["env_count"], 0, "{report}");
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the plugin connected to the host's socket"
+    );
+}
+
+#[tokio::test]
+async fn a_log_flood_is_capped_and_the_plugin_still_answers() {
+    let rt = TestRuntime::new();
+    let b = bind(&rt, "flood", fixtures::LOG_FLOOD, r#"{"lines": 5000, "bytes": 65536}"#).await;
+    let r = request("alice", &[], PrincipalType::AssumedRole, None);
+    assert_eq!(grant_of(decide(&rt, &b, &r).await), r.unchanged_grant());
+}
+
+#[tokio::test]
+async fn components_of_another_world_or_version_and_non_components_are_refused_at_load() {
+    let rt = TestRuntime::new();
+    for path in [fixtures::OTHER_WORLD, fixtures::OTHER_VERSION] {
+        let wasm = std::fs::read(path).unwrap();
+        let err = rt.runtime.load("x", &wasm).unwrap_err();
+        assert!(matches!(err, LoadError::Incompatible(_)), "{path}: {err}");
+        assert_eq!(err.code(), "plugin_incompatible");
+    }
+    let core_module = b"\0asm\x01\0\0\0";
+    assert_eq!(rt.runtime.load("x", core_module).unwrap_err().code(), "plugin_not_a_component");
+    assert_eq!(rt.runtime.load("x", b"#!/bin/sh\necho hi\n").unwrap_err().code(), "plugin_not_a_component");
+    let mut truncated = std::fs::read(fixtures::DURATION_CAP).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    assert_eq!(rt.runtime.load("x", &truncated).unwrap_err().code(), "plugin_not_a_component");
+}
+
+#[tokio::test]
+async fn a_bad_config_or_bad_limits_are_refused_at_bind_time() {
+    let rt = TestRuntime::new();
+    let plugin = rt.load(fixtures::DURATION_CAP);
+    let refused = rt.runtime.bind("b", plugin.clone(), r#"{"rules": "everyone"}"#, None).await.unwrap_err();
+    assert!(matches!(refused, BindError::ConfigRefused { .. }), "{refused}");
+    let too_short = rt.runtime.bind("b", plugin.clone(), r#"{"default_max_duration_seconds": 60}"#, None).await.unwrap_err();
+    assert!(matches!(too_short, BindError::ConfigRefused { .. }), "{too_short}");
+    let not_json = rt.runtime.bind("b", plugin.clone(), "{rules:", None).await.unwrap_err();
+    assert_eq!(not_json.code(), "plugin_config_invalid");
+    let huge = Limits { memory_bytes: 1 << 40, ..Limits::default() };
+    assert_eq!(rt.runtime.bind("b", plugin.clone(), "{}", Some(huge)).await.unwrap_err().code(), "plugin_limits_invalid");
+    let business = rt.load(fixtures::BUSINESS_HOURS);
+    let bad_day = rt.runtime.bind("b", business, r#"{"days": ["someday"]}"#, None).await.unwrap_err();
+    assert!(matches!(bad_day, BindError::ConfigRefused { .. }), "{bad_day}");
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_on_disk_across_restarts() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let wasm = std::fs::read(fixtures::DURATION_CAP).unwrap();
+    {
+        let rt = TestRuntime::open(dir.clone(), RuntimeConfig::default());
+        assert_eq!(rt.runtime.load("cap", &wasm).unwrap().source(), CompileSource::Compiled);
+        assert_eq!(rt.runtime.load("cap", &wasm).unwrap().source(), CompileSource::Cached);
+    }
+    let rt = TestRuntime::open(dir.clone(), RuntimeConfig::default());
+    let plugin = rt.runtime.load("cap", &wasm).unwrap();
+    assert_eq!(plugin.source(), CompileSource::Cached);
+    let b = bounded(rt.runtime.bind("b", plugin, "{}", None)).await.unwrap();
+    grant_of(decide(&rt, &b, &request("a", &[], PrincipalType::IamUser, None)).await);
+    drop(rt);
+
+    // A damaged cache file is not trusted blindly: it fails to load and the component is compiled again.
+    let cache = dir.path().join("component-cache");
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
+    }
+    let rt = TestRuntime::open(dir, RuntimeConfig::default());
+    assert_eq!(rt.runtime.load("cap", &wasm).unwrap().source(), CompileSource::Compiled);
+}
