@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use crate::plugins::{BindError, Decision, KvStore, Limits, PluginRuntime, PolicyRequest, RuntimeConfig};
+use crate::plugins::{
+    BindError, Decision, KvStore, Limits, PluginRuntime, PolicyRequest, RuntimeConfig,
+};
 
 /// idfed: vend temporary AWS credentials to the people and programs allowed to have them.
 #[derive(Debug, Parser)]
@@ -76,7 +78,9 @@ impl PluginCommand {
             PluginCommand::Check { file } => {
                 let wasm = read(&file)?;
                 let runtime = scratch_runtime()?;
-                let plugin = runtime.load(&display_name(&file), &wasm).map_err(|e| at(&file, e))?;
+                let plugin = runtime
+                    .load(&display_name(&file), &wasm)
+                    .map_err(|e| at(&file, e))?;
                 println!(
                     "ok: {} is an idfed:policy@0.1.0 policy plugin, {} bytes, sha256 {}",
                     file.display(),
@@ -85,40 +89,62 @@ impl PluginCommand {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            PluginCommand::Eval { file, request, config, deadline_ms, memory_mib } => {
+            PluginCommand::Eval {
+                file,
+                request,
+                config,
+                deadline_ms,
+                memory_mib,
+            } => {
                 let wasm = read(&file)?;
                 let request_text = read_text(&request)?;
-                let request: PolicyRequest = serde_json::from_str(&request_text).map_err(|e| at(&request, e))?;
+                let request: PolicyRequest =
+                    serde_json::from_str(&request_text).map_err(|e| at(&request, e))?;
                 let config_text = match &config {
                     Some(path) => read_text(path)?,
                     None => "{}".to_owned(),
                 };
                 let runtime = scratch_runtime()?;
-                let plugin = runtime.load(&display_name(&file), &wasm).map_err(|e| at(&file, e))?;
-                let limits =
-                    Limits { deadline: Duration::from_millis(deadline_ms), memory_bytes: memory_mib.saturating_mul(1 << 20) };
-                let binding = runtime.bind("cli", plugin, &config_text, Some(limits)).await.map_err(|e| match e {
-                    BindError::ConfigRefused { .. } | BindError::InvalidConfig(_) => {
-                        Failure(format!("{}: {e}", config.as_deref().unwrap_or(Path::new("config")).display()))
-                    }
-                    other => Failure(format!("{} [{}]", other, other.code())),
-                })?;
+                let plugin = runtime
+                    .load(&display_name(&file), &wasm)
+                    .map_err(|e| at(&file, e))?;
+                let limits = Limits {
+                    deadline: Duration::from_millis(deadline_ms),
+                    memory_bytes: memory_mib.saturating_mul(1 << 20),
+                };
+                let binding = runtime
+                    .bind("cli", plugin, &config_text, Some(limits))
+                    .await
+                    .map_err(|e| match e {
+                        BindError::ConfigRefused { .. } | BindError::InvalidConfig(_) => {
+                            Failure(format!(
+                                "{}: {e}",
+                                config.as_deref().unwrap_or(Path::new("config")).display()
+                            ))
+                        }
+                        other => Failure(format!("{} [{}]", other, other.code())),
+                    })?;
                 let started = Instant::now();
                 let outcome = runtime.evaluate(&binding, &request).await;
                 let elapsed_us = started.elapsed().as_micros() as u64;
                 let (json, code) = match outcome {
-                    Ok(Decision::Allow { grant }) => {
-                        (serde_json::json!({"decision": "allow", "grant": grant, "elapsed_us": elapsed_us}), ExitCode::SUCCESS)
-                    }
-                    Ok(Decision::Deny { reason }) => {
-                        (serde_json::json!({"decision": "deny", "reason": reason, "elapsed_us": elapsed_us}), ExitCode::SUCCESS)
-                    }
+                    Ok(Decision::Allow { grant }) => (
+                        serde_json::json!({"decision": "allow", "grant": grant, "elapsed_us": elapsed_us}),
+                        ExitCode::SUCCESS,
+                    ),
+                    Ok(Decision::Deny { reason }) => (
+                        serde_json::json!({"decision": "deny", "reason": reason, "elapsed_us": elapsed_us}),
+                        ExitCode::SUCCESS,
+                    ),
                     Err(fault) => (
                         serde_json::json!({"decision": "fault", "code": fault.code(), "message": fault.to_string(), "elapsed_us": elapsed_us}),
                         ExitCode::from(3),
                     ),
                 };
-                println!("{}", serde_json::to_string_pretty(&json).expect("JSON values serialize"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).expect("JSON values serialize")
+                );
                 Ok(code)
             }
         }
@@ -127,9 +153,16 @@ impl PluginCommand {
 
 /// A runtime for one command: no compiled-component cache, and a throwaway key-value store.
 fn scratch_runtime() -> Result<PluginRuntime, Failure> {
-    let db = sled::Config::new().temporary(true).open().map_err(|e| Failure(format!("temporary store: {e}")))?;
-    let kv = KvStore::new(db.open_tree("plugin-kv").map_err(|e| Failure(format!("temporary store: {e}")))?);
-    PluginRuntime::new(RuntimeConfig::default(), None, kv).map_err(|e| Failure(format!("plugin runtime: {e:#}")))
+    let db = sled::Config::new()
+        .temporary(true)
+        .open()
+        .map_err(|e| Failure(format!("temporary store: {e}")))?;
+    let kv = KvStore::new(
+        db.open_tree("plugin-kv")
+            .map_err(|e| Failure(format!("temporary store: {e}")))?,
+    );
+    PluginRuntime::new(RuntimeConfig::default(), None, kv)
+        .map_err(|e| Failure(format!("plugin runtime: {e:#}")))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -145,5 +178,6 @@ fn at(path: &Path, e: impl std::fmt::Display) -> Failure {
 }
 
 fn display_name(path: &Path) -> String {
-    path.file_stem().map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned())
+    path.file_stem()
+        .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned())
 }

@@ -41,8 +41,13 @@ fn pointer_at(text: &str, line: usize, column: usize) -> String {
 }
 
 enum Frame {
-    Object { key: Option<String>, expecting_key: bool },
-    Array { index: usize },
+    Object {
+        key: Option<String>,
+        expecting_key: bool,
+    },
+    Array {
+        index: usize,
+    },
 }
 
 /// Walks a prefix of a JSON document and returns the pointer of the innermost value it ends in or after.
@@ -51,7 +56,10 @@ fn pointer_of_prefix(prefix: &str) -> String {
     let mut chars = prefix.chars();
     while let Some(c) = chars.next() {
         match c {
-            '{' => stack.push(Frame::Object { key: None, expecting_key: true }),
+            '{' => stack.push(Frame::Object {
+                key: None,
+                expecting_key: true,
+            }),
             '[' => stack.push(Frame::Array { index: 0 }),
             '}' | ']' => {
                 stack.pop();
@@ -89,7 +97,11 @@ fn pointer_of_prefix(prefix: &str) -> String {
                         s.push(c);
                     }
                 }
-                if let Some(Frame::Object { key, expecting_key: true }) = stack.last_mut() {
+                if let Some(Frame::Object {
+                    key,
+                    expecting_key: true,
+                }) = stack.last_mut()
+                {
                     *key = Some(s);
                 }
             }
@@ -146,8 +158,10 @@ mod tests {
 
     #[test]
     fn pointer_to_a_bad_value() {
-        let e = parse_config::<Config>(r#"{"rules": [{"group": "a", "max": 1}, {"group": "b", "max": "x"}]}"#)
-            .unwrap_err();
+        let e = parse_config::<Config>(
+            r#"{"rules": [{"group": "a", "max": 1}, {"group": "b", "max": "x"}]}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.pointer.as_deref(), Some("/rules/1/max"), "{e:?}");
         assert!(e.message.contains("invalid type"), "{}", e.message);
     }
@@ -174,7 +188,10 @@ mod tests {
 
     #[test]
     fn pointer_escapes() {
-        assert_eq!(pointer_of_prefix(r#"{"a/b": {"c~d": [1, 2"#), "/a~1b/c~0d/1");
+        assert_eq!(
+            pointer_of_prefix(r#"{"a/b": {"c~d": [1, 2"#),
+            "/a~1b/c~0d/1"
+        );
         assert_eq!(pointer_of_prefix(r#"{"a": {"b": 1}"#), "/a");
     }
 }

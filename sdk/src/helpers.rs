@@ -1,6 +1,9 @@
 //! Convenience methods on the contract's types.
 
-use crate::{ConfigError, Decision, Denial, Grant, PluginError, PrincipalType, Request, SessionTag, Timestamp};
+use crate::{
+    ConfigError, Decision, Denial, Grant, PluginError, PrincipalType, Request, SessionTag,
+    Timestamp,
+};
 
 impl Grant {
     /// The grant that hands the request on unchanged: its policy, policy ARNs, tags and duration.
@@ -13,9 +16,10 @@ impl Grant {
         }
     }
 
-    /// Whether the grant has a session tag with this key (compared case-insensitively, as STS does).
+    /// Whether the grant has a session tag with this key (compared case-insensitively, as STS and the host do).
     pub fn has_tag(&self, key: &str) -> bool {
-        self.tags.iter().any(|t| t.key.eq_ignore_ascii_case(key))
+        let key = key.to_lowercase();
+        self.tags.iter().any(|t| t.key.to_lowercase() == key)
     }
 }
 
@@ -49,7 +53,9 @@ impl Decision {
 
     /// Denies the request. The reason is shown to the caller as it is: it must hold nothing secret.
     pub fn deny(reason: impl Into<String>) -> Decision {
-        Decision::Deny(Denial { reason: reason.into() })
+        Decision::Deny(Denial {
+            reason: reason.into(),
+        })
     }
 
     /// Whether this is an allow.
@@ -89,12 +95,18 @@ impl PluginError {
 impl ConfigError {
     /// A configuration error about the document as a whole.
     pub fn new(message: impl Into<String>) -> ConfigError {
-        ConfigError { message: message.into(), pointer: None }
+        ConfigError {
+            message: message.into(),
+            pointer: None,
+        }
     }
 
     /// A configuration error about the value at a JSON pointer such as `/rules/0/group`.
     pub fn at(pointer: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError { message: message.into(), pointer: Some(pointer.into()) }
+        ConfigError {
+            message: message.into(),
+            pointer: Some(pointer.into()),
+        }
     }
 
     /// The message, followed by the pointer when there is one: `message (at /rules/0)`.
@@ -115,7 +127,10 @@ impl From<serde_json::Error> for ConfigError {
 impl SessionTag {
     /// A session tag.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> SessionTag {
-        SessionTag { key: key.into(), value: value.into() }
+        SessionTag {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -143,7 +158,10 @@ impl PrincipalType {
 impl Timestamp {
     /// A timestamp of whole seconds since the Unix epoch.
     pub fn from_seconds(seconds: u64) -> Timestamp {
-        Timestamp { seconds, nanoseconds: 0 }
+        Timestamp {
+            seconds,
+            nanoseconds: 0,
+        }
     }
 
     /// The timestamp as a [`std::time::SystemTime`].
@@ -153,8 +171,13 @@ impl Timestamp {
 
     /// The timestamp from a [`std::time::SystemTime`] (times before the epoch become the epoch).
     pub fn from_system_time(time: std::time::SystemTime) -> Timestamp {
-        let d = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Timestamp { seconds: d.as_secs(), nanoseconds: d.subsec_nanos() }
+        let d = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp {
+            seconds: d.as_secs(),
+            nanoseconds: d.subsec_nanos(),
+        }
     }
 }
 
@@ -183,7 +206,10 @@ mod tests {
 
     #[test]
     fn timestamp_round_trip() {
-        let t = Timestamp { seconds: 1_700_000_000, nanoseconds: 5 };
+        let t = Timestamp {
+            seconds: 1_700_000_000,
+            nanoseconds: 5,
+        };
         assert_eq!(Timestamp::from_system_time(t.to_system_time()), t);
     }
 }

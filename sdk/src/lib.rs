@@ -1,4 +1,4 @@
-//! Write [idfed](https://example.invalid/idfed) policy plugins in Rust.
+//! Write idfed policy plugins in Rust.
 //!
 //! A policy plugin is a WebAssembly component that sees every credential request made to the connectors it is
 //! bound to, and may refuse it or narrow it (shorter duration, smaller session policy, extra session tags). The
@@ -51,7 +51,7 @@
 //! STS limits, wildcard-aware action queries and a conservative "allows nothing more" check), which the host
 //! uses natively as well.
 //!
-//! On targets other than `wasm32` the host imports ([`log`], [`kv`], [`clock`]) are served by an in-memory
+//! On targets other than `wasm32` the host imports ([`log`](mod@log), [`kv`], [`clock`]) are served by an in-memory
 //! test double (see [`testing`]), so plugins can unit-test their logic with a plain `cargo test`.
 #![deny(missing_docs)]
 
@@ -86,12 +86,12 @@ pub mod __private {
 
 pub use config::parse_config;
 
+pub use __private::idfed::policy::kv::KvError;
 /// The types of the plugin contract (`idfed:policy/types`).
 pub use __private::idfed::policy::types::{
     Caller, ConfigError, Connector, Decision, Denial, Grant, PluginError, PrincipalType, Request,
     SessionTag, Timestamp,
 };
-pub use __private::idfed::policy::kv::KvError;
 
 /// Configuration type for plugins that take none: accepts (and ignores) any JSON configuration.
 pub type NoConfig = serde::de::IgnoredAny;
@@ -129,7 +129,10 @@ pub fn validate_config<P: Policy + ?Sized>(config: &str) -> Result<(), ConfigErr
 ///
 /// A configuration that fails to parse or check yields [`PluginError::InvalidConfig`]. Useful in a plugin's
 /// native unit tests.
-pub fn evaluate<P: Policy + ?Sized>(config: &str, request: &Request) -> Result<Decision, PluginError> {
+pub fn evaluate<P: Policy + ?Sized>(
+    config: &str,
+    request: &Request,
+) -> Result<Decision, PluginError> {
     let parsed: P::Config =
         parse_config(config).map_err(|e| PluginError::InvalidConfig(e.to_text()))?;
     P::check_config(&parsed).map_err(|e| PluginError::InvalidConfig(e.to_text()))?;
@@ -162,6 +165,9 @@ macro_rules! export_policy {
             }
         }
 
+        // Only WebAssembly builds export: natively (unit tests) the component export names, which contain `:`,
+        // would break the linker's symbol list for a cdylib.
+        #[cfg(target_arch = "wasm32")]
         $crate::__private::export!(__IdfedPolicyExport with_types_in $crate::__private);
     };
 }

@@ -1,6 +1,6 @@
 //! Native test doubles for the host imports (only on targets other than `wasm32`).
 //!
-//! On `wasm32` the [`log`](crate::log), [`kv`](crate::kv) and [`clock`](crate::clock) modules call the host. Natively
+//! On `wasm32` the [`log`](mod@crate::log), [`kv`](crate::kv) and [`clock`](crate::clock) modules call the host. Natively
 //! they use per-thread in-memory state kept here, so a plugin's logic can be unit-tested with `cargo test`:
 //! log lines are recorded ([`logs`]), the store honours TTLs against the mock clock ([`set_now`], [`advance`]) and
 //! the host's key and value size limits, and [`fail_kv`] makes every store call fail.
@@ -44,7 +44,10 @@ pub fn set_now(time: Timestamp) {
 /// Moves the mock clock forward (setting it from the system clock first if it was not set).
 pub fn advance(seconds: u64) {
     let t = now();
-    set_now(Timestamp { seconds: t.seconds + seconds, nanoseconds: t.nanoseconds });
+    set_now(Timestamp {
+        seconds: t.seconds + seconds,
+        nanoseconds: t.nanoseconds,
+    });
 }
 
 /// Makes every store call fail with this error (or, with `None`, work again).
@@ -88,7 +91,10 @@ pub fn sample_request() -> Request {
         policy: None,
         policy_arns: Vec::new(),
         tags: Vec::new(),
-        time: Timestamp { seconds: 1_704_276_000, nanoseconds: 0 },
+        time: Timestamp {
+            seconds: 1_704_276_000,
+            nanoseconds: 0,
+        },
     }
 }
 
@@ -109,7 +115,10 @@ pub(crate) mod kv {
     const MAX_VALUE: usize = 16 * 1024;
     const MAX_KEYS: usize = 4096;
 
-    fn with_store<T>(key: &str, f: impl FnOnce(&mut State, u64) -> Result<T, KvError>) -> Result<T, KvError> {
+    fn with_store<T>(
+        key: &str,
+        f: impl FnOnce(&mut State, u64) -> Result<T, KvError>,
+    ) -> Result<T, KvError> {
         let now = super::now().seconds;
         STATE.with(|s| {
             let mut s = s.borrow_mut();
@@ -146,7 +155,13 @@ pub(crate) mod kv {
                 return Err(KvError::ValueTooLarge);
             }
             check_room(s, key)?;
-            s.kv.insert(key.to_string(), (Value::Bytes(value.to_vec()), ttl.map(|t| now + u64::from(t))));
+            s.kv.insert(
+                key.to_string(),
+                (
+                    Value::Bytes(value.to_vec()),
+                    ttl.map(|t| now + u64::from(t)),
+                ),
+            );
             Ok(())
         })
     }
@@ -168,7 +183,10 @@ pub(crate) mod kv {
                 }
                 Some((Value::Bytes(_), _)) => Err(KvError::NotACounter),
                 None => {
-                    s.kv.insert(key.to_string(), (Value::Counter(delta), ttl.map(|t| now + u64::from(t))));
+                    s.kv.insert(
+                        key.to_string(),
+                        (Value::Counter(delta), ttl.map(|t| now + u64::from(t))),
+                    );
                     Ok(delta)
                 }
             }
@@ -197,7 +215,10 @@ mod tests {
         kv::delete("s").unwrap();
         assert_eq!(kv::get("s").unwrap(), None);
         assert_eq!(kv::get(""), Err(KvError::InvalidKey));
-        assert_eq!(kv::set("big", vec![0u8; 16 * 1024 + 1], None), Err(KvError::ValueTooLarge));
+        assert_eq!(
+            kv::set("big", vec![0u8; 16 * 1024 + 1], None),
+            Err(KvError::ValueTooLarge)
+        );
         fail_kv(Some(KvError::Unavailable("down".into())));
         assert!(kv::get("c").is_err());
         assert_eq!(clock::now().seconds, 1010);
@@ -208,7 +229,13 @@ mod tests {
         reset();
         log::info("one");
         crate::log!(warn, "two {}", 2);
-        assert_eq!(take_logs(), vec![(Level::Info, "one".to_string()), (Level::Warn, "two 2".to_string())]);
+        assert_eq!(
+            take_logs(),
+            vec![
+                (Level::Info, "one".to_string()),
+                (Level::Warn, "two 2".to_string())
+            ]
+        );
         assert!(logs().is_empty());
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use idfed::plugins::{
-    Caller, ConnectorInfo, KvStore, Plugin, PluginRuntime, PolicyRequest, PrincipalType, RuntimeConfig,
+    Caller, ConnectorInfo, KvStore, Plugin, PluginRuntime, PolicyRequest, PrincipalType,
+    RuntimeConfig,
 };
 
 /// Paths of the components built from `plugins/`, one constant per crate (`RATE_LIMIT`, `ENDLESS_LOOP`…).
@@ -46,7 +47,11 @@ impl TestRuntime {
     /// Loads a fixture by path.
     pub fn load(&self, path: &str) -> Arc<Plugin> {
         let wasm = std::fs::read(path).unwrap();
-        let name = std::path::Path::new(path).file_stem().unwrap().to_string_lossy().into_owned();
+        let name = std::path::Path::new(path)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         self.runtime.load(&name, &wasm).unwrap()
     }
 }
@@ -62,7 +67,12 @@ fn cap_std_dir(path: &std::path::Path) -> cap_std::fs::Dir {
 }
 
 /// A request from `user` in `groups` to a connector of `principal_type`, for one hour, at `time`.
-pub fn request(user: &str, groups: &[&str], principal_type: PrincipalType, policy: Option<&str>) -> PolicyRequest {
+pub fn request(
+    user: &str,
+    groups: &[&str],
+    principal_type: PrincipalType,
+    policy: Option<&str>,
+) -> PolicyRequest {
     PolicyRequest {
         request_id: "test-request".into(),
         caller: Caller {

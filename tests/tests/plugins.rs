@@ -6,21 +6,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idfed::plugins::{
-    BindError, Binding, ChainOutcome, CompileSource, Decision, Limits, LoadError, PluginFault, PolicyRequest,
-    PrincipalType, RuntimeConfig, SessionTag,
+    BindError, Binding, ChainOutcome, CompileSource, Decision, Limits, LoadError, PluginFault,
+    PolicyRequest, PrincipalType, RuntimeConfig, SessionTag,
 };
 use idfed_tests::{S3_READ_POLICY, TestRuntime, fixtures, request};
 
 /// Guards against a hang (a broken deadline would otherwise stall the suite); not a speed assertion.
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(60), f).await.expect("the host must answer; it hung")
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("the host must answer; it hung")
 }
 
 async fn bind(rt: &TestRuntime, id: &str, path: &str, config: &str) -> Binding {
-    bounded(rt.runtime.bind(id, rt.load(path), config, None)).await.unwrap()
+    bounded(rt.runtime.bind(id, rt.load(path), config, None))
+        .await
+        .unwrap()
 }
 
-async fn decide(rt: &TestRuntime, binding: &Binding, request: &PolicyRequest) -> Result<Decision, PluginFault> {
+async fn decide(
+    rt: &TestRuntime,
+    binding: &Binding,
+    request: &PolicyRequest,
+) -> Result<Decision, PluginFault> {
     bounded(rt.runtime.evaluate(binding, request)).await
 }
 
@@ -59,15 +67,37 @@ async fn business_hours_allows_inside_the_window_denies_outside_and_exempts_grou
     let rt = TestRuntime::new();
     let config = r#"{"utc_offset_minutes": 0, "days": ["mon","tue","wed","thu","fri"], "start": "08:00", "end": "18:00", "exempt_groups": ["oncall"]}"#;
     let b = bind(&rt, "bh", fixtures::BUSINESS_HOURS, config).await;
-    let r = request("alice", &["dev"], PrincipalType::FederatedUser, Some(S3_READ_POLICY));
-    assert_eq!(grant_of(decide(&rt, &b, &at(r.clone(), MON_0915)).await), r.unchanged_grant());
+    let r = request(
+        "alice",
+        &["dev"],
+        PrincipalType::FederatedUser,
+        Some(S3_READ_POLICY),
+    );
+    assert_eq!(
+        grant_of(decide(&rt, &b, &at(r.clone(), MON_0915)).await),
+        r.unchanged_grant()
+    );
     let evening = reason_of(decide(&rt, &b, &at(r.clone(), MON_2000)).await);
-    assert!(evening.contains("08:00") && evening.contains("18:00"), "{evening}");
+    assert!(
+        evening.contains("08:00") && evening.contains("18:00"),
+        "{evening}"
+    );
     reason_of(decide(&rt, &b, &at(r.clone(), SUN_1000)).await);
-    let oncall = request("olga", &["oncall"], PrincipalType::FederatedUser, Some(S3_READ_POLICY));
+    let oncall = request(
+        "olga",
+        &["oncall"],
+        PrincipalType::FederatedUser,
+        Some(S3_READ_POLICY),
+    );
     grant_of(decide(&rt, &b, &at(oncall, MON_2000)).await);
     // The UTC offset moves the window: 20:00 UTC is 09:00 at UTC+13.
-    let b13 = bind(&rt, "bh13", fixtures::BUSINESS_HOURS, &config.replace("\"utc_offset_minutes\": 0", "\"utc_offset_minutes\": 780")).await;
+    let b13 = bind(
+        &rt,
+        "bh13",
+        fixtures::BUSINESS_HOURS,
+        &config.replace("\"utc_offset_minutes\": 0", "\"utc_offset_minutes\": 780"),
+    )
+    .await;
     grant_of(decide(&rt, &b13, &at(r, MON_2000)).await);
 }
 
@@ -76,15 +106,32 @@ async fn duration_cap_caps_per_group_first_rule_first() {
     let rt = TestRuntime::new();
     let config = r#"{"rules": [{"group": "contractors", "max_duration_seconds": 3600}, {"group": "dev", "max_duration_seconds": 14400}], "default_max_duration_seconds": 28800}"#;
     let b = bind(&rt, "cap", fixtures::DURATION_CAP, config).await;
-    let mut long = request("carl", &["dev", "contractors"], PrincipalType::AssumedRole, None);
+    let mut long = request(
+        "carl",
+        &["dev", "contractors"],
+        PrincipalType::AssumedRole,
+        None,
+    );
     long.duration_seconds = 43_200;
-    assert_eq!(grant_of(decide(&rt, &b, &long).await).duration_seconds, 3600);
+    assert_eq!(
+        grant_of(decide(&rt, &b, &long).await).duration_seconds,
+        3600
+    );
     long.caller.groups = vec!["dev".into()];
-    assert_eq!(grant_of(decide(&rt, &b, &long).await).duration_seconds, 14_400);
+    assert_eq!(
+        grant_of(decide(&rt, &b, &long).await).duration_seconds,
+        14_400
+    );
     long.caller.groups = vec!["ops".into()];
-    assert_eq!(grant_of(decide(&rt, &b, &long).await).duration_seconds, 28_800);
+    assert_eq!(
+        grant_of(decide(&rt, &b, &long).await).duration_seconds,
+        28_800
+    );
     let short = request("ann", &["ops"], PrincipalType::AssumedRole, None);
-    assert_eq!(grant_of(decide(&rt, &b, &short).await).duration_seconds, 3600);
+    assert_eq!(
+        grant_of(decide(&rt, &b, &short).await).duration_seconds,
+        3600
+    );
 }
 
 const ADMIN_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["iam:*","s3:*"],"Resource":"*"}]}"#;
@@ -92,19 +139,46 @@ const ADMIN_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Al
 #[tokio::test]
 async fn policy_guard_denies_or_rewrites_dangerous_policies() {
     let rt = TestRuntime::new();
-    let deny = bind(&rt, "guard-deny", fixtures::POLICY_GUARD, r#"{"mode": "deny", "actions": ["iam:*", "organizations:*"]}"#).await;
-    let risky = request("alice", &["dev"], PrincipalType::FederatedUser, Some(ADMIN_POLICY));
+    let deny = bind(
+        &rt,
+        "guard-deny",
+        fixtures::POLICY_GUARD,
+        r#"{"mode": "deny", "actions": ["iam:*", "organizations:*"]}"#,
+    )
+    .await;
+    let risky = request(
+        "alice",
+        &["dev"],
+        PrincipalType::FederatedUser,
+        Some(ADMIN_POLICY),
+    );
     let reason = reason_of(decide(&rt, &deny, &risky).await);
     assert!(reason.contains("iam:*"), "{reason}");
-    let safe = request("alice", &["dev"], PrincipalType::FederatedUser, Some(S3_READ_POLICY));
-    assert_eq!(grant_of(decide(&rt, &deny, &safe).await), safe.unchanged_grant());
+    let safe = request(
+        "alice",
+        &["dev"],
+        PrincipalType::FederatedUser,
+        Some(S3_READ_POLICY),
+    );
+    assert_eq!(
+        grant_of(decide(&rt, &deny, &safe).await),
+        safe.unchanged_grant()
+    );
 
-    let rewrite = bind(&rt, "guard-rewrite", fixtures::POLICY_GUARD, r#"{"mode": "rewrite", "actions": ["iam:*"]}"#).await;
+    let rewrite = bind(
+        &rt,
+        "guard-rewrite",
+        fixtures::POLICY_GUARD,
+        r#"{"mode": "rewrite", "actions": ["iam:*"]}"#,
+    )
+    .await;
     let grant = grant_of(decide(&rt, &rewrite, &risky).await);
     let policy: serde_json::Value = serde_json::from_str(grant.policy.as_deref().unwrap()).unwrap();
     let statements = policy["Statement"].as_array().unwrap();
     assert!(
-        statements.iter().any(|s| s["Effect"] == "Deny" && s.to_string().contains("iam:*")),
+        statements
+            .iter()
+            .any(|s| s["Effect"] == "Deny" && s.to_string().contains("iam:*")),
         "no Deny statement for iam:* in {policy}"
     );
     // A role with no session policy has the role's whole permissions: the rewrite still guards it.
@@ -125,7 +199,10 @@ async fn rate_limit_counts_per_caller_and_state_survives_a_restart_private_to_it
         grant_of(decide(&rt, &b, &alice).await);
         grant_of(decide(&rt, &b, &alice).await);
         let reason = reason_of(decide(&rt, &b, &alice).await);
-        assert!(reason.contains('2'), "the reason should state the limit: {reason}");
+        assert!(
+            reason.contains('2'),
+            "the reason should state the limit: {reason}"
+        );
         grant_of(decide(&rt, &b, &bob).await);
         rt.runtime.kv().flush().unwrap();
     }
@@ -145,11 +222,30 @@ async fn session_tags_adds_tags_from_the_caller_and_keeps_existing_ones() {
     let rt = TestRuntime::new();
     let config = r#"{"user_tag": "idfed-user", "team_tag": "team", "team_group_pattern": "team-*", "static": {"cost-center": "1234"}}"#;
     let b = bind(&rt, "tags", fixtures::SESSION_TAGS, config).await;
-    let mut r = request("alice", &["dev", "team-blue"], PrincipalType::AssumedRole, Some(S3_READ_POLICY));
-    r.tags = vec![SessionTag { key: "project".into(), value: "apollo".into() }];
+    let mut r = request(
+        "alice",
+        &["dev", "team-blue"],
+        PrincipalType::AssumedRole,
+        Some(S3_READ_POLICY),
+    );
+    r.tags = vec![SessionTag {
+        key: "project".into(),
+        value: "apollo".into(),
+    }];
     let tags = grant_of(decide(&rt, &b, &r).await).tags;
-    for (key, value) in [("project", "apollo"), ("idfed-user", "alice"), ("team", "blue"), ("cost-center", "1234")] {
-        assert!(tags.contains(&SessionTag { key: key.into(), value: value.into() }), "{key}={value} missing from {tags:?}");
+    for (key, value) in [
+        ("project", "apollo"),
+        ("idfed-user", "alice"),
+        ("team", "blue"),
+        ("cost-center", "1234"),
+    ] {
+        assert!(
+            tags.contains(&SessionTag {
+                key: key.into(),
+                value: value.into()
+            }),
+            "{key}={value} missing from {tags:?}"
+        );
     }
     // GetSessionToken takes no tags: an iam-user request passes unchanged.
     let iam_user = request("alice", &["team-blue"], PrincipalType::IamUser, None);
@@ -159,21 +255,53 @@ async fn session_tags_adds_tags_from_the_caller_and_keeps_existing_ones() {
 #[tokio::test]
 async fn a_chain_passes_each_grant_on_and_stops_at_the_first_deny_or_fault() {
     let rt = TestRuntime::new();
-    let cap = bind(&rt, "cap", fixtures::DURATION_CAP, r#"{"rules": [], "default_max_duration_seconds": 1800}"#).await;
-    let tags = bind(&rt, "tags", fixtures::SESSION_TAGS, r#"{"user_tag": "idfed-user"}"#).await;
-    let guard = bind(&rt, "guard", fixtures::POLICY_GUARD, r#"{"mode": "deny", "actions": ["iam:*"]}"#).await;
+    let cap = bind(
+        &rt,
+        "cap",
+        fixtures::DURATION_CAP,
+        r#"{"rules": [], "default_max_duration_seconds": 1800}"#,
+    )
+    .await;
+    let tags = bind(
+        &rt,
+        "tags",
+        fixtures::SESSION_TAGS,
+        r#"{"user_tag": "idfed-user"}"#,
+    )
+    .await;
+    let guard = bind(
+        &rt,
+        "guard",
+        fixtures::POLICY_GUARD,
+        r#"{"mode": "deny", "actions": ["iam:*"]}"#,
+    )
+    .await;
     let panics = bind(&rt, "panics", fixtures::PANIC_PLUGIN, "{}").await;
-    let r = request("alice", &["dev"], PrincipalType::AssumedRole, Some(S3_READ_POLICY));
+    let r = request(
+        "alice",
+        &["dev"],
+        PrincipalType::AssumedRole,
+        Some(S3_READ_POLICY),
+    );
 
     let chain = [cap.clone(), tags.clone(), guard.clone()];
     match bounded(rt.runtime.run_chain(&chain, &r)).await {
         ChainOutcome::Allow(grant) => {
             assert_eq!(grant.duration_seconds, 1800);
-            assert_eq!(grant.tags, vec![SessionTag { key: "idfed-user".into(), value: "alice".into() }]);
+            assert_eq!(
+                grant.tags,
+                vec![SessionTag {
+                    key: "idfed-user".into(),
+                    value: "alice".into()
+                }]
+            );
         }
         other => panic!("{other:?}"),
     }
-    let risky = PolicyRequest { policy: Some(ADMIN_POLICY.into()), ..r.clone() };
+    let risky = PolicyRequest {
+        policy: Some(ADMIN_POLICY.into()),
+        ..r.clone()
+    };
     match bounded(rt.runtime.run_chain(&chain, &risky)).await {
         ChainOutcome::Deny { binding, .. } => assert_eq!(binding, "guard"),
         other => panic!("{other:?}"),
@@ -185,7 +313,10 @@ async fn a_chain_passes_each_grant_on_and_stops_at_the_first_deny_or_fault() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(bounded(rt.runtime.run_chain(&[], &r)).await, ChainOutcome::Allow(r.unchanged_grant()));
+    assert_eq!(
+        bounded(rt.runtime.run_chain(&[], &r)).await,
+        ChainOutcome::Allow(r.unchanged_grant())
+    );
 }
 
 #[tokio::test]
@@ -197,8 +328,16 @@ async fn misbehaving_plugins_are_denied_with_their_own_fault_and_the_host_goes_o
         (fixtures::ENDLESS_LOOP, "plugin_timeout", "deadline"),
         (fixtures::ALLOC_BOMB, "plugin_memory_limit", "memory limit"),
         (fixtures::PANIC_PLUGIN, "plugin_trap", "fixture panic: boom"),
-        (fixtures::WIDEN_DURATION, "plugin_widened_grant", "longer than"),
-        (fixtures::PLUGIN_ERROR, "plugin_error", "fixture: internal failure"),
+        (
+            fixtures::WIDEN_DURATION,
+            "plugin_widened_grant",
+            "longer than",
+        ),
+        (
+            fixtures::PLUGIN_ERROR,
+            "plugin_error",
+            "fixture: internal failure",
+        ),
     ];
     for (path, code, text) in cases {
         let b = bind(&rt, code, path, "{}").await;
@@ -213,8 +352,16 @@ async fn misbehaving_plugins_are_denied_with_their_own_fault_and_the_host_goes_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_plugins_do_not_stop_other_requests() {
     let rt = TestRuntime::new();
-    let slow = Limits { deadline: Duration::from_millis(500), ..Limits::default() };
-    let hang = bounded(rt.runtime.bind("hang", rt.load(fixtures::ENDLESS_LOOP), "{}", Some(slow))).await.unwrap();
+    let slow = Limits {
+        deadline: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let hang = bounded(
+        rt.runtime
+            .bind("hang", rt.load(fixtures::ENDLESS_LOOP), "{}", Some(slow)),
+    )
+    .await
+    .unwrap();
     let good = bind(&rt, "good", fixtures::DURATION_CAP, "{}").await;
     let r = request("alice", &["dev"], PrincipalType::AssumedRole, None);
     let hangs: Vec<_> = (0..4)
@@ -223,19 +370,33 @@ async fn hanging_plugins_do_not_stop_other_requests() {
             tokio::spawn(async move { runtime.evaluate(&hang, &r).await })
         })
         .collect();
-    // While four plugins spin on two workers, ordinary evaluations still complete, and all of them do
-    // before the spinning ones hit their deadline.
-    let mut served = 0;
-    for _ in 0..20 {
-        grant_of(decide(&rt, &good, &r).await);
-        served += 1;
-    }
+    // While four plugins spin on the two worker threads, ordinary evaluations, scheduled on those same
+    // workers, still complete — all of them before the spinning ones reach their deadline.
+    let served = {
+        let (runtime, good, r) = (rt.runtime.clone(), good.clone(), r.clone());
+        bounded(tokio::spawn(async move {
+            let mut served = 0;
+            for _ in 0..20 {
+                grant_of(runtime.evaluate(&good, &r).await);
+                served += 1;
+            }
+            served
+        }))
+        .await
+        .unwrap()
+    };
     let still_spinning = hangs.iter().filter(|h| !h.is_finished()).count();
     for h in hangs {
-        assert_eq!(bounded(h).await.unwrap().unwrap_err().code(), "plugin_timeout");
+        assert_eq!(
+            bounded(h).await.unwrap().unwrap_err().code(),
+            "plugin_timeout"
+        );
     }
     assert_eq!(served, 20);
-    assert!(still_spinning > 0, "the hanging plugins ended before the good ones were served");
+    assert!(
+        still_spinning > 0,
+        "the hanging plugins ended before the good ones were served"
+    );
 }
 
 #[tokio::test]
@@ -243,14 +404,29 @@ async fn a_plugin_cannot_reach_files_the_network_or_the_environment() {
     let rt = TestRuntime::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let config = serde_json::json!({"addr": listener.local_addr().unwrap().to_string(), "env_var": "PATH"}).to_string();
-    assert!(std::env::var_os("PATH").is_some(), "the host has PATH, so the probe would see it if it leaked");
+    let config =
+        serde_json::json!({"addr": listener.local_addr().unwrap().to_string(), "env_var": "PATH"})
+            .to_string();
+    assert!(
+        std::env::var_os("PATH").is_some(),
+        "the host has PATH, so the probe would see it if it leaked"
+    );
     let b = bind(&rt, "probe", fixtures::SANDBOX_PROBE, &config).await;
-    let report = reason_of(decide(&rt, &b, &request("alice", &[], PrincipalType::IamUser, None)).await);
+    let report = reason_of(
+        decide(
+            &rt,
+            &b,
+            &request("alice", &[], PrincipalType::IamUser, None),
+        )
+        .await,
+    );
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     for key in ["file", "dir_root", "dir_cwd", "socket", "env_var"] {
         let outcome = report[key].as_str().unwrap_or_default();
-        assert!(outcome.starts_with("Err"), "{key} should have failed inside the sandbox: {report}");
+        assert!(
+            outcome.starts_with("Err"),
+            "{key} should have failed inside the sandbox: {report}"
+        );
     }
     assert_eq!(report["env_count"], 0, "{report}");
     assert_eq!(
@@ -263,7 +439,16 @@ async fn a_plugin_cannot_reach_files_the_network_or_the_environment() {
 #[tokio::test]
 async fn a_log_flood_is_capped_and_the_plugin_still_answers() {
     let rt = TestRuntime::new();
-    let b = bind(&rt, "flood", fixtures::LOG_FLOOD, r#"{"lines": 5000, "bytes": 65536}"#).await;
+    // 5,000 lines of 64 KiB each to the log and to stderr: 640 MB, which the host neither keeps nor writes.
+    let generous = Limits {
+        deadline: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let plugin = rt.load(fixtures::LOG_FLOOD);
+    let config = r#"{"lines": 5000, "bytes": 65536}"#;
+    let b = bounded(rt.runtime.bind("flood", plugin, config, Some(generous)))
+        .await
+        .unwrap();
     let r = request("alice", &[], PrincipalType::AssumedRole, None);
     assert_eq!(grant_of(decide(&rt, &b, &r).await), r.unchanged_grant());
 }
@@ -278,28 +463,80 @@ async fn components_of_another_world_or_version_and_non_components_are_refused_a
         assert_eq!(err.code(), "plugin_incompatible");
     }
     let core_module = b"\0asm\x01\0\0\0";
-    assert_eq!(rt.runtime.load("x", core_module).unwrap_err().code(), "plugin_not_a_component");
-    assert_eq!(rt.runtime.load("x", b"#!/bin/sh\necho hi\n").unwrap_err().code(), "plugin_not_a_component");
+    assert_eq!(
+        rt.runtime.load("x", core_module).unwrap_err().code(),
+        "plugin_not_a_component"
+    );
+    assert_eq!(
+        rt.runtime
+            .load("x", b"#!/bin/sh\necho hi\n")
+            .unwrap_err()
+            .code(),
+        "plugin_not_a_component"
+    );
     let mut truncated = std::fs::read(fixtures::DURATION_CAP).unwrap();
     truncated.truncate(truncated.len() / 2);
-    assert_eq!(rt.runtime.load("x", &truncated).unwrap_err().code(), "plugin_not_a_component");
+    assert_eq!(
+        rt.runtime.load("x", &truncated).unwrap_err().code(),
+        "plugin_not_a_component"
+    );
 }
 
 #[tokio::test]
 async fn a_bad_config_or_bad_limits_are_refused_at_bind_time() {
     let rt = TestRuntime::new();
     let plugin = rt.load(fixtures::DURATION_CAP);
-    let refused = rt.runtime.bind("b", plugin.clone(), r#"{"rules": "everyone"}"#, None).await.unwrap_err();
-    assert!(matches!(refused, BindError::ConfigRefused { .. }), "{refused}");
-    let too_short = rt.runtime.bind("b", plugin.clone(), r#"{"default_max_duration_seconds": 60}"#, None).await.unwrap_err();
-    assert!(matches!(too_short, BindError::ConfigRefused { .. }), "{too_short}");
-    let not_json = rt.runtime.bind("b", plugin.clone(), "{rules:", None).await.unwrap_err();
+    let refused = rt
+        .runtime
+        .bind("b", plugin.clone(), r#"{"rules": "everyone"}"#, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, BindError::ConfigRefused { .. }),
+        "{refused}"
+    );
+    let too_short = rt
+        .runtime
+        .bind(
+            "b",
+            plugin.clone(),
+            r#"{"default_max_duration_seconds": 60}"#,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(too_short, BindError::ConfigRefused { .. }),
+        "{too_short}"
+    );
+    let not_json = rt
+        .runtime
+        .bind("b", plugin.clone(), "{rules:", None)
+        .await
+        .unwrap_err();
     assert_eq!(not_json.code(), "plugin_config_invalid");
-    let huge = Limits { memory_bytes: 1 << 40, ..Limits::default() };
-    assert_eq!(rt.runtime.bind("b", plugin.clone(), "{}", Some(huge)).await.unwrap_err().code(), "plugin_limits_invalid");
+    let huge = Limits {
+        memory_bytes: 1 << 40,
+        ..Limits::default()
+    };
+    assert_eq!(
+        rt.runtime
+            .bind("b", plugin.clone(), "{}", Some(huge))
+            .await
+            .unwrap_err()
+            .code(),
+        "plugin_limits_invalid"
+    );
     let business = rt.load(fixtures::BUSINESS_HOURS);
-    let bad_day = rt.runtime.bind("b", business, r#"{"days": ["someday"]}"#, None).await.unwrap_err();
-    assert!(matches!(bad_day, BindError::ConfigRefused { .. }), "{bad_day}");
+    let bad_day = rt
+        .runtime
+        .bind("b", business, r#"{"days": ["someday"]}"#, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(bad_day, BindError::ConfigRefused { .. }),
+        "{bad_day}"
+    );
 }
 
 #[tokio::test]
@@ -308,13 +545,21 @@ async fn compiled_components_are_cached_on_disk_across_restarts() {
     let wasm = std::fs::read(fixtures::DURATION_CAP).unwrap();
     {
         let rt = TestRuntime::open(dir.clone(), RuntimeConfig::default());
-        assert_eq!(rt.runtime.load("cap", &wasm).unwrap().source(), CompileSource::Compiled);
-        assert_eq!(rt.runtime.load("cap", &wasm).unwrap().source(), CompileSource::Cached);
+        assert_eq!(
+            rt.runtime.load("cap", &wasm).unwrap().source(),
+            CompileSource::Compiled
+        );
+        assert_eq!(
+            rt.runtime.load("cap", &wasm).unwrap().source(),
+            CompileSource::Cached
+        );
     }
     let rt = TestRuntime::open(dir.clone(), RuntimeConfig::default());
     let plugin = rt.runtime.load("cap", &wasm).unwrap();
     assert_eq!(plugin.source(), CompileSource::Cached);
-    let b = bounded(rt.runtime.bind("b", plugin, "{}", None)).await.unwrap();
+    let b = bounded(rt.runtime.bind("b", plugin, "{}", None))
+        .await
+        .unwrap();
     grant_of(decide(&rt, &b, &request("a", &[], PrincipalType::IamUser, None)).await);
     drop(rt);
 
@@ -324,5 +569,8 @@ async fn compiled_components_are_cached_on_disk_across_restarts() {
         std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
     }
     let rt = TestRuntime::open(dir, RuntimeConfig::default());
-    assert_eq!(rt.runtime.load("cap", &wasm).unwrap().source(), CompileSource::Compiled);
+    assert_eq!(
+        rt.runtime.load("cap", &wasm).unwrap().source(),
+        CompileSource::Compiled
+    );
 }

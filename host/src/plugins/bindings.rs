@@ -19,7 +19,10 @@ pub const POLICY_EXPORT: &str = "idfed:policy/policy@0.1.0";
 
 pub fn timestamp(time: SystemTime) -> types::Timestamp {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    types::Timestamp { seconds: since.as_secs(), nanoseconds: since.subsec_nanos() }
+    types::Timestamp {
+        seconds: since.as_secs(),
+        nanoseconds: since.subsec_nanos(),
+    }
 }
 
 fn principal_type(p: host::PrincipalType) -> types::PrincipalType {
@@ -31,7 +34,12 @@ fn principal_type(p: host::PrincipalType) -> types::PrincipalType {
 }
 
 fn tags(tags: &[host::SessionTag]) -> Vec<types::SessionTag> {
-    tags.iter().map(|t| types::SessionTag { key: t.key.clone(), value: t.value.clone() }).collect()
+    tags.iter()
+        .map(|t| types::SessionTag {
+            key: t.key.clone(),
+            value: t.value.clone(),
+        })
+        .collect()
 }
 
 impl From<&PolicyRequest> for types::Request {
@@ -71,11 +79,20 @@ impl From<types::Decision> for Decision {
                 grant: Grant {
                     policy: g.policy,
                     policy_arns: g.policy_arns,
-                    tags: g.tags.into_iter().map(|t| host::SessionTag { key: t.key, value: t.value }).collect(),
+                    tags: g
+                        .tags
+                        .into_iter()
+                        .map(|t| host::SessionTag {
+                            key: t.key,
+                            value: t.value,
+                        })
+                        .collect(),
                     duration_seconds: g.duration_seconds,
                 },
             },
-            types::Decision::Deny(denial) => Decision::Deny { reason: denial.reason },
+            types::Decision::Deny(denial) => Decision::Deny {
+                reason: denial.reason,
+            },
         }
     }
 }

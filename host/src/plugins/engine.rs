@@ -90,7 +90,10 @@ impl ComponentCache {
         let dir = data_dir.open_dir("component-cache")?;
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(ComponentCache { dir, engine_hash: format!("{:016x}", hasher.finish()) })
+        Ok(ComponentCache {
+            dir,
+            engine_hash: format!("{:016x}", hasher.finish()),
+        })
     }
 
     fn file_name(&self, digest: &str) -> String {
@@ -114,7 +117,9 @@ impl ComponentCache {
     /// Stores a compiled component; written to a temporary name and renamed, so a crash never leaves a
     /// half-written file under the real name.
     pub fn put(&self, digest: &str, component: &Component) -> Result<(), LoadError> {
-        let bytes = component.serialize().map_err(|e| LoadError::Cache(e.to_string()))?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| LoadError::Cache(e.to_string()))?;
         let name = self.file_name(digest);
         let temporary = format!("{name}.{}.tmp", std::process::id());
         let write = || -> std::io::Result<()> {

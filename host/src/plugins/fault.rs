@@ -25,6 +25,12 @@ pub enum LoadError {
     Cache(String),
 }
 
+impl From<LoadError> for PluginFault {
+    fn from(e: LoadError) -> Self {
+        PluginFault::Incompatible(e.to_string())
+    }
+}
+
 impl LoadError {
     /// A stable code for API errors and logs.
     pub fn code(&self) -> &'static str {
@@ -72,6 +78,11 @@ pub enum PluginFault {
     /// The grant is malformed (a policy that is not a valid IAM policy, a zero duration…).
     #[error("plugin returned an invalid grant: {0}")]
     InvalidGrant(String),
+    /// The binding's plugin could not be loaded (e.g. a stored component of another world or version).
+    /// Raised by whoever builds a connector's chain, naming the binding, so the request is denied rather
+    /// than vended without the plugin.
+    #[error("plugin cannot be used: {0}")]
+    Incompatible(String),
     /// No instance could be created (the instance pool is exhausted, or the host is out of resources).
     #[error("plugin could not be instantiated: {0}")]
     Instantiate(String),
@@ -87,6 +98,7 @@ impl PluginFault {
             PluginFault::PluginError { .. } => "plugin_error",
             PluginFault::WidenedGrant(_) => "plugin_widened_grant",
             PluginFault::InvalidGrant(_) => "plugin_invalid_grant",
+            PluginFault::Incompatible(_) => "plugin_incompatible",
             PluginFault::Instantiate(_) => "plugin_instantiate_failed",
         }
     }

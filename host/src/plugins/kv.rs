@@ -56,12 +56,20 @@ pub struct KvStore {
 impl KvStore {
     /// A store over `tree` (e.g. `db.open_tree("plugin-kv")`).
     pub fn new(tree: sled::Tree) -> Self {
-        KvStore { tree, counts: Arc::default() }
+        KvStore {
+            tree,
+            counts: Arc::default(),
+        }
     }
 
     /// The view of one binding, with a fresh per-call write budget.
     pub fn binding(&self, binding_id: &str) -> BindingKv {
-        BindingKv { store: self.clone(), prefix: prefix(binding_id), binding_id: binding_id.to_owned(), writes: 0 }
+        BindingKv {
+            store: self.clone(),
+            prefix: prefix(binding_id),
+            binding_id: binding_id.to_owned(),
+            writes: 0,
+        }
     }
 
     /// Flushes written state to disk.
@@ -122,8 +130,14 @@ impl BindingKv {
         match self.store.tree.get(&full)? {
             Some(stored) if expired(&stored, now_millis()) => {
                 // Expired: drop it now rather than let dead keys count against the quota.
-                if self.store.tree.compare_and_swap(&full, Some(stored), None::<&[u8]>)?.is_ok() {
-                    self.store.adjust_count(&self.binding_id, &self.prefix, -1)?;
+                if self
+                    .store
+                    .tree
+                    .compare_and_swap(&full, Some(stored), None::<&[u8]>)?
+                    .is_ok()
+                {
+                    self.store
+                        .adjust_count(&self.binding_id, &self.prefix, -1)?;
                 }
                 Ok(None)
             }
@@ -148,7 +162,8 @@ impl BindingKv {
         stored.extend_from_slice(value);
         if let Err(e) = self.store.tree.insert(full, stored) {
             if !was_live {
-                self.store.adjust_count(&self.binding_id, &self.prefix, -1)?;
+                self.store
+                    .adjust_count(&self.binding_id, &self.prefix, -1)?;
             }
             return Err(e.into());
         }
@@ -162,13 +177,19 @@ impl BindingKv {
         if let Some(old) = self.store.tree.remove(full)?
             && !expired(&old, now_millis())
         {
-            self.store.adjust_count(&self.binding_id, &self.prefix, -1)?;
+            self.store
+                .adjust_count(&self.binding_id, &self.prefix, -1)?;
         }
         Ok(())
     }
 
     /// Adds `delta` to a counter atomically; an absent or expired key starts at 0 and takes `ttl`.
-    pub fn increment(&mut self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, KvError> {
+    pub fn increment(
+        &mut self,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64, KvError> {
         let full = self.key(key)?;
         self.spend_write()?;
         let now = now_millis();
@@ -186,7 +207,10 @@ impl BindingKv {
                         failure = Some(KvError::NotACounter);
                         return Some(stored.to_vec());
                     };
-                    (u64::from_be_bytes(stored[..HEADER].try_into().unwrap()), i64::from_be_bytes(counter))
+                    (
+                        u64::from_be_bytes(stored[..HEADER].try_into().unwrap()),
+                        i64::from_be_bytes(counter),
+                    )
                 }
                 _ => (expiry_after(ttl), 0),
             };
@@ -198,7 +222,8 @@ impl BindingKv {
         });
         if let Err(e) = update {
             if !was_live {
-                self.store.adjust_count(&self.binding_id, &self.prefix, -1)?;
+                self.store
+                    .adjust_count(&self.binding_id, &self.prefix, -1)?;
             }
             return Err(e.into());
         }
@@ -226,12 +251,18 @@ impl BindingKv {
     }
 
     fn live(&self, full: &[u8]) -> Result<bool, KvError> {
-        Ok(self.store.tree.get(full)?.is_some_and(|stored| !expired(&stored, now_millis())))
+        Ok(self
+            .store
+            .tree
+            .get(full)?
+            .is_some_and(|stored| !expired(&stored, now_millis())))
     }
 
     fn reserve_new_key(&self) -> Result<(), KvError> {
         let mut counts = self.store.counts.lock().unwrap();
-        let count = self.store.count_entry(&mut counts, &self.binding_id, &self.prefix)?;
+        let count = self
+            .store
+            .count_entry(&mut counts, &self.binding_id, &self.prefix)?;
         if *count >= MAX_KEYS_PER_BINDING {
             return Err(KvError::QuotaExceeded);
         }
@@ -249,15 +280,21 @@ fn prefix(binding_id: &str) -> Vec<u8> {
 }
 
 fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn expiry_after(ttl: Option<Duration>) -> u64 {
-    ttl.map_or(0, |ttl| now_millis().saturating_add(ttl.as_millis() as u64).max(1))
+    ttl.map_or(0, |ttl| {
+        now_millis().saturating_add(ttl.as_millis() as u64).max(1)
+    })
 }
 
 fn expired(stored: &[u8], now: u64) -> bool {
-    let Some(header) = stored.get(..HEADER) else { return true };
+    let Some(header) = stored.get(..HEADER) else {
+        return true;
+    };
     let expiry = u64::from_be_bytes(header.try_into().unwrap());
     expiry != 0 && expiry <= now
 }
@@ -290,7 +327,10 @@ mod tests {
         kv.binding("ab").set("c", b"1", None).unwrap();
         assert_eq!(kv.binding("a").get("bc").unwrap(), None);
         assert_eq!(kv.binding("abc").get("c").unwrap(), None);
-        assert_eq!(kv.binding("ab").get("c").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            kv.binding("ab").get("c").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
     }
 
     #[test]
@@ -307,8 +347,14 @@ mod tests {
     fn increment_counts_atomically_keeps_the_window_and_refuses_non_counters() {
         let (_dir, kv) = store();
         let mut b = kv.binding("b");
-        assert_eq!(b.increment("n", 1, Some(Duration::from_secs(60))).unwrap(), 1);
-        assert_eq!(b.increment("n", 5, Some(Duration::from_secs(1))).unwrap(), 6);
+        assert_eq!(
+            b.increment("n", 1, Some(Duration::from_secs(60))).unwrap(),
+            1
+        );
+        assert_eq!(
+            b.increment("n", 5, Some(Duration::from_secs(1))).unwrap(),
+            6
+        );
         assert_eq!(b.increment("n", -10, None).unwrap(), -4);
         b.set("s", b"text", None).unwrap();
         assert_eq!(b.increment("s", 1, None), Err(KvError::NotACounter));
@@ -332,8 +378,14 @@ mod tests {
         let (_dir, kv) = store();
         let mut b = kv.binding("b");
         assert_eq!(b.set("", b"v", None), Err(KvError::InvalidKey));
-        assert_eq!(b.get(&"k".repeat(MAX_KEY_BYTES + 1)), Err(KvError::InvalidKey));
-        assert_eq!(b.set("k", &vec![0; MAX_VALUE_BYTES + 1], None), Err(KvError::ValueTooLarge));
+        assert_eq!(
+            b.get(&"k".repeat(MAX_KEY_BYTES + 1)),
+            Err(KvError::InvalidKey)
+        );
+        assert_eq!(
+            b.set("k", &vec![0; MAX_VALUE_BYTES + 1], None),
+            Err(KvError::ValueTooLarge)
+        );
         for i in 0..MAX_WRITES_PER_CALL {
             b.set(&format!("k{i}"), b"v", None).unwrap();
         }
@@ -348,8 +400,14 @@ mod tests {
         for i in 0..MAX_KEYS_PER_BINDING {
             kv.binding("b").set(&format!("k{i}"), b"", None).unwrap();
         }
-        assert_eq!(kv.binding("b").set("another", b"", None), Err(KvError::QuotaExceeded));
-        assert_eq!(kv.binding("b").increment("another", 1, None), Err(KvError::QuotaExceeded));
+        assert_eq!(
+            kv.binding("b").set("another", b"", None),
+            Err(KvError::QuotaExceeded)
+        );
+        assert_eq!(
+            kv.binding("b").increment("another", 1, None),
+            Err(KvError::QuotaExceeded)
+        );
         // Overwriting an existing key is fine, and deleting frees room.
         kv.binding("b").set("k0", b"new", None).unwrap();
         kv.binding("b").delete("k1").unwrap();
@@ -371,7 +429,11 @@ mod tests {
         let kv = KvStore::new(db.open_tree("kv").unwrap());
         assert_eq!(kv.binding("b").increment("n", 1, None).unwrap(), 4);
         kv.binding("b").set("m", b"", None).unwrap();
-        assert_eq!(*kv.counts.lock().unwrap().get("b").unwrap(), 2, "counted from disk, then one added");
+        assert_eq!(
+            *kv.counts.lock().unwrap().get("b").unwrap(),
+            2,
+            "counted from disk, then one added"
+        );
         kv.remove_binding("b").unwrap();
         assert_eq!(kv.binding("b").get("n").unwrap(), None);
     }

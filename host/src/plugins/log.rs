@@ -21,7 +21,12 @@ pub struct LogLimits {
 
 impl Default for LogLimits {
     fn default() -> Self {
-        LogLimits { max_line_bytes: 1024, max_lines_per_call: 32, burst: 200, per_second: 20 }
+        LogLimits {
+            max_line_bytes: 1024,
+            max_lines_per_call: 32,
+            burst: 200,
+            per_second: 20,
+        }
     }
 }
 
@@ -53,11 +58,13 @@ impl LogBuckets {
     fn take(&self, binding: &str, limits: &LogLimits) -> bool {
         let mut buckets = self.buckets.lock().unwrap();
         let now = Instant::now();
-        let bucket = buckets
-            .entry(binding.to_owned())
-            .or_insert_with(|| Bucket { tokens: f64::from(limits.burst), refilled: now });
+        let bucket = buckets.entry(binding.to_owned()).or_insert_with(|| Bucket {
+            tokens: f64::from(limits.burst),
+            refilled: now,
+        });
         let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * f64::from(limits.per_second)).min(f64::from(limits.burst));
+        bucket.tokens =
+            (bucket.tokens + elapsed * f64::from(limits.per_second)).min(f64::from(limits.burst));
         bucket.refilled = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -89,31 +96,59 @@ impl LogSink {
         limits: Arc<LogLimits>,
         buckets: LogBuckets,
     ) -> Self {
-        LogSink { plugin, binding, connector, request_id, limits, buckets, written: 0, dropped: 0 }
+        LogSink {
+            plugin,
+            binding,
+            connector,
+            request_id,
+            limits,
+            buckets,
+            written: 0,
+            dropped: 0,
+        }
     }
 
     /// Writes one line, or counts it as dropped.
     pub fn write(&mut self, level: Level, message: &str) {
-        if self.written >= self.limits.max_lines_per_call || !self.buckets.take(&self.binding, &self.limits) {
+        if self.written >= self.limits.max_lines_per_call
+            || !self.buckets.take(&self.binding, &self.limits)
+        {
             self.dropped = self.dropped.saturating_add(1);
             return;
         }
         self.written += 1;
         let line = sanitize(message, self.limits.max_line_bytes);
-        let (plugin, binding, connector, request_id) =
-            (&*self.plugin, &*self.binding, &*self.connector, &*self.request_id);
+        let (plugin, binding, connector, request_id) = (
+            &*self.plugin,
+            &*self.binding,
+            &*self.connector,
+            &*self.request_id,
+        );
         match level {
-            Level::Debug => tracing::debug!(target: "idfed::plugin", plugin, binding, connector, request_id, "{line}"),
-            Level::Info => tracing::info!(target: "idfed::plugin", plugin, binding, connector, request_id, "{line}"),
-            Level::Warn => tracing::warn!(target: "idfed::plugin", plugin, binding, connector, request_id, "{line}"),
-            Level::Error => tracing::error!(target: "idfed::plugin", plugin, binding, connector, request_id, "{line}"),
+            Level::Debug => {
+                tracing::debug!(target: "idfed::plugin", plugin, binding, connector, request_id, "{line}")
+            }
+            Level::Info => {
+                tracing::info!(target: "idfed::plugin", plugin, binding, connector, request_id, "{line}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "idfed::plugin", plugin, binding, connector, request_id, "{line}")
+            }
+            Level::Error => {
+                tracing::error!(target: "idfed::plugin", plugin, binding, connector, request_id, "{line}")
+            }
         }
     }
 
     /// Reports lines dropped during the evaluation, once.
     pub fn finish(&mut self) {
         if self.dropped > 0 {
-            let (plugin, binding, connector, dropped) = (&*self.plugin, &*self.binding, &*self.connector, self.dropped);
+            let (plugin, binding, connector, dropped) = (
+                &*self.plugin,
+                &*self.binding,
+                &*self.connector,
+                self.dropped,
+            );
             tracing::warn!(target: "idfed::plugin", plugin, binding, connector, dropped, "plugin log lines dropped by the host's limits");
             self.dropped = 0;
         }
@@ -152,20 +187,36 @@ mod tests {
     use super::*;
 
     fn sink(buckets: &LogBuckets, limits: LogLimits) -> LogSink {
-        LogSink::new("p".into(), "b".into(), "c".into(), "r".into(), Arc::new(limits), buckets.clone())
+        LogSink::new(
+            "p".into(),
+            "b".into(),
+            "c".into(),
+            "r".into(),
+            Arc::new(limits),
+            buckets.clone(),
+        )
     }
 
     #[test]
     fn lines_are_cut_on_a_char_boundary_and_control_characters_escaped() {
         assert_eq!(sanitize("héllo", 2), "h …[truncated]");
-        assert_eq!(sanitize("a\nfake line\u{1b}[31m", 100), "a\\nfake line\\u{1b}[31m");
+        assert_eq!(
+            sanitize("a\nfake line\u{1b}[31m", 100),
+            "a\\nfake line\\u{1b}[31m"
+        );
         assert_eq!(sanitize("short", 100), "short");
     }
 
     #[test]
     fn a_call_writes_at_most_its_line_budget() {
         let buckets = LogBuckets::default();
-        let mut s = sink(&buckets, LogLimits { max_lines_per_call: 3, ..LogLimits::default() });
+        let mut s = sink(
+            &buckets,
+            LogLimits {
+                max_lines_per_call: 3,
+                ..LogLimits::default()
+            },
+        );
         for _ in 0..10 {
             s.write(Level::Info, "x");
         }
@@ -175,7 +226,12 @@ mod tests {
     #[test]
     fn the_bucket_limits_a_binding_across_calls_and_refills() {
         let buckets = LogBuckets::default();
-        let limits = LogLimits { max_lines_per_call: 100, burst: 5, per_second: 1000, ..LogLimits::default() };
+        let limits = LogLimits {
+            max_lines_per_call: 100,
+            burst: 5,
+            per_second: 1000,
+            ..LogLimits::default()
+        };
         let mut first = sink(&buckets, limits.clone());
         for _ in 0..8 {
             first.write(Level::Info, "x");

@@ -21,5 +21,7 @@ pub use fault::{BindError, LoadError, PluginFault};
 pub use kv::KvStore;
 pub use log::LogLimits;
 pub use narrowing::check_grant;
-pub use request::{Caller, ConnectorInfo, Decision, Grant, PolicyRequest, PrincipalType, SessionTag};
+pub use request::{
+    Caller, ConnectorInfo, Decision, Grant, PolicyRequest, PrincipalType, SessionTag,
+};
 pub use runtime::{Binding, ChainOutcome, Limits, Plugin, PluginRuntime, RuntimeConfig};

@@ -42,31 +42,55 @@ fn check_duration(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFa
 
 fn check_tags(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFault> {
     if request.connector.principal_type == PrincipalType::IamUser && !grant.tags.is_empty() {
-        return Err(PluginFault::InvalidGrant("iam-user connectors take no session tags".into()));
+        return Err(PluginFault::InvalidGrant(
+            "iam-user connectors take no session tags".into(),
+        ));
     }
     let mut granted = HashMap::with_capacity(grant.tags.len());
     for tag in &grant.tags {
-        if granted.insert(tag.key.to_lowercase(), tag.value.as_str()).is_some() {
-            return Err(PluginFault::InvalidGrant(format!("session tag `{}` appears twice", tag.key)));
+        if granted
+            .insert(tag.key.to_lowercase(), tag.value.as_str())
+            .is_some()
+        {
+            return Err(PluginFault::InvalidGrant(format!(
+                "session tag `{}` appears twice",
+                tag.key
+            )));
         }
     }
     for tag in &request.tags {
         match granted.get(&tag.key.to_lowercase()) {
             Some(value) if *value == tag.value => {}
-            Some(_) => return Err(PluginFault::WidenedGrant(format!("changes session tag `{}`", tag.key))),
-            None => return Err(PluginFault::WidenedGrant(format!("removes session tag `{}`", tag.key))),
+            Some(_) => {
+                return Err(PluginFault::WidenedGrant(format!(
+                    "changes session tag `{}`",
+                    tag.key
+                )));
+            }
+            None => {
+                return Err(PluginFault::WidenedGrant(format!(
+                    "removes session tag `{}`",
+                    tag.key
+                )));
+            }
         }
     }
     Ok(())
 }
 
 fn check_policies(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFault> {
-    if let Some(arn) = grant.policy_arns.iter().find(|arn| !request.policy_arns.contains(arn)) {
+    if let Some(arn) = grant
+        .policy_arns
+        .iter()
+        .find(|arn| !request.policy_arns.contains(arn))
+    {
         return Err(PluginFault::WidenedGrant(format!("adds policy ARN {arn}")));
     }
     let principal = request.connector.principal_type;
     if principal == PrincipalType::IamUser && grant.policy.is_some() {
-        return Err(PluginFault::InvalidGrant("iam-user connectors take no session policy".into()));
+        return Err(PluginFault::InvalidGrant(
+            "iam-user connectors take no session policy".into(),
+        ));
     }
     let had_session_policy = request.policy.is_some() || !request.policy_arns.is_empty();
     let keeps_session_policy = grant.policy.is_some() || !grant.policy_arns.is_empty();
@@ -75,22 +99,29 @@ fn check_policies(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFa
             "removes every session policy, which would hand out the role's full permissions".into(),
         ));
     }
-    let Some(text) = &grant.policy else { return Ok(()) };
+    let Some(text) = &grant.policy else {
+        return Ok(());
+    };
     if grant.policy == request.policy {
         return Ok(());
     }
-    iam::check_sts_limits(text).map_err(|e| PluginFault::InvalidGrant(format!("inline policy: {e}")))?;
+    iam::check_sts_limits(text)
+        .map_err(|e| PluginFault::InvalidGrant(format!("inline policy: {e}")))?;
     if principal == PrincipalType::AssumedRole && !had_session_policy {
         return Ok(());
     }
-    let candidate =
-        PolicyDocument::parse(text).map_err(|e| PluginFault::InvalidGrant(format!("inline policy: {e}")))?;
+    let candidate = PolicyDocument::parse(text)
+        .map_err(|e| PluginFault::InvalidGrant(format!("inline policy: {e}")))?;
     let baseline = match &request.policy {
-        Some(before) => PolicyDocument::parse(before)
-            .map_err(|e| PluginFault::InvalidGrant(format!("the request's own inline policy: {e}")))?,
-        None => PolicyDocument::parse(r#"{"Version":"2012-10-17","Statement":[]}"#).expect("an empty policy parses"),
+        Some(before) => PolicyDocument::parse(before).map_err(|e| {
+            PluginFault::InvalidGrant(format!("the request's own inline policy: {e}"))
+        })?,
+        None => PolicyDocument::parse(r#"{"Version":"2012-10-17","Statement":[]}"#)
+            .expect("an empty policy parses"),
     };
-    candidate.is_within(&baseline).map_err(|why| PluginFault::WidenedGrant(format!("inline policy: {why}")))
+    candidate
+        .is_within(&baseline)
+        .map_err(|why| PluginFault::WidenedGrant(format!("inline policy: {why}")))
 }
 
 #[cfg(test)]
@@ -116,7 +147,10 @@ mod tests {
             duration_seconds: 3600,
             policy: policy.map(str::to_owned),
             policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
-            tags: vec![SessionTag { key: "team".into(), value: "blue".into() }],
+            tags: vec![SessionTag {
+                key: "team".into(),
+                value: "blue".into(),
+            }],
             time: std::time::SystemTime::UNIX_EPOCH,
         }
     }
@@ -129,39 +163,79 @@ mod tests {
     fn an_unchanged_grant_and_a_shorter_one_pass() {
         let r = request(PrincipalType::FederatedUser, Some(S3_READ));
         assert_eq!(code(&r, &r.unchanged_grant()), "ok");
-        let shorter = Grant { duration_seconds: 900, ..r.unchanged_grant() };
+        let shorter = Grant {
+            duration_seconds: 900,
+            ..r.unchanged_grant()
+        };
         assert_eq!(code(&r, &shorter), "ok");
     }
 
     #[test]
     fn longer_or_zero_durations_are_faults() {
         let r = request(PrincipalType::FederatedUser, Some(S3_READ));
-        assert_eq!(code(&r, &Grant { duration_seconds: 3601, ..r.unchanged_grant() }), "plugin_widened_grant");
-        assert_eq!(code(&r, &Grant { duration_seconds: 0, ..r.unchanged_grant() }), "plugin_invalid_grant");
+        assert_eq!(
+            code(
+                &r,
+                &Grant {
+                    duration_seconds: 3601,
+                    ..r.unchanged_grant()
+                }
+            ),
+            "plugin_widened_grant"
+        );
+        assert_eq!(
+            code(
+                &r,
+                &Grant {
+                    duration_seconds: 0,
+                    ..r.unchanged_grant()
+                }
+            ),
+            "plugin_invalid_grant"
+        );
     }
 
     #[test]
     fn tags_may_be_added_but_not_changed_or_removed() {
         let r = request(PrincipalType::AssumedRole, Some(S3_READ));
         let mut added = r.unchanged_grant();
-        added.tags.push(SessionTag { key: "user".into(), value: "alice".into() });
+        added.tags.push(SessionTag {
+            key: "user".into(),
+            value: "alice".into(),
+        });
         assert_eq!(code(&r, &added), "ok");
         let mut changed = r.unchanged_grant();
         changed.tags[0].value = "red".into();
         assert_eq!(code(&r, &changed), "plugin_widened_grant");
-        let removed = Grant { tags: vec![], ..r.unchanged_grant() };
+        let removed = Grant {
+            tags: vec![],
+            ..r.unchanged_grant()
+        };
         assert_eq!(code(&r, &removed), "plugin_widened_grant");
         let mut twice = r.unchanged_grant();
-        twice.tags.push(SessionTag { key: "TEAM".into(), value: "blue".into() });
+        twice.tags.push(SessionTag {
+            key: "TEAM".into(),
+            value: "blue".into(),
+        });
         assert_eq!(code(&r, &twice), "plugin_invalid_grant");
     }
 
     #[test]
     fn policy_arns_may_only_be_removed() {
         let r = request(PrincipalType::FederatedUser, Some(S3_READ));
-        assert_eq!(code(&r, &Grant { policy_arns: vec![], ..r.unchanged_grant() }), "ok");
+        assert_eq!(
+            code(
+                &r,
+                &Grant {
+                    policy_arns: vec![],
+                    ..r.unchanged_grant()
+                }
+            ),
+            "ok"
+        );
         let mut more = r.unchanged_grant();
-        more.policy_arns.push("arn:aws:iam::aws:policy/AdministratorAccess".into());
+        more.policy_arns
+            .push("arn:aws:iam::aws:policy/AdministratorAccess".into());
         assert_eq!(code(&r, &more), "plugin_widened_grant");
     }
 
@@ -169,13 +243,46 @@ mod tests {
     fn inline_policies_may_narrow_or_add_denies_but_not_widen() {
         let r = request(PrincipalType::FederatedUser, Some(S3_READ));
         let narrower = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::data/reports/*"}]}"#;
-        assert_eq!(code(&r, &Grant { policy: Some(narrower.into()), ..r.unchanged_grant() }), "ok");
-        let with_deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"arn:aws:s3:::data/*"},{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
-        assert_eq!(code(&r, &Grant { policy: Some(with_deny.into()), ..r.unchanged_grant() }), "ok");
-        let wider = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::data/*"}]}"#;
-        assert_eq!(code(&r, &Grant { policy: Some(wider.into()), ..r.unchanged_grant() }), "plugin_widened_grant");
         assert_eq!(
-            code(&r, &Grant { policy: Some("{not json".into()), ..r.unchanged_grant() }),
+            code(
+                &r,
+                &Grant {
+                    policy: Some(narrower.into()),
+                    ..r.unchanged_grant()
+                }
+            ),
+            "ok"
+        );
+        let with_deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"arn:aws:s3:::data/*"},{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+        assert_eq!(
+            code(
+                &r,
+                &Grant {
+                    policy: Some(with_deny.into()),
+                    ..r.unchanged_grant()
+                }
+            ),
+            "ok"
+        );
+        let wider = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::data/*"}]}"#;
+        assert_eq!(
+            code(
+                &r,
+                &Grant {
+                    policy: Some(wider.into()),
+                    ..r.unchanged_grant()
+                }
+            ),
+            "plugin_widened_grant"
+        );
+        assert_eq!(
+            code(
+                &r,
+                &Grant {
+                    policy: Some("{not json".into()),
+                    ..r.unchanged_grant()
+                }
+            ),
             "plugin_invalid_grant"
         );
     }
@@ -185,18 +292,39 @@ mod tests {
         let any = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
         let mut role = request(PrincipalType::AssumedRole, None);
         role.policy_arns.clear();
-        assert_eq!(code(&role, &Grant { policy: Some(any.into()), ..role.unchanged_grant() }), "ok");
+        assert_eq!(
+            code(
+                &role,
+                &Grant {
+                    policy: Some(any.into()),
+                    ..role.unchanged_grant()
+                }
+            ),
+            "ok"
+        );
         let mut federated = request(PrincipalType::FederatedUser, None);
         federated.policy_arns.clear();
         assert_eq!(
-            code(&federated, &Grant { policy: Some(any.into()), ..federated.unchanged_grant() }),
+            code(
+                &federated,
+                &Grant {
+                    policy: Some(any.into()),
+                    ..federated.unchanged_grant()
+                }
+            ),
             "plugin_widened_grant"
         );
         let mut iam_user = request(PrincipalType::IamUser, None);
         iam_user.policy_arns.clear();
         iam_user.tags.clear();
         assert_eq!(
-            code(&iam_user, &Grant { policy: Some(any.into()), ..iam_user.unchanged_grant() }),
+            code(
+                &iam_user,
+                &Grant {
+                    policy: Some(any.into()),
+                    ..iam_user.unchanged_grant()
+                }
+            ),
             "plugin_invalid_grant"
         );
     }
@@ -204,9 +332,23 @@ mod tests {
     #[test]
     fn dropping_every_session_policy_of_a_role_widens_it() {
         let r = request(PrincipalType::AssumedRole, Some(S3_READ));
-        let bare = Grant { policy: None, policy_arns: vec![], ..r.unchanged_grant() };
+        let bare = Grant {
+            policy: None,
+            policy_arns: vec![],
+            ..r.unchanged_grant()
+        };
         assert_eq!(code(&r, &bare), "plugin_widened_grant");
         let f = request(PrincipalType::FederatedUser, Some(S3_READ));
-        assert_eq!(code(&f, &Grant { policy: None, policy_arns: vec![], ..f.unchanged_grant() }), "ok");
+        assert_eq!(
+            code(
+                &f,
+                &Grant {
+                    policy: None,
+                    policy_arns: vec![],
+                    ..f.unchanged_grant()
+                }
+            ),
+            "ok"
+        );
     }
 }

@@ -165,8 +165,11 @@ mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_rfc3339_weak(&text)
-            .map_err(|e| D::Error::custom(format!("`time` must be an RFC 3339 UTC time such as 2026-11-30T09:00:00Z: {e}")))
+        humantime::parse_rfc3339_weak(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "`time` must be an RFC 3339 UTC time such as 2026-11-30T09:00:00Z: {e}"
+            ))
+        })
     }
 }
 
@@ -187,10 +190,15 @@ mod tests {
         assert_eq!(request.connector.principal_type, PrincipalType::AssumedRole);
         assert_eq!(request.caller.user_name.as_deref(), Some("alice"));
         assert!(request.policy_arns.is_empty());
-        let again: PolicyRequest = serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();
+        let again: PolicyRequest =
+            serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();
         assert_eq!(again, request);
         assert_eq!(
-            again.time.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            again
+                .time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
             1_796_030_100
         );
     }
@@ -213,7 +221,12 @@ mod tests {
 
     #[test]
     fn decisions_serialize_with_a_tag() {
-        let deny = Decision::Deny { reason: "no".into() };
-        assert_eq!(serde_json::to_string(&deny).unwrap(), r#"{"decision":"deny","reason":"no"}"#);
+        let deny = Decision::Deny {
+            reason: "no".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&deny).unwrap(),
+            r#"{"decision":"deny","reason":"no"}"#
+        );
     }
 }

@@ -30,7 +30,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { deadline: Duration::from_millis(50), memory_bytes: 16 << 20 }
+        Limits {
+            deadline: Duration::from_millis(50),
+            memory_bytes: 16 << 20,
+        }
     }
 }
 
@@ -61,7 +64,10 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             default_limits: Limits::default(),
-            max_limits: Limits { deadline: Duration::from_secs(5), memory_bytes: 256 << 20 },
+            max_limits: Limits {
+                deadline: Duration::from_secs(5),
+                memory_bytes: 256 << 20,
+            },
             max_plugin_bytes: 32 << 20,
             max_config_bytes: 64 << 10,
             pool_instances: 128,
@@ -103,7 +109,10 @@ impl Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.name).field("digest", &self.digest).finish_non_exhaustive()
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
     }
 }
 
@@ -178,11 +187,21 @@ impl PluginRuntime {
     pub fn new(config: RuntimeConfig, data_dir: Option<&Dir>, kv: KvStore) -> anyhow::Result<Self> {
         let engine = engine::engine(&config)?;
         let linker = engine::linker(&engine)?;
-        let cache = data_dir.map(|dir| ComponentCache::open(dir, &engine)).transpose()?;
+        let cache = data_dir
+            .map(|dir| ComponentCache::open(dir, &engine))
+            .transpose()?;
         engine::start_ticker(&engine, config.epoch_tick);
         let log_limits = Arc::new(config.log.clone());
         Ok(PluginRuntime {
-            inner: Arc::new(Inner { engine, linker, cache, kv, config, log_limits, log_buckets: LogBuckets::default() }),
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                kv,
+                config,
+                log_limits,
+                log_buckets: LogBuckets::default(),
+            }),
         })
     }
 
@@ -201,11 +220,17 @@ impl PluginRuntime {
     pub fn load(&self, name: &str, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
         let inner = &self.inner;
         if wasm.len() > inner.config.max_plugin_bytes {
-            return Err(LoadError::TooLarge { size: wasm.len(), max: inner.config.max_plugin_bytes });
+            return Err(LoadError::TooLarge {
+                size: wasm.len(),
+                max: inner.config.max_plugin_bytes,
+            });
         }
         engine::check_header(wasm)?;
         let digest = hex::encode(Sha256::digest(wasm));
-        let cached = inner.cache.as_ref().and_then(|cache| cache.get(&inner.engine, &digest));
+        let cached = inner
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.get(&inner.engine, &digest));
         let (component, source) = match cached {
             Some(component) => (component, CompileSource::Cached),
             None => {
@@ -215,17 +240,26 @@ impl PluginRuntime {
             }
         };
         let instance_pre = inner.linker.instantiate_pre(&component).map_err(|e| {
-            LoadError::Incompatible(format!("{e:#} (a policy plugin may import only WASI 0.2 and idfed:policy@0.1.0)"))
+            LoadError::Incompatible(format!(
+                "{e:#} (a policy plugin may import only WASI 0.2 and idfed:policy@0.1.0)"
+            ))
         })?;
-        let pre = PolicyPluginPre::new(instance_pre)
-            .map_err(|e| LoadError::Incompatible(format!("it does not export `{POLICY_EXPORT}`: {e:#}")))?;
+        let pre = PolicyPluginPre::new(instance_pre).map_err(|e| {
+            LoadError::Incompatible(format!("it does not export `{POLICY_EXPORT}`: {e:#}"))
+        })?;
         if source == CompileSource::Compiled
             && let Some(cache) = &inner.cache
             && let Err(e) = cache.put(&digest, &component)
         {
             tracing::warn!(plugin = name, error = %e, "could not cache the compiled plugin");
         }
-        Ok(Arc::new(Plugin { name: name.into(), digest, size: wasm.len(), source, pre }))
+        Ok(Arc::new(Plugin {
+            name: name.into(),
+            digest,
+            size: wasm.len(),
+            source,
+            pre,
+        }))
     }
 
     /// Binds a plugin with a configuration, after its `validate-config` accepted it. `id` names the
@@ -253,9 +287,15 @@ impl PluginRuntime {
             )));
         }
         if id.is_empty() || id.len() > 128 {
-            return Err(BindError::InvalidConfig("the binding id must be 1-128 bytes".into()));
+            return Err(BindError::InvalidConfig(
+                "the binding id must be 1-128 bytes".into(),
+            ));
         }
-        let config = if config.trim().is_empty() { "{}" } else { config };
+        let config = if config.trim().is_empty() {
+            "{}"
+        } else {
+            config
+        };
         if config.len() > settings.max_config_bytes {
             return Err(BindError::InvalidConfig(format!(
                 "{} bytes, more than the maximum of {} bytes",
@@ -265,12 +305,23 @@ impl PluginRuntime {
         }
         serde_json::from_str::<serde::de::IgnoredAny>(config)
             .map_err(|e| BindError::InvalidConfig(format!("not JSON: {e}")))?;
-        let binding = Binding { id: id.into(), plugin, config: config.into(), limits };
+        let binding = Binding {
+            id: id.into(),
+            plugin,
+            config: config.into(),
+            limits,
+        };
         let mut store = self.store(&binding, "", "validate-config");
-        let plugin = binding.plugin.pre.instantiate_async(&mut store).await.map_err(|e| {
-            classify(e, store.data(), &binding, Stage::Instantiate)
-        })?;
-        let result = plugin.idfed_policy_policy().call_validate_config(&mut store, &binding.config).await;
+        let plugin = binding
+            .plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(e, store.data(), &binding, Stage::Instantiate))?;
+        let result = plugin
+            .idfed_policy_policy()
+            .call_validate_config(&mut store, &binding.config)
+            .await;
         store.data_mut().log.finish();
         match result {
             Ok(Ok(())) => Ok(binding),
@@ -284,7 +335,11 @@ impl PluginRuntime {
 
     /// Evaluates one request with one binding. A grant is checked against the request: one that widens
     /// it is a fault.
-    pub async fn evaluate(&self, binding: &Binding, request: &PolicyRequest) -> Result<Decision, PluginFault> {
+    pub async fn evaluate(
+        &self,
+        binding: &Binding,
+        request: &PolicyRequest,
+    ) -> Result<Decision, PluginFault> {
         let mut store = self.store(binding, &request.connector.name, &request.request_id);
         let plugin = binding
             .plugin
@@ -293,7 +348,10 @@ impl PluginRuntime {
             .await
             .map_err(|e| classify(e, store.data(), binding, Stage::Instantiate))?;
         let wit_request = types::Request::from(request);
-        let result = plugin.idfed_policy_policy().call_evaluate(&mut store, &binding.config, &wit_request).await;
+        let result = plugin
+            .idfed_policy_policy()
+            .call_evaluate(&mut store, &binding.config, &wit_request)
+            .await;
         store.data_mut().log.finish();
         let decision = match result {
             Ok(Ok(decision)) => Decision::from(decision),
@@ -303,7 +361,9 @@ impl PluginRuntime {
                 });
             }
             Ok(Err(PluginError::Internal(message))) => {
-                return Err(PluginFault::PluginError { message: log::sanitize(&message, 512) });
+                return Err(PluginFault::PluginError {
+                    message: log::sanitize(&message, 512),
+                });
             }
             Err(e) => return Err(classify(e, store.data(), binding, Stage::Call)),
         };
@@ -312,9 +372,9 @@ impl PluginRuntime {
                 narrowing::check_grant(request, &grant)?;
                 Ok(Decision::Allow { grant })
             }
-            Decision::Deny { reason } => {
-                Ok(Decision::Deny { reason: log::sanitize(&reason, self.inner.config.max_reason_bytes) })
-            }
+            Decision::Deny { reason } => Ok(Decision::Deny {
+                reason: log::sanitize(&reason, self.inner.config.max_reason_bytes),
+            }),
         }
     }
 
@@ -333,12 +393,18 @@ impl PluginRuntime {
                 }
                 Ok(Decision::Deny { reason }) => {
                     tracing::info!(binding = binding.id(), request_id = %request.request_id, micros, %reason, "plugin denied");
-                    return ChainOutcome::Deny { binding: binding.id().to_owned(), reason };
+                    return ChainOutcome::Deny {
+                        binding: binding.id().to_owned(),
+                        reason,
+                    };
                 }
                 Err(fault) => {
                     tracing::warn!(binding = binding.id(), plugin = binding.plugin.name(), request_id = %request.request_id,
                         code = fault.code(), %fault, "plugin fault; request denied");
-                    return ChainOutcome::Fault { binding: binding.id().to_owned(), fault };
+                    return ChainOutcome::Fault {
+                        binding: binding.id().to_owned(),
+                        fault,
+                    };
                 }
             }
         }
@@ -389,17 +455,28 @@ enum Stage {
 }
 
 /// Names the fault behind a wasmtime error, from what the store saw.
-fn classify(error: wasmtime::Error, state: &HostState, binding: &Binding, stage: Stage) -> PluginFault {
+fn classify(
+    error: wasmtime::Error,
+    state: &HostState,
+    binding: &Binding,
+    stage: Stage,
+) -> PluginFault {
     if state.limiter.exceeded {
-        return PluginFault::MemoryLimit { limit_bytes: state.limiter.limit };
+        return PluginFault::MemoryLimit {
+            limit_bytes: state.limiter.limit,
+        };
     }
     let trap = error.downcast_ref::<Trap>().copied();
     if state.timed_out || trap == Some(Trap::Interrupt) {
-        return PluginFault::Timeout { deadline: binding.limits.deadline };
+        return PluginFault::Timeout {
+            deadline: binding.limits.deadline,
+        };
     }
     let message = match trap {
         Some(trap) => trap.to_string(),
-        None if matches!(stage, Stage::Instantiate) => return PluginFault::Instantiate(format!("{error:#}")),
+        None if matches!(stage, Stage::Instantiate) => {
+            return PluginFault::Instantiate(format!("{error:#}"));
+        }
         None => format!("{error:#}"),
     };
     let stderr = state.stderr.contents();
@@ -409,7 +486,9 @@ fn classify(error: wasmtime::Error, state: &HostState, binding: &Binding, stage:
     } else {
         // The end of stderr is where a panic message is.
         let tail = &stderr[stderr.floor_char_boundary(stderr.len().saturating_sub(512))..];
-        PluginFault::Trap { message: format!("{message}; stderr: {}", log::sanitize(tail, 512)) }
+        PluginFault::Trap {
+            message: format!("{message}; stderr: {}", log::sanitize(tail, 512)),
+        }
     }
 }
 

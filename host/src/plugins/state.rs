@@ -28,7 +28,13 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub fn new(memory_limit: usize, log: LogSink, kv: BindingKv, stdio_bytes: usize, ticks: u64) -> Self {
+    pub fn new(
+        memory_limit: usize,
+        log: LogSink,
+        kv: BindingKv,
+        stdio_bytes: usize,
+        ticks: u64,
+    ) -> Self {
         let stderr = CapturedOutput::new(stdio_bytes);
         // Nothing but what the builder gives by default: no preopens, no env, no args, stdin closed,
         // sockets denied for every address, name lookup off. Only stderr is kept, to explain a panic.
@@ -41,7 +47,10 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: memory_limit, exceeded: false },
+            limiter: MemoryLimiter {
+                limit: memory_limit,
+                exceeded: false,
+            },
             log,
             kv,
             stderr,
@@ -53,7 +62,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -65,15 +77,28 @@ pub(crate) struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
-            return Err(wasmtime::format_err!("memory limit of {} bytes exceeded", self.limit));
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded",
+                self.limit
+            ));
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -88,7 +113,10 @@ pub(crate) struct CapturedOutput {
 
 impl CapturedOutput {
     fn new(capacity: usize) -> Self {
-        CapturedOutput { capacity, buffer: Arc::default() }
+        CapturedOutput {
+            capacity,
+            buffer: Arc::default(),
+        }
     }
 
     /// What was kept, as text.
@@ -192,16 +220,30 @@ impl wit::kv::Host for HostState {
         self.kv.get(&key).map_err(Into::into)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>, ttl: Option<u32>) -> Result<(), wit::kv::KvError> {
-        self.kv.set(&key, &value, ttl.map(|s| Duration::from_secs(s.into()))).map_err(Into::into)
+    fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<u32>,
+    ) -> Result<(), wit::kv::KvError> {
+        self.kv
+            .set(&key, &value, ttl.map(|s| Duration::from_secs(s.into())))
+            .map_err(Into::into)
     }
 
     fn delete(&mut self, key: String) -> Result<(), wit::kv::KvError> {
         self.kv.delete(&key).map_err(Into::into)
     }
 
-    fn increment(&mut self, key: String, delta: i64, ttl: Option<u32>) -> Result<i64, wit::kv::KvError> {
-        self.kv.increment(&key, delta, ttl.map(|s| Duration::from_secs(s.into()))).map_err(Into::into)
+    fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl: Option<u32>,
+    ) -> Result<i64, wit::kv::KvError> {
+        self.kv
+            .increment(&key, delta, ttl.map(|s| Duration::from_secs(s.into())))
+            .map_err(Into::into)
     }
 }
 

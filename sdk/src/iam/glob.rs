@@ -39,7 +39,11 @@ pub(crate) fn tokens(pattern: &str, variables: bool) -> Vec<Tok> {
 }
 
 fn lit_eq(a: char, b: char, case_insensitive: bool) -> bool {
-    if case_insensitive { a.eq_ignore_ascii_case(&b) } else { a == b }
+    if case_insensitive {
+        a.eq_ignore_ascii_case(&b)
+    } else {
+        a == b
+    }
 }
 
 /// Whether every string matching `p` also matches `q` (a sound, not complete, check).
@@ -58,7 +62,10 @@ pub(crate) fn covers(p: &[Tok], q: &[Tok], case_insensitive: bool) -> bool {
                 Tok::Star => ok[i][j + 1] || (i < n && ok[i + 1][j]),
                 _ if i == n => false,
                 Tok::Quest => matches!(p[i], Tok::Lit(_) | Tok::Quest) && ok[i + 1][j + 1],
-                Tok::Lit(c) => matches!(p[i], Tok::Lit(d) if lit_eq(*c, d, case_insensitive)) && ok[i + 1][j + 1],
+                Tok::Lit(c) => {
+                    matches!(p[i], Tok::Lit(d) if lit_eq(*c, d, case_insensitive))
+                        && ok[i + 1][j + 1]
+                }
                 Tok::Var(v) => matches!(&p[i], Tok::Var(w) if v == w) && ok[i + 1][j + 1],
             };
         }
@@ -151,15 +158,31 @@ mod tests {
     fn resources_are_case_sensitive_and_variables_opaque() {
         assert!(cov_res("arn:aws:s3:::bucket/key", "arn:aws:s3:::bucket/*"));
         assert!(!cov_res("arn:aws:s3:::Bucket/key", "arn:aws:s3:::bucket/*"));
-        assert!(cov_res("arn:aws:s3:::b/${aws:username}/x", "arn:aws:s3:::b/${aws:username}/*"));
-        assert!(cov_res("arn:aws:s3:::b/${aws:username}", "arn:aws:s3:::b/*"));
-        assert!(!cov_res("arn:aws:s3:::b/${aws:username}", "arn:aws:s3:::b/alice"));
+        assert!(cov_res(
+            "arn:aws:s3:::b/${aws:username}/x",
+            "arn:aws:s3:::b/${aws:username}/*"
+        ));
+        assert!(cov_res(
+            "arn:aws:s3:::b/${aws:username}",
+            "arn:aws:s3:::b/*"
+        ));
+        assert!(!cov_res(
+            "arn:aws:s3:::b/${aws:username}",
+            "arn:aws:s3:::b/alice"
+        ));
         assert!(!cov_res("arn:aws:s3:::b/${x}", "arn:aws:s3:::b/$?x}"));
         assert!(!cov_res("arn:aws:s3:::b/${x}", "arn:aws:s3:::b/???"));
-        assert!(!cov_res("arn:aws:s3:::b/alice", "arn:aws:s3:::b/${aws:username}"));
+        assert!(!cov_res(
+            "arn:aws:s3:::b/alice",
+            "arn:aws:s3:::b/${aws:username}"
+        ));
         assert!(!cov_res("arn:aws:s3:::b/${a}", "arn:aws:s3:::b/${b}"));
         // Without variable expansion, `${x}` is plain text.
-        assert!(covers(&tokens("b/${x}", false), &tokens("b/$?x}", false), false));
+        assert!(covers(
+            &tokens("b/${x}", false),
+            &tokens("b/$?x}", false),
+            false
+        ));
     }
 
     #[test]
@@ -176,7 +199,11 @@ mod tests {
         assert!(int("iam:??", "iam:a*"));
         assert!(!int("a", ""));
         assert!(int("", "*"));
-        assert!(intersects(&tokens("b/${x}", true), &tokens("b/c", true), false));
+        assert!(intersects(
+            &tokens("b/${x}", true),
+            &tokens("b/c", true),
+            false
+        ));
     }
 
     #[test]

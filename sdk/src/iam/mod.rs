@@ -70,16 +70,24 @@ impl std::fmt::Display for PolicyError {
         match self {
             PolicyError::Empty => write!(f, "the policy is empty"),
             PolicyError::TooLong { length, max } => {
-                write!(f, "the policy has {length} characters, more than the {max} STS accepts")
+                write!(
+                    f,
+                    "the policy has {length} characters, more than the {max} STS accepts"
+                )
             }
-            PolicyError::InvalidCharacter { character, position } => write!(
+            PolicyError::InvalidCharacter {
+                character,
+                position,
+            } => write!(
                 f,
                 "the policy has the character {character:?} (U+{:04X}) at position {position}; STS accepts only tab, \
                  line feed, carriage return and U+0020 to U+00FF",
                 *character as u32
             ),
             PolicyError::Syntax(m) => write!(f, "the policy is not a valid policy document: {m}"),
-            PolicyError::Statement { index, message } => write!(f, "statement {index} of the policy: {message}"),
+            PolicyError::Statement { index, message } => {
+                write!(f, "statement {index} of the policy: {message}")
+            }
         }
     }
 }
@@ -96,14 +104,20 @@ pub fn check_sts_limits(text: &str) -> Result<(), PolicyError> {
         return Err(PolicyError::Empty);
     }
     if length > STS_POLICY_MAX_CHARS {
-        return Err(PolicyError::TooLong { length, max: STS_POLICY_MAX_CHARS });
+        return Err(PolicyError::TooLong {
+            length,
+            max: STS_POLICY_MAX_CHARS,
+        });
     }
     if let Some((position, character)) = text
         .chars()
         .enumerate()
         .find(|(_, c)| !matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FF}'))
     {
-        return Err(PolicyError::InvalidCharacter { character, position });
+        return Err(PolicyError::InvalidCharacter {
+            character,
+            position,
+        });
     }
     PolicyDocument::parse(text).map(|_| ())
 }
@@ -158,7 +172,9 @@ impl PolicyDocument {
             d.condition.is_none()
                 && d.principal.is_none()
                 && d.not_principal.is_none()
-                && d.resource.as_ref().is_some_and(|r| r.iter().any(|r| r == "*"))
+                && d.resource
+                    .as_ref()
+                    .is_some_and(|r| r.iter().any(|r| r == "*"))
                 && d.action
                     .as_ref()
                     .is_some_and(|a| a.iter().any(|q| glob::covers(&p, &tokens(q, false), true)))
@@ -171,8 +187,12 @@ impl PolicyDocument {
                 return false;
             }
             match (&s.action, &s.not_action) {
-                (Some(actions), _) => actions.iter().any(|q| intersects(&p, &tokens(q, false), true)),
-                (None, Some(not)) => !not.iter().any(|n| glob::covers(&p, &tokens(n, false), true)),
+                (Some(actions), _) => actions
+                    .iter()
+                    .any(|q| intersects(&p, &tokens(q, false), true)),
+                (None, Some(not)) => !not
+                    .iter()
+                    .any(|n| glob::covers(&p, &tokens(n, false), true)),
                 (None, None) => false,
             }
         })

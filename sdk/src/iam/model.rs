@@ -1,6 +1,6 @@
 //! The serde model of IAM policy JSON.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, IntoDeserializer, MapAccess, SeqAccess, Visitor};
@@ -98,7 +98,9 @@ impl<T> OneOrMany<T> {
         match self {
             OneOrMany::Many(v) => v.push(item),
             OneOrMany::One(_) => {
-                let OneOrMany::One(first) = std::mem::replace(self, OneOrMany::Many(Vec::with_capacity(2))) else {
+                let OneOrMany::One(first) =
+                    std::mem::replace(self, OneOrMany::Many(Vec::with_capacity(2)))
+                else {
                     unreachable!()
                 };
                 *self = OneOrMany::Many(vec![first, item]);
@@ -108,7 +110,11 @@ impl<T> OneOrMany<T> {
 
     /// One item as `One`, any other number as `Many`.
     pub fn from_vec(mut items: Vec<T>) -> OneOrMany<T> {
-        if items.len() == 1 { OneOrMany::One(items.remove(0)) } else { OneOrMany::Many(items) }
+        if items.len() == 1 {
+            OneOrMany::One(items.remove(0))
+        } else {
+            OneOrMany::Many(items)
+        }
     }
 }
 
@@ -143,9 +149,13 @@ impl Statement {
             effect,
             principal: None,
             not_principal: None,
-            action: Some(OneOrMany::from_vec(actions.into_iter().map(Into::into).collect())),
+            action: Some(OneOrMany::from_vec(
+                actions.into_iter().map(Into::into).collect(),
+            )),
             not_action: None,
-            resource: Some(OneOrMany::from_vec(resources.into_iter().map(Into::into).collect())),
+            resource: Some(OneOrMany::from_vec(
+                resources.into_iter().map(Into::into).collect(),
+            )),
             not_resource: None,
             condition: None,
             other: BTreeMap::new(),
@@ -200,22 +210,29 @@ impl PolicyDocument {
         if text.trim().is_empty() {
             return Err(PolicyError::Empty);
         }
-        let doc: PolicyDocument = serde_json::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        let doc: PolicyDocument =
+            serde_json::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
         doc.validate()?;
         Ok(doc)
     }
 
     /// Checks the grammar rules listed at [`parse`](Self::parse) (for documents built in code).
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if let Some(v) = &self.version {
-            if v != VERSION_2012 && v != "2008-10-17" {
-                return Err(PolicyError::Syntax(format!(
-                    "Version must be \"2012-10-17\" or \"2008-10-17\", not {v:?}"
-                )));
-            }
+        if let Some(v) = &self.version
+            && v != VERSION_2012
+            && v != "2008-10-17"
+        {
+            return Err(PolicyError::Syntax(format!(
+                "Version must be \"2012-10-17\" or \"2008-10-17\", not {v:?}"
+            )));
         }
         for (index, s) in self.statement.iter().enumerate() {
-            let err = |message: &str| Err(PolicyError::Statement { index, message: message.to_string() });
+            let err = |message: &str| {
+                Err(PolicyError::Statement {
+                    index,
+                    message: message.to_string(),
+                })
+            };
             if s.action.is_some() == s.not_action.is_some() {
                 return err("it must have exactly one of Action and NotAction");
             }
@@ -226,13 +243,21 @@ impl PolicyDocument {
                 return err("it cannot have both Principal and NotPrincipal");
             }
             let lists = [&s.action, &s.not_action, &s.resource, &s.not_resource];
-            if lists.iter().filter_map(|l| l.as_ref()).any(|l| l.iter().any(String::is_empty)) {
+            if lists
+                .iter()
+                .filter_map(|l| l.as_ref())
+                .any(|l| l.iter().any(String::is_empty))
+            {
                 return err("an action or resource is an empty string");
             }
             if let Some(c) = &s.condition {
-                let ok = c.as_object().is_some_and(|ops| ops.values().all(Value::is_object));
+                let ok = c
+                    .as_object()
+                    .is_some_and(|ops| ops.values().all(Value::is_object));
                 if !ok {
-                    return err("Condition must be an object mapping operators to objects of condition keys");
+                    return err(
+                        "Condition must be an object mapping operators to objects of condition keys",
+                    );
                 }
             }
         }
@@ -438,13 +463,19 @@ impl<'de> Deserialize<'de> for Effect {
         match String::deserialize(deserializer)?.as_str() {
             "Allow" => Ok(Effect::Allow),
             "Deny" => Ok(Effect::Deny),
-            other => Err(de::Error::custom(format!("Effect must be \"Allow\" or \"Deny\", not {other:?}"))),
+            other => Err(de::Error::custom(format!(
+                "Effect must be \"Allow\" or \"Deny\", not {other:?}"
+            ))),
         }
     }
 }
 
-fn check_new<E: de::Error>(seen: &mut HashSet<String>, key: &str) -> Result<(), E> {
-    if seen.insert(key.to_string()) { Ok(()) } else { Err(E::custom(format!("duplicate key {key:?}"))) }
+fn check_new<E: de::Error>(seen: &mut BTreeSet<String>, key: &str) -> Result<(), E> {
+    if seen.insert(key.to_string()) {
+        Ok(())
+    } else {
+        Err(E::custom(format!("duplicate key {key:?}")))
+    }
 }
 
 impl<'de> Deserialize<'de> for Statement {
@@ -456,9 +487,10 @@ impl<'de> Deserialize<'de> for Statement {
                 f.write_str("a statement object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Statement, A::Error> {
-                let mut seen = HashSet::new();
+                let mut seen = BTreeSet::new();
                 let mut effect = None;
-                let mut s = Statement::new(Effect::Allow, Vec::<String>::new(), Vec::<String>::new());
+                let mut s =
+                    Statement::new(Effect::Allow, Vec::<String>::new(), Vec::<String>::new());
                 s.action = None;
                 s.resource = None;
                 while let Some(key) = map.next_key::<String>()? {
@@ -496,7 +528,7 @@ impl<'de> Deserialize<'de> for PolicyDocument {
                 f.write_str("a policy document object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PolicyDocument, A::Error> {
-                let mut seen = HashSet::new();
+                let mut seen = BTreeSet::new();
                 let mut doc = PolicyDocument::new();
                 doc.version = None;
                 let mut statement = None;

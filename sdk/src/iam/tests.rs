@@ -34,17 +34,50 @@ fn rejects_malformed_policies() {
         ("", "empty"),
         ("[]", "not a valid policy document"),
         (r#"{"Version":"2012-10-17"}"#, "missing field `Statement`"),
-        (r#"{"Statement":[{"Action":"*","Resource":"*"}]}"#, "missing field `Effect`"),
-        (r#"{"Statement":[{"Effect":"allow","Action":"*","Resource":"*"}]}"#, "Effect must be"),
-        (r#"{"Statement":[{"Effect":"Allow","Resource":"*"}]}"#, "exactly one of Action and NotAction"),
-        (r#"{"Statement":[{"Effect":"Allow","Action":"*","NotAction":"s3:*","Resource":"*"}]}"#, "exactly one of Action"),
-        (r#"{"Statement":[{"Effect":"Allow","Action":"*"}]}"#, "exactly one of Resource and NotResource"),
-        (r#"{"Statement":[{"Effect":"Allow","Action":"*","Action":"s3:*","Resource":"*"}]}"#, "duplicate key \"Action\""),
-        (r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"A":{"k":1,"k":2}}}]}"#, "duplicate key \"k\""),
-        (r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"A":"k"}}]}"#, "Condition must be"),
-        (r#"{"Statement":[{"Effect":"Allow","Action":5,"Resource":"*"}]}"#, "invalid type"),
-        (r#"{"Version":"2020-01-01","Statement":[]}"#, "Version must be"),
-        (r#"{"Statement":[{"Effect":"Allow","Action":[""],"Resource":"*"}]}"#, "empty string"),
+        (
+            r#"{"Statement":[{"Action":"*","Resource":"*"}]}"#,
+            "missing field `Effect`",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"allow","Action":"*","Resource":"*"}]}"#,
+            "Effect must be",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Resource":"*"}]}"#,
+            "exactly one of Action and NotAction",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","NotAction":"s3:*","Resource":"*"}]}"#,
+            "exactly one of Action",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Action":"*"}]}"#,
+            "exactly one of Resource and NotResource",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Action":"s3:*","Resource":"*"}]}"#,
+            "duplicate key \"Action\"",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"A":{"k":1,"k":2}}}]}"#,
+            "duplicate key \"k\"",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"A":"k"}}]}"#,
+            "Condition must be",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Action":5,"Resource":"*"}]}"#,
+            "invalid type",
+        ),
+        (
+            r#"{"Version":"2020-01-01","Statement":[]}"#,
+            "Version must be",
+        ),
+        (
+            r#"{"Statement":[{"Effect":"Allow","Action":[""],"Resource":"*"}]}"#,
+            "empty string",
+        ),
     ];
     for (text, expected) in bad {
         let e = PolicyDocument::parse(text).unwrap_err().to_string();
@@ -52,7 +85,10 @@ fn rejects_malformed_policies() {
     }
     let e = PolicyDocument::parse(r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"*"}]}"#)
         .unwrap_err();
-    assert!(matches!(e, PolicyError::Statement { index: 1, .. }), "{e:?}");
+    assert!(
+        matches!(e, PolicyError::Statement { index: 1, .. }),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -61,16 +97,34 @@ fn sts_limits() {
     assert_eq!(check_sts_limits(&ok), Ok(()));
     assert_eq!(check_sts_limits(""), Err(PolicyError::Empty));
     let long = format!("{}{}", ok, " ".repeat(STS_POLICY_MAX_CHARS - ok.len() + 1));
-    assert_eq!(check_sts_limits(&long), Err(PolicyError::TooLong { length: 2049, max: 2048 }));
+    assert_eq!(
+        check_sts_limits(&long),
+        Err(PolicyError::TooLong {
+            length: 2049,
+            max: 2048
+        })
+    );
     assert_eq!(check_sts_limits(&long[..2048]), Ok(()));
     // Latin-1 characters count as one character each and are allowed.
     let latin = ok.replace("s3:*", "s3:é*");
     assert!(check_sts_limits(&latin).is_ok());
     let bad = ok.replace("s3:*", "s3:\u{0100}");
-    assert!(matches!(check_sts_limits(&bad), Err(PolicyError::InvalidCharacter { character: '\u{100}', .. })));
+    assert!(matches!(
+        check_sts_limits(&bad),
+        Err(PolicyError::InvalidCharacter {
+            character: '\u{100}',
+            ..
+        })
+    ));
     let ctrl = ok.replace("s3:*", "s3:\u{1}");
-    assert!(matches!(check_sts_limits(&ctrl), Err(PolicyError::InvalidCharacter { .. })));
-    assert!(matches!(check_sts_limits("{not json"), Err(PolicyError::Syntax(_))));
+    assert!(matches!(
+        check_sts_limits(&ctrl),
+        Err(PolicyError::InvalidCharacter { .. })
+    ));
+    assert!(matches!(
+        check_sts_limits("{not json"),
+        Err(PolicyError::Syntax(_))
+    ));
     assert!(check_sts_limits("{\n\t\"Statement\": []\r\n}").is_ok());
 }
 
@@ -117,10 +171,14 @@ fn allows_action_is_wildcard_aware_both_ways() {
     assert!(!deny_only.allows_action("*"));
 
     // A conditional Deny does not count: the Allow may still apply.
-    let cond = doc(r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"iam:*","Resource":"*","Condition":{"Bool":{"aws:MultiFactorAuthPresent":"false"}}}]}"#);
+    let cond = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"iam:*","Resource":"*","Condition":{"Bool":{"aws:MultiFactorAuthPresent":"false"}}}]}"#,
+    );
     assert!(cond.allows_action("iam:CreateUser"));
     // A Deny on some resources only does not count either.
-    let some = doc(r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"iam:*","Resource":"arn:aws:iam::*:user/*"}]}"#);
+    let some = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"iam:*","Resource":"arn:aws:iam::*:user/*"}]}"#,
+    );
     assert!(some.allows_action("iam:CreateUser"));
     // An Allow with no resources allows nothing.
     assert!(!allow(r#""*""#, "[]").allows_action("iam:*"));
@@ -139,11 +197,20 @@ fn within_basic_action_and_resource_containment() {
     assert!(!within(&all, &s3));
     assert!(!within(&s3, &get));
     // The unsound cases must be refused.
-    assert!(!within(&allow(r#""s3:Get*""#, r#""*""#), &get_q), "s3:Get? does not cover s3:Get*");
+    assert!(
+        !within(&allow(r#""s3:Get*""#, r#""*""#), &get_q),
+        "s3:Get? does not cover s3:Get*"
+    );
     assert!(within(&allow(r#""s3:GetA""#, r#""*""#), &get_q));
-    assert!(!within(&allow(r#""s3:Get?""#, r#""*""#), &allow(r#""s3:GetA""#, r#""*""#)));
+    assert!(!within(
+        &allow(r#""s3:Get?""#, r#""*""#),
+        &allow(r#""s3:GetA""#, r#""*""#)
+    ));
     // Actions compare case-insensitively, resources case-sensitively.
-    assert!(within(&allow(r#""S3:GETOBJECT""#, r#""*""#), &allow(r#""s3:get*""#, r#""*""#)));
+    assert!(within(
+        &allow(r#""S3:GETOBJECT""#, r#""*""#),
+        &allow(r#""s3:get*""#, r#""*""#)
+    ));
     assert!(!within(
         &allow(r#""s3:GetObject""#, r#""arn:aws:s3:::Bucket/x""#),
         &allow(r#""s3:GetObject""#, r#""arn:aws:s3:::bucket/*""#)
@@ -153,11 +220,24 @@ fn within_basic_action_and_resource_containment() {
         &allow(r#""s3:GetObject""#, r#""arn:aws:s3:::bucket/*""#)
     ));
     // Each pattern needs a covering pattern; split across statements is fine.
-    let two = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#);
-    assert!(within(&allow(r#"["s3:GetObject","s3:PutObject"]"#, r#""*""#), &two));
-    assert!(within(&doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"},{"Effect":"Allow","Action":"ec2:Describe*","Resource":"*"}]}"#), &two));
+    let two = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#,
+    );
+    assert!(within(
+        &allow(r#"["s3:GetObject","s3:PutObject"]"#, r#""*""#),
+        &two
+    ));
+    assert!(within(
+        &doc(
+            r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"},{"Effect":"Allow","Action":"ec2:Describe*","Resource":"*"}]}"#
+        ),
+        &two
+    ));
     // ...but one statement's patterns must be covered by one baseline statement (conservative).
-    assert!(!within(&allow(r#"["s3:GetObject","ec2:RunInstances"]"#, r#""*""#), &two));
+    assert!(!within(
+        &allow(r#"["s3:GetObject","ec2:RunInstances"]"#, r#""*""#),
+        &two
+    ));
     let e = allow(r#""iam:*""#, r#""*""#).is_within(&two).unwrap_err();
     assert!(e.contains("statement 0") && e.contains("\"iam:*\""), "{e}");
 }
@@ -169,7 +249,10 @@ fn within_denies_and_empty_baselines() {
     guarded.add_deny(["iam:*"], ["*"]);
     assert!(within(&guarded, &all), "adding a Deny narrows");
     let e = all.is_within(&guarded).unwrap_err();
-    assert!(e.contains("baseline Deny statement 1"), "dropping a Deny widens: {e}");
+    assert!(
+        e.contains("baseline Deny statement 1"),
+        "dropping a Deny widens: {e}"
+    );
     let mut wider_deny = all.clone();
     wider_deny.add_deny(["iam:*", "s3:*"], ["*"]);
     assert!(within(&wider_deny, &guarded));
@@ -187,27 +270,47 @@ fn within_denies_and_empty_baselines() {
     assert!(e.contains("allows nothing"), "{e}");
     let deny_only = doc(r#"{"Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#);
     assert!(within(&deny_only, &nothing));
-    assert!(within(&allow("[]", r#""*""#), &nothing), "an empty action list allows nothing");
+    assert!(
+        within(&allow("[]", r#""*""#), &nothing),
+        "an empty action list allows nothing"
+    );
 }
 
 #[test]
 fn within_conditions() {
-    let base = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","192.0.2.0/24"]}}}]}"#);
-    let same_reordered = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":["192.0.2.0/24","10.0.0.0/8"]}}}]}"#);
-    let more = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","192.0.2.0/24"]},"Bool":{"aws:SecureTransport":"true"}}}]}"#);
+    let base = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","192.0.2.0/24"]}}}]}"#,
+    );
+    let same_reordered = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":["192.0.2.0/24","10.0.0.0/8"]}}}]}"#,
+    );
+    let more = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","192.0.2.0/24"]},"Bool":{"aws:SecureTransport":"true"}}}]}"#,
+    );
     let none = allow(r#""s3:Get*""#, r#""*""#);
-    let other_value = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"0.0.0.0/0"}}}]}"#);
+    let other_value = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:Get*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"0.0.0.0/0"}}}]}"#,
+    );
     assert!(within(&same_reordered, &base));
     assert!(within(&more, &base));
     assert!(!within(&none, &base));
     assert!(!within(&other_value, &base));
     assert!(within(&more, &none), "conditions only narrow");
     let e = none.is_within(&base).unwrap_err();
-    assert!(e.contains("lacks the condition IpAddress \"aws:SourceIp\""), "{e}");
-    let single = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#);
-    let listed = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":["true"]}}}]}"#);
+    assert!(
+        e.contains("lacks the condition IpAddress \"aws:SourceIp\""),
+        "{e}"
+    );
+    let single = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}"#,
+    );
+    let listed = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":["true"]}}}]}"#,
+    );
     assert!(within(&listed, &single));
-    let ambiguous = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true","AWS:SECURETRANSPORT":"false"}}}]}"#);
+    let ambiguous = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true","AWS:SECURETRANSPORT":"false"}}}]}"#,
+    );
     assert!(!within(&ambiguous, &single));
 }
 
@@ -215,41 +318,86 @@ fn within_conditions() {
 fn within_not_action_not_resource_and_principal() {
     let all = allow(r#""*""#, r#""*""#);
     let not_iam = doc(r#"{"Statement":[{"Effect":"Allow","NotAction":"iam:*","Resource":"*"}]}"#);
-    let not_iam_org = doc(r#"{"Statement":[{"Effect":"Allow","NotAction":["iam:*","organizations:*"],"Resource":"*"}]}"#);
-    assert!(within(&not_iam, &all), "a universal baseline covers NotAction");
+    let not_iam_org = doc(
+        r#"{"Statement":[{"Effect":"Allow","NotAction":["iam:*","organizations:*"],"Resource":"*"}]}"#,
+    );
+    assert!(
+        within(&not_iam, &all),
+        "a universal baseline covers NotAction"
+    );
     assert!(within(&not_iam, &not_iam));
     assert!(within(&not_iam_org, &not_iam), "excluding more narrows");
     assert!(!within(&not_iam, &not_iam_org));
     assert!(!within(&not_iam, &allow(r#""s3:*""#, r#""*""#)));
-    assert!(within(&allow(r#""s3:*""#, r#""*""#), &not_iam), "s3:* never matches iam:*");
+    assert!(
+        within(&allow(r#""s3:*""#, r#""*""#), &not_iam),
+        "s3:* never matches iam:*"
+    );
     assert!(!within(&allow(r#""*""#, r#""*""#), &not_iam));
     assert!(!within(&allow(r#""i*""#, r#""*""#), &not_iam));
 
-    let not_secret = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","NotResource":"arn:aws:s3:::secret/*"}]}"#);
-    assert!(within(&allow(r#""s3:GetObject""#, r#""arn:aws:s3:::public/*""#), &not_secret));
-    assert!(!within(&allow(r#""s3:GetObject""#, r#""arn:aws:s3:::*""#), &not_secret));
-    assert!(!within(&allow(r#""s3:GetObject""#, r#""arn:aws:s3:::Secret/*""#), &allow(r#""s3:*""#, r#""arn:aws:s3:::secret/*""#)));
+    let not_secret = doc(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","NotResource":"arn:aws:s3:::secret/*"}]}"#,
+    );
+    assert!(within(
+        &allow(r#""s3:GetObject""#, r#""arn:aws:s3:::public/*""#),
+        &not_secret
+    ));
+    assert!(!within(
+        &allow(r#""s3:GetObject""#, r#""arn:aws:s3:::*""#),
+        &not_secret
+    ));
+    assert!(!within(
+        &allow(r#""s3:GetObject""#, r#""arn:aws:s3:::Secret/*""#),
+        &allow(r#""s3:*""#, r#""arn:aws:s3:::secret/*""#)
+    ));
     assert!(within(&not_secret, &allow(r#""s3:*""#, r#""*""#)));
 
-    let with_principal = doc(r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::1:root"},"Action":"s3:*","Resource":"*"}]}"#);
+    let with_principal = doc(
+        r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::1:root"},"Action":"s3:*","Resource":"*"}]}"#,
+    );
     assert!(within(&with_principal, &with_principal));
     assert!(!within(&with_principal, &all));
     assert!(!within(&all, &with_principal));
 
-    let unknown = doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Future":1}]}"#);
+    let unknown =
+        doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Future":1}]}"#);
     assert!(!within(&unknown, &all));
 }
 
 #[test]
 fn within_policy_variables() {
-    let base = doc(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::home/${aws:username}/*"}]}"#);
-    let same = doc(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/${aws:username}/docs/*"}]}"#);
+    let base = doc(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::home/${aws:username}/*"}]}"#,
+    );
+    let same = doc(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/${aws:username}/docs/*"}]}"#,
+    );
     assert!(within(&same, &base));
-    let literal = doc(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/alice/*"}]}"#);
+    let literal = doc(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/alice/*"}]}"#,
+    );
     assert!(!within(&literal, &base), "a variable is not a literal");
-    let old = doc(r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/${aws:username}/x"}]}"#);
-    assert!(!within(&old, &base), "the same text means something else without variables");
-    let wide = doc(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/${aws:username}"}]}"#);
-    assert!(!within(&wide, &doc(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::home/?????"}]}"#)));
-    assert!(within(&wide, &doc(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::home/*"}]}"#)));
+    let old = doc(
+        r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/${aws:username}/x"}]}"#,
+    );
+    assert!(
+        !within(&old, &base),
+        "the same text means something else without variables"
+    );
+    let wide = doc(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::home/${aws:username}"}]}"#,
+    );
+    assert!(!within(
+        &wide,
+        &doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::home/?????"}]}"#
+        )
+    ));
+    assert!(within(
+        &wide,
+        &doc(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::home/*"}]}"#
+        )
+    ));
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::glob::{covers, intersects, is_universal, tokens, Tok};
+use super::glob::{Tok, covers, intersects, is_universal, tokens};
 use super::model::{Effect, OneOrMany, PolicyDocument, Statement};
 
 /// One side of a comparison: a statement and whether its document expands policy variables.
@@ -14,15 +14,22 @@ struct Side<'a> {
 
 pub(super) fn is_within(this: &PolicyDocument, baseline: &PolicyDocument) -> Result<(), String> {
     let (tv, bv) = (this.expands_variables(), baseline.expands_variables());
-    let base_allows: Vec<(usize, &Statement)> =
-        baseline.statement.iter().enumerate().filter(|(_, s)| s.effect == Effect::Allow).collect();
+    let base_allows: Vec<(usize, &Statement)> = baseline
+        .statement
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.effect == Effect::Allow)
+        .collect();
 
     for (i, s) in this.statement.iter().enumerate() {
         if s.effect != Effect::Allow || allows_nothing(s) {
             continue;
         }
         if base_allows.is_empty() {
-            return Err(format!("{} allows actions but the baseline policy allows nothing", s.label(i)));
+            return Err(format!(
+                "{} allows actions but the baseline policy allows nothing",
+                s.label(i)
+            ));
         }
         let mut reasons = Vec::new();
         let mut covered = false;
@@ -65,12 +72,22 @@ pub(super) fn is_within(this: &PolicyDocument, baseline: &PolicyDocument) -> Res
 
 /// Whether a statement matches no request at all (an empty action or resource list).
 fn allows_nothing(s: &Statement) -> bool {
-    s.action.as_ref().is_some_and(OneOrMany::is_empty) || s.resource.as_ref().is_some_and(OneOrMany::is_empty)
+    s.action.as_ref().is_some_and(OneOrMany::is_empty)
+        || s.resource.as_ref().is_some_and(OneOrMany::is_empty)
 }
 
 /// Whether statement `s` matches only requests that statement `b` matches too.
 fn statement_covered(s: Side, b: Side) -> Result<(), String> {
-    lists_covered("action", &s.s.action, &s.s.not_action, &b.s.action, &b.s.not_action, true, false, false)?;
+    lists_covered(
+        "action",
+        &s.s.action,
+        &s.s.not_action,
+        &b.s.action,
+        &b.s.not_action,
+        true,
+        false,
+        false,
+    )?;
     lists_covered(
         "resource",
         &s.s.resource,
@@ -90,7 +107,12 @@ fn statement_covered(s: Side, b: Side) -> Result<(), String> {
     if s.s.other != b.s.other {
         return Err(format!(
             "it has keys the check does not understand ({})",
-            s.s.other.keys().chain(b.s.other.keys()).cloned().collect::<Vec<_>>().join(", ")
+            s.s.other
+                .keys()
+                .chain(b.s.other.keys())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     conditions_covered(s, b)
@@ -111,7 +133,11 @@ fn lists_covered(
     let toks = |list: &OneOrMany<String>, vars: bool| -> Vec<(String, Vec<Tok>)> {
         list.iter().map(|x| (x.clone(), tokens(x, vars))).collect()
     };
-    let not_what = if what == "action" { "NotAction" } else { "NotResource" };
+    let not_what = if what == "action" {
+        "NotAction"
+    } else {
+        "NotResource"
+    };
     match (s_list, s_not, b_list, b_not) {
         // s lists what it matches, b lists what it matches: each of s's patterns inside one of b's.
         (Some(sl), _, Some(bl), _) => {
@@ -127,7 +153,10 @@ fn lists_covered(
         (Some(sl), _, None, Some(bn)) => {
             let bt = toks(bn, b_vars);
             for (p, pt) in toks(sl, s_vars) {
-                if let Some((n, _)) = bt.iter().find(|(_, nt)| intersects(&pt, nt, case_insensitive)) {
+                if let Some((n, _)) = bt
+                    .iter()
+                    .find(|(_, nt)| intersects(&pt, nt, case_insensitive))
+                {
                     return Err(format!("{what} {p:?} may match its {not_what} {n:?}"));
                 }
             }
@@ -138,14 +167,19 @@ fn lists_covered(
             if bl.iter().any(|q| is_universal(&tokens(q, b_vars))) {
                 Ok(())
             } else {
-                Err(format!("its {not_what} {:?} matches more than the baseline's {what}s", sn.as_slice()))
+                Err(format!(
+                    "its {not_what} {:?} matches more than the baseline's {what}s",
+                    sn.as_slice()
+                ))
             }
         }
         (None, Some(sn), None, Some(bn)) => {
             let st = toks(sn, s_vars);
             for (n, nt) in toks(bn, b_vars) {
                 if !st.iter().any(|(_, mt)| covers(&nt, mt, case_insensitive)) {
-                    return Err(format!("the baseline's {not_what} {n:?} is not excluded by its {not_what}"));
+                    return Err(format!(
+                        "the baseline's {not_what} {n:?} is not excluded by its {not_what}"
+                    ));
                 }
             }
             Ok(())
@@ -162,14 +196,18 @@ fn conditions_covered(s: Side, b: Side) -> Result<(), String> {
     let s_cond = s.s.condition.as_ref().and_then(Value::as_object);
     if let Some(c) = s_cond {
         let ambiguous = has_case_duplicates(c.keys())
-            || c.values().filter_map(Value::as_object).any(|keys| has_case_duplicates(keys.keys()));
+            || c.values()
+                .filter_map(Value::as_object)
+                .any(|keys| has_case_duplicates(keys.keys()));
         if ambiguous {
             return Err("its Condition has names that differ only in case".into());
         }
     }
     for (op, keys) in b_cond {
         let Some(keys) = keys.as_object() else {
-            return Err(format!("the baseline's Condition operator {op:?} is not an object"));
+            return Err(format!(
+                "the baseline's Condition operator {op:?} is not an object"
+            ));
         };
         for (key, b_value) in keys {
             let s_value = s_cond.and_then(|c| c.get(op)).and_then(|k| k.get(key));
@@ -204,8 +242,10 @@ fn condition_values_equal(a: &Value, b: &Value) -> bool {
 }
 
 fn has_case_duplicates<'a>(names: impl Iterator<Item = &'a String>) -> bool {
-    let mut seen = std::collections::HashSet::new();
-    names.into_iter().any(|n| !seen.insert(n.to_ascii_lowercase()))
+    let mut seen = std::collections::BTreeSet::new();
+    names
+        .into_iter()
+        .any(|n| !seen.insert(n.to_ascii_lowercase()))
 }
 
 fn mentions_variable(v: &Value) -> bool {

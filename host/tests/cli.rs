@@ -1,0 +1,151 @@
+//! The `idfed plugin` commands, run as a user runs them: the real binary, real components, exit statuses.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use idfed_tests::fixtures;
+
+fn idfed(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_idfed"))
+        .args(args)
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+const REQUEST: &str = r#"{
+  "request_id": "r-1",
+  "caller": {"user_name": "alice", "groups": ["contractors"], "is_admin": false, "is_system_scope": false,
+             "source_ip": "192.0.2.10", "user_agent": "aws-cli/2"},
+  "connector": {"name": "dev", "principal_type": "assumed-role", "account_name": "main",
+                "role_arn": "arn:aws:iam::123456789012:role/dev"},
+  "requested_duration_seconds": 43200,
+  "duration_seconds": 43200,
+  "time": "2026-11-30T09:15:00Z"
+}"#;
+
+#[test]
+fn check_accepts_a_plugin_and_states_its_size() {
+    let out = idfed(&["plugin", "check", fixtures::DURATION_CAP]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let size = std::fs::metadata(fixtures::DURATION_CAP).unwrap().len();
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("ok: ") && stdout.contains(&format!("{size} bytes")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("idfed:policy@0.1.0"), "{stdout}");
+}
+
+#[test]
+fn check_refuses_other_worlds_and_non_components_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = write(dir.path(), "garbage.wasm", "not wasm at all");
+    for file in [
+        fixtures::OTHER_WORLD,
+        fixtures::OTHER_VERSION,
+        garbage.as_str(),
+        "/nonexistent/plugin.wasm",
+    ] {
+        let out = idfed(&["plugin", "check", file]);
+        assert!(!out.status.success(), "{file} was accepted");
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "one line expected for {file}: {stderr}"
+        );
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(file),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn eval_prints_the_decision_as_json_with_the_time_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = write(dir.path(), "request.json", REQUEST);
+    let config = write(
+        dir.path(),
+        "config.json",
+        r#"{"rules": [{"group": "contractors", "max_duration_seconds": 3600}]}"#,
+    );
+    let out = idfed(&[
+        "plugin",
+        "eval",
+        fixtures::DURATION_CAP,
+        "--request",
+        &request,
+        "--config",
+        &config,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["decision"], "allow");
+    assert_eq!(json["grant"]["duration_seconds"], 3600);
+    assert!(json["elapsed_us"].as_u64().is_some(), "{json}");
+}
+
+#[test]
+fn eval_reports_a_fault_as_json_with_a_distinct_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = write(dir.path(), "request.json", REQUEST);
+    let out = idfed(&[
+        "plugin",
+        "eval",
+        fixtures::ENDLESS_LOOP,
+        "--request",
+        &request,
+        "--deadline-ms",
+        "20",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["decision"], "fault");
+    assert_eq!(json["code"], "plugin_timeout");
+}
+
+#[test]
+fn eval_refuses_bad_json_and_bad_config_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "request.json", REQUEST);
+    let broken = write(dir.path(), "broken.json", r#"{"caller": "#);
+    let misspelt = write(
+        dir.path(),
+        "misspelt.json",
+        &REQUEST.replace(
+            "duration_seconds\": 43200,\n  \"time",
+            "durationseconds\": 1,\n  \"time",
+        ),
+    );
+    let bad_config = write(dir.path(), "config.json", r#"{"rules": "everyone"}"#);
+    let cases: [(&[&str], &str); 3] = [
+        (&["--request", &broken], "broken.json"),
+        (&["--request", &misspelt], "durationseconds"),
+        (
+            &["--request", &good, "--config", &bad_config],
+            "config.json",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["plugin", "eval", fixtures::DURATION_CAP];
+        all.extend_from_slice(args);
+        let out = idfed(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{expected} not in: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
