@@ -574,3 +574,26 @@ async fn compiled_components_are_cached_on_disk_across_restarts() {
         CompileSource::Compiled
     );
 }
+
+#[tokio::test]
+async fn nothing_survives_from_one_evaluation_to_the_next() {
+    let rt = TestRuntime::new();
+    let probe = bind(&rt, "probe", fixtures::STATE_PROBE, "{}").await;
+    let other = bind(&rt, "other", fixtures::SESSION_TAGS, "{}").await;
+    for (i, user) in ["alice", "bob", "carol"]
+        .iter()
+        .cycle()
+        .take(30)
+        .enumerate()
+    {
+        let r = request(user, &["dev"], PrincipalType::AssumedRole, None);
+        let report: serde_json::Value =
+            serde_json::from_str(&reason_of(decide(&rt, &probe, &r).await)).unwrap();
+        assert_eq!(
+            report,
+            serde_json::json!({"calls": 1, "previous_caller": ""}),
+            "evaluation {i}"
+        );
+        grant_of(decide(&rt, &other, &r).await);
+    }
+}
