@@ -1,5 +1,11 @@
 //! idfed: an identity broker that authenticates people against a directory and vends temporary AWS
 //! credentials through STS, with per-connector policy plugins run in a WebAssembly sandbox.
 
+pub mod audit;
 pub mod cli;
+pub mod model;
 pub mod plugins;
+pub mod secret;
+pub mod store;
+pub mod sts;
+pub mod vend;

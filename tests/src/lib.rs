@@ -9,6 +9,9 @@ use idfed::plugins::{
     RuntimeConfig,
 };
 
+/// Starts and stops moto, the third-party STS the tests run against.
+pub mod moto;
+
 /// Paths of the components built from `plugins/`, one constant per crate (`RATE_LIMIT`, `ENDLESS_LOOP`…).
 pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));

@@ -11,8 +11,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::idfed::policy::types;
 pub use exports::idfed::policy::policy::PluginError;
-pub use idfed::policy::types;
 
 /// The package and version a plugin must export; named in load errors.
 pub const POLICY_EXPORT: &str = "idfed:policy/policy@0.1.0";
