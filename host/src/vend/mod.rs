@@ -1,1 +1,400 @@
-//! (being written)
+//! The vend pipeline, the job idfed exists for:
+//! caller → authorize → build the request → plugin chain → validate → issue → audit → credentials.
+//!
+//! Every attempt is audited, whatever its outcome, and the audit record is written before credentials are
+//! handed out: if the audit log cannot be written, nothing is vended (fail closed).
+
+mod chain;
+mod duration;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::audit::{AuditEvent, AuditLog, Outcome};
+use crate::model::{Caller, Connector, Identity, Principal, PrincipalType};
+use crate::plugins::{self, ChainOutcome, ConnectorInfo, Grant, PluginRuntime, PolicyRequest};
+use crate::store::Store;
+use crate::sts::validate::{self, ValidationError};
+use crate::sts::{
+    AccountAccess, CredentialIssuer, IssueKind, IssueRequest, IssuedCredentials, StsError,
+};
+
+pub use duration::{DurationChoice, resolve_duration};
+
+/// What a caller may ask for beyond the connector's defaults: only ever narrower.
+#[derive(Clone, Debug, Default)]
+pub struct VendOptions {
+    /// The duration wanted, in seconds; capped at the connector's maximum.
+    pub duration_seconds: Option<u32>,
+    /// An inline session policy narrowing the connector's (it must allow nothing the connector's does not).
+    pub policy: Option<String>,
+}
+
+/// Credentials vended, with what was decided on the way.
+#[derive(Debug)]
+pub struct Vended {
+    /// The request's id, as in the audit log.
+    pub request_id: String,
+    /// The connector's id.
+    pub connector_id: Uuid,
+    /// The connector's name.
+    pub connector_name: String,
+    /// The credentials.
+    pub credentials: IssuedCredentials,
+    /// The duration granted, in seconds.
+    pub duration_seconds: u32,
+    /// Whether the duration was cut to the connector's maximum (or by a plugin).
+    pub capped: bool,
+}
+
+/// Why nothing was vended. `code()` is stable; `Display` is for the caller (nothing internal, no secret).
+#[derive(Debug, thiserror::Error)]
+pub enum VendError {
+    /// No such connector.
+    #[error("no connector named {0:?}")]
+    NotFound(String),
+    /// The caller may not use this connector.
+    #[error("you may not use connector {0:?}")]
+    Forbidden(String),
+    /// The connector is disabled.
+    #[error("connector {0:?} is disabled")]
+    Disabled(String),
+    /// The request breaks a rule (checked before any call to AWS).
+    #[error("invalid request: {0}")]
+    Invalid(ValidationError),
+    /// A plugin refused.
+    #[error("refused by policy: {reason}")]
+    PluginDenied {
+        /// The binding that refused.
+        binding: String,
+        /// Its reason, meant for the caller.
+        reason: String,
+    },
+    /// A plugin malfunctioned; the request is refused (fail closed). Details go to the log and audit log.
+    #[error("refused: a policy plugin of this connector failed ({code})")]
+    PluginFault {
+        /// The binding that failed.
+        binding: String,
+        /// The fault's code.
+        code: &'static str,
+        /// The fault, for administrators.
+        detail: String,
+    },
+    /// STS refused or failed.
+    #[error("{0}")]
+    Sts(StsError),
+    /// idfed's own store or audit log failed.
+    #[error("idfed could not complete the request: {0}")]
+    Internal(String),
+}
+
+impl VendError {
+    /// A stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VendError::NotFound(_) => "connector_not_found",
+            VendError::Forbidden(_) => "forbidden",
+            VendError::Disabled(_) => "connector_disabled",
+            VendError::Invalid(_) => "invalid_request",
+            VendError::PluginDenied { .. } => "plugin_denied",
+            VendError::PluginFault { code, .. } => code,
+            VendError::Sts(e) => e.code(),
+            VendError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// The vend pipeline and what it needs.
+#[derive(Clone)]
+pub struct Vendor {
+    store: Arc<dyn Store>,
+    issuer: Arc<dyn CredentialIssuer>,
+    audit: AuditLog,
+    chains: chain::Chains,
+}
+
+impl Vendor {
+    /// A pipeline over these parts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        issuer: Arc<dyn CredentialIssuer>,
+        plugins: PluginRuntime,
+        audit: AuditLog,
+    ) -> Self {
+        let chains = chain::Chains::new(store.clone(), plugins);
+        Vendor {
+            store,
+            issuer,
+            audit,
+            chains,
+        }
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Whether `caller` may use `connector`: administrators every connector, users those listing one of
+    /// their groups (none listed: administrators only), system-scope keys the system-scope connectors they name.
+    pub fn may_use(caller: &Caller, connector: &Connector) -> bool {
+        match &caller.identity {
+            Identity::User { is_admin: true, .. } => true,
+            Identity::User { groups, .. } => connector
+                .groups
+                .iter()
+                .any(|allowed| groups.iter().any(|g| g.eq_ignore_ascii_case(allowed))),
+            Identity::System { connectors, .. } => {
+                connector.system_scope && connectors.contains(&connector.id)
+            }
+        }
+    }
+
+    /// Vends credentials from the connector named (or with the id) `connector` to `caller`.
+    pub async fn vend(
+        &self,
+        caller: &Caller,
+        connector: &str,
+        options: VendOptions,
+    ) -> Result<Vended, VendError> {
+        let request_id = Uuid::new_v4().to_string();
+        let mut event = AuditEvent {
+            request_id: request_id.clone(),
+            action: "vend".into(),
+            caller: Some(caller.display_name()),
+            caller_kind: Some(match caller.identity {
+                Identity::User { .. } => "user".into(),
+                Identity::System { .. } => "system".into(),
+            }),
+            source_ip: caller.source_ip.clone(),
+            user_agent: caller.user_agent.clone(),
+            connector: Some(connector.to_owned()),
+            ..AuditEvent::default()
+        };
+        let result = self
+            .attempt(caller, connector, options, &request_id, &mut event)
+            .await;
+        match &result {
+            Ok(vended) => {
+                event.outcome = Outcome::Issued;
+                event.access_key_id = Some(vended.credentials.access_key_id.clone());
+            }
+            Err(e) => {
+                event.outcome = match e {
+                    VendError::PluginDenied { .. } => Outcome::PluginDenied,
+                    VendError::PluginFault { .. } => Outcome::PluginFault,
+                    VendError::Sts(_) | VendError::Internal(_) => Outcome::Failed,
+                    _ => Outcome::Refused,
+                };
+                event.code = Some(e.code().to_owned());
+                event.reason = Some(match e {
+                    VendError::PluginFault { detail, .. } => detail.clone(),
+                    other => other.to_string(),
+                });
+                if let VendError::PluginDenied { binding, .. }
+                | VendError::PluginFault { binding, .. } = e
+                {
+                    event.binding = Some(binding.clone());
+                }
+            }
+        }
+        if let Err(e) = self.audit.append(event) {
+            tracing::error!(request_id, error = %e, "audit log unavailable: refusing to hand out credentials");
+            return Err(VendError::Internal("the audit log is unavailable".into()));
+        }
+        result
+    }
+
+    async fn attempt(
+        &self,
+        caller: &Caller,
+        name: &str,
+        options: VendOptions,
+        request_id: &str,
+        event: &mut AuditEvent,
+    ) -> Result<Vended, VendError> {
+        let connector = self
+            .store
+            .get_connector(name)
+            .map_err(|e| VendError::Internal(e.to_string()))?
+            .ok_or_else(|| VendError::NotFound(name.to_owned()))?;
+        event.connector_id = Some(connector.id.to_string());
+        event.connector = Some(connector.name.clone());
+        if !Self::may_use(caller, &connector) {
+            return Err(VendError::Forbidden(connector.name.clone()));
+        }
+        if !connector.enabled {
+            return Err(VendError::Disabled(connector.name.clone()));
+        }
+
+        let principal_type = connector.principal.principal_type();
+        let choice =
+            resolve_duration(&connector, options.duration_seconds).map_err(VendError::Invalid)?;
+        let base = PolicyRequest {
+            request_id: request_id.to_owned(),
+            caller: plugin_caller(caller),
+            connector: ConnectorInfo {
+                name: connector.name.clone(),
+                principal_type,
+                account_name: connector.account.clone(),
+                role_arn: connector.principal.role_arn().map(str::to_owned),
+                default_duration_seconds: connector.default_duration_seconds,
+                max_duration_seconds: connector.max_duration_seconds,
+            },
+            requested_duration_seconds: options.duration_seconds,
+            duration_seconds: choice.seconds,
+            policy: connector.policy.clone(),
+            policy_arns: connector.policy_arns.clone(),
+            tags: match &connector.principal {
+                Principal::AssumedRole { session_tags, .. } => session_tags.clone(),
+                _ => Vec::new(),
+            },
+            time: SystemTime::now(),
+        };
+        let request = match options.policy {
+            None => base,
+            Some(policy) => narrow_by_caller(&base, policy)?,
+        };
+        event.duration_seconds = Some(request.duration_seconds);
+
+        let chain = self
+            .chains
+            .get(&connector)
+            .await
+            .map_err(|(binding, fault)| VendError::PluginFault {
+                binding,
+                code: fault.code(),
+                detail: fault.to_string(),
+            })?;
+        let grant = match self.chains.plugins().run_chain(&chain, &request).await {
+            ChainOutcome::Allow(grant) => grant,
+            ChainOutcome::Deny { binding, reason } => {
+                return Err(VendError::PluginDenied { binding, reason });
+            }
+            ChainOutcome::Fault { binding, fault } => {
+                return Err(VendError::PluginFault {
+                    binding,
+                    code: fault.code(),
+                    detail: fault.to_string(),
+                });
+            }
+        };
+        let capped = choice.capped || grant.duration_seconds < request.duration_seconds;
+        event.duration_seconds = Some(grant.duration_seconds);
+        event.capped = capped;
+        event.policy_sha256 = grant
+            .policy
+            .as_deref()
+            .map(|p| hex::encode(Sha256::digest(p.as_bytes())));
+
+        let access = self.account_access(&connector.account)?;
+        let issue = IssueRequest {
+            access,
+            kind: issue_kind(caller, &connector, &grant),
+            duration_seconds: grant.duration_seconds,
+        };
+        validate::check_issue_request(&issue).map_err(VendError::Invalid)?;
+        let credentials = self.issuer.issue(&issue).await.map_err(VendError::Sts)?;
+        Ok(Vended {
+            request_id: request_id.to_owned(),
+            connector_id: connector.id,
+            connector_name: connector.name,
+            credentials,
+            duration_seconds: grant.duration_seconds,
+            capped,
+        })
+    }
+
+    /// How to reach STS for `account`: its region, endpoint and opened credentials.
+    pub fn account_access(&self, account: &str) -> Result<AccountAccess, VendError> {
+        let internal = |e: crate::store::StoreError| VendError::Internal(e.to_string());
+        let entry = self.store.get_account(account).map_err(internal)?;
+        let credentials = self.store.account_credentials(account).map_err(internal)?;
+        let (Some(entry), Some(credentials)) = (entry, credentials) else {
+            return Err(VendError::Internal(format!(
+                "the connector's account {account:?} is missing"
+            )));
+        };
+        Ok(AccountAccess {
+            account_name: entry.name,
+            credentials,
+            region: entry.region,
+            endpoint: entry.sts_endpoint,
+        })
+    }
+}
+
+/// The caller as plugins see it.
+fn plugin_caller(caller: &Caller) -> plugins::Caller {
+    let (user_name, groups, is_admin, is_system_scope) = match &caller.identity {
+        Identity::User {
+            name,
+            groups,
+            is_admin,
+        } => (Some(name.clone()), groups.clone(), *is_admin, false),
+        Identity::System { .. } => (None, Vec::new(), false, true),
+    };
+    plugins::Caller {
+        user_name,
+        groups,
+        is_admin,
+        is_system_scope,
+        source_ip: caller.source_ip.clone(),
+        user_agent: caller.user_agent.clone(),
+    }
+}
+
+/// Applies the caller's own inline policy: allowed only where it narrows, by the same rules plugins obey.
+fn narrow_by_caller(base: &PolicyRequest, policy: String) -> Result<PolicyRequest, VendError> {
+    let invalid = |rule: String| {
+        VendError::Invalid(ValidationError {
+            field: "policy".into(),
+            rule,
+        })
+    };
+    if base.connector.principal_type == PrincipalType::IamUser {
+        return Err(invalid("iam-user connectors take no session policy".into()));
+    }
+    validate::check_policy(&policy).map_err(VendError::Invalid)?;
+    let candidate = Grant {
+        policy: Some(policy),
+        ..base.unchanged_grant()
+    };
+    plugins::check_grant(base, &candidate)
+        .map_err(|fault| invalid(format!("may only narrow the connector's policy: {fault}")))?;
+    Ok(base.with_grant(&candidate))
+}
+
+/// The STS call for a connector and a final grant.
+fn issue_kind(caller: &Caller, connector: &Connector, grant: &Grant) -> IssueKind {
+    let who = match &caller.identity {
+        Identity::User { name, .. } => name.clone(),
+        Identity::System { key_name, .. } => key_name.clone(),
+    };
+    match &connector.principal {
+        Principal::FederatedUser => IssueKind::FederationToken {
+            name: validate::federated_user_name(&who),
+            policy: grant.policy.clone(),
+            policy_arns: grant.policy_arns.clone(),
+            tags: grant.tags.clone(),
+        },
+        Principal::IamUser => IssueKind::SessionToken,
+        Principal::AssumedRole {
+            role_arn,
+            external_id,
+            source_identity,
+            ..
+        } => IssueKind::AssumeRole {
+            role_arn: role_arn.clone(),
+            session_name: validate::role_session_name(&who),
+            external_id: external_id.clone(),
+            policy: grant.policy.clone(),
+            policy_arns: grant.policy_arns.clone(),
+            tags: grant.tags.clone(),
+            source_identity: source_identity.then(|| validate::source_identity(&who)),
+        },
+    }
+}
