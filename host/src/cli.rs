@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use crate::audit::AuditLog;
 use crate::plugins::{
     BindError, Decision, KvStore, Limits, PluginRuntime, PolicyRequest, RuntimeConfig,
 };
+use crate::store::{KeySource, MasterKey, SledStore, Store};
 
 /// idfed: vend temporary AWS credentials to the people and programs allowed to have them.
 #[derive(Debug, Parser)]
@@ -23,6 +25,64 @@ enum Command {
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Maintenance of idfed's data directory (run while the server is stopped).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where idfed keeps its state, and the master key that seals its secrets.
+#[derive(Debug, clap::Args)]
+struct DataDir {
+    /// The data directory.
+    #[arg(long, env = "IDFED_DATA_DIR", default_value = "idfed-data")]
+    data_dir: PathBuf,
+    /// The master key file (created 0600 on first start); `IDFED_MASTER_KEY` (base64), when set, wins.
+    #[arg(long, env = "IDFED_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn key_source(&self) -> KeySource {
+        let file = self
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"));
+        KeySource::from_env_or_file(file)
+    }
+
+    fn open_store(&self) -> Result<SledStore, Failure> {
+        SledStore::open(&self.data_dir, self.key_source())
+            .map_err(|e| Failure(format!("{}: {e} [{}]", self.data_dir.display(), e.code())))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Re-seals every stored secret under a new master key.
+    RotateKey {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks the audit log's hash chain: an edited, removed or inserted record is reported.
+    Verify {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Removes records older than the retention, keeping the chain verifiable.
+    Prune {
+        #[command(flatten)]
+        data: DataDir,
+        /// Keep this many days.
+        #[arg(long)]
+        retention_days: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +121,8 @@ impl Cli {
     pub async fn run(self) -> ExitCode {
         match self.command {
             Command::Plugin(command) => report(command.run().await),
+            Command::Admin(command) => report(command.run()),
+            Command::Audit(command) => report(command.run()),
         }
     }
 }
@@ -146,6 +208,80 @@ impl PluginCommand {
                     serde_json::to_string_pretty(&json).expect("JSON values serialize")
                 );
                 Ok(code)
+            }
+        }
+    }
+}
+
+impl AdminCommand {
+    fn run(self) -> Result<ExitCode, Failure> {
+        match self {
+            AdminCommand::RotateKey { data } => {
+                let store = data.open_store()?;
+                let key = MasterKey::generate().map_err(|e| Failure(e.to_string()))?;
+                let fingerprint = key.fingerprint();
+                let from_env = matches!(data.key_source(), KeySource::Env(_));
+                // With the key in the environment nothing is written to a key file: the operator must set
+                // the new key before the next start, so it is shown, once, here.
+                let shown = from_env.then(|| key.to_base64());
+                let count = store
+                    .rotate_master_key(key)
+                    .map_err(|e| Failure(format!("{e} [{}]", e.code())))?;
+                println!("re-sealed {count} secret(s) under master key {fingerprint}");
+                if let Some(new_key) = shown {
+                    eprintln!(
+                        "IDFED_MASTER_KEY must now be set to the new key before idfed starts again:"
+                    );
+                    println!("{}", new_key.expose());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+impl AuditCommand {
+    fn run(self) -> Result<ExitCode, Failure> {
+        let open = |data: &DataDir, retention| -> Result<(SledStore, AuditLog), Failure> {
+            let store = data.open_store()?;
+            let audit = AuditLog::open(store.db(), retention)
+                .map_err(|e| Failure(format!("audit log: {e}")))?;
+            Ok((store, audit))
+        };
+        match self {
+            AuditCommand::Verify { data } => {
+                let (_store, audit) = open(&data, None)?;
+                let report = audit
+                    .verify()
+                    .map_err(|e| Failure(format!("audit log: {e}")))?;
+                if report.is_intact() {
+                    println!("ok: {} record(s), chain intact", report.records);
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    for problem in &report.problems {
+                        println!("problem: {problem}");
+                    }
+                    eprintln!(
+                        "error: the audit log has been tampered with ({} problem(s))",
+                        report.problems.len()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+            AuditCommand::Prune {
+                data,
+                retention_days,
+            } => {
+                let retention = Duration::from_secs(retention_days.saturating_mul(86_400));
+                let (_store, audit) = open(&data, Some(retention))?;
+                let removed = audit
+                    .prune(std::time::SystemTime::now())
+                    .map_err(|e| Failure(format!("audit log: {e}")))?;
+                audit
+                    .flush()
+                    .map_err(|e| Failure(format!("audit log: {e}")))?;
+                println!("removed {removed} record(s) older than {retention_days} day(s)");
+                Ok(ExitCode::SUCCESS)
             }
         }
     }

@@ -149,3 +149,129 @@ fn eval_refuses_bad_json_and_bad_config_in_one_line() {
         assert!(out.stdout.is_empty());
     }
 }
+
+fn data_dir_args(dir: &Path) -> Vec<String> {
+    vec!["--data-dir".into(), dir.to_string_lossy().into_owned()]
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(data_dir_args(dir));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    Command::new(env!("CARGO_BIN_EXE_idfed"))
+        .args(&refs)
+        .env_remove("IDFED_MASTER_KEY")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn audit_verify_passes_an_intact_log_and_catches_an_edited_record() {
+    use idfed::audit::{AuditEvent, AuditLog};
+    use idfed::store::{KeySource, SledStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store =
+            SledStore::open(dir.path(), KeySource::File(dir.path().join("master.key"))).unwrap();
+        let audit = AuditLog::open(store.db(), None).unwrap();
+        for user in ["alice", "bob", "carol"] {
+            audit
+                .append(AuditEvent {
+                    request_id: user.into(),
+                    action: "vend".into(),
+                    caller: Some(user.into()),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        audit.flush().unwrap();
+    }
+    let out = run_in(dir.path(), &["audit", "verify"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("3 record(s), chain intact"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    {
+        // Someone with access to the database rewrites who asked, in the second record.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let (key, value) = tree.iter().nth(1).unwrap().unwrap();
+        let mut edited = value.to_vec();
+        let at = edited
+            .windows(14)
+            .position(|w| w == br#""caller":"bob""#)
+            .expect("the record names bob");
+        edited[at + 10..at + 13].copy_from_slice(b"eve");
+        tree.insert(key, edited).unwrap();
+        db.flush().unwrap();
+    }
+    let out = run_in(dir.path(), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("problem:"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("tampered"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn rotate_key_reseals_the_secrets_and_the_store_still_opens() {
+    use idfed::model::{AccountCredentials, AccountInput, AccountSourceInput};
+    use idfed::secret::Secret;
+    use idfed::store::{KeySource, SledStore, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("master.key");
+    let open = || SledStore::open(dir.path(), KeySource::File(key_file.clone())).unwrap();
+    {
+        let store = open();
+        store
+            .put_account(AccountInput {
+                name: "main".into(),
+                description: String::new(),
+                source: AccountSourceInput::IamUser {
+                    access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                    secret_access_key: Some(Secret::new(
+                        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                    )),
+                },
+                region: None,
+                sts_endpoint: None,
+            })
+            .unwrap();
+    }
+    let before = std::fs::read(&key_file).unwrap();
+    let out = run_in(dir.path(), &["admin", "rotate-key"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("re-sealed 1 secret(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_ne!(
+        std::fs::read(&key_file).unwrap(),
+        before,
+        "a new key was written"
+    );
+    match open().account_credentials("main").unwrap() {
+        Some(AccountCredentials::Static {
+            secret_access_key, ..
+        }) => {
+            assert_eq!(
+                secret_access_key.expose(),
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

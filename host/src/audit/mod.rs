@@ -1,1 +1,544 @@
-//! (being written)
+//! The audit log: every credential request attempt (and every admin change) as an append-only,
+//! hash-chained record in sled, so that a record edited, removed or slipped in out of band is detected by
+//! [`AuditLog::verify`]; with a retention that prunes old records without breaking verification.
+//!
+//! Records live in the tree `audit`, keyed by their seq (`u64` big-endian, from 1); the tree `audit-meta`
+//! holds the head (the last record's seq and hash) and the retention anchor (the last pruned record's seq
+//! and hash). Each record's hash is SHA-256 over its stored body, which includes its seq, its time and the
+//! previous record's hash, so the chain can only be rewritten from the point of an edit onwards, head
+//! included (see `chain.rs` for the encoding). The chain proves integrity against edits to the database
+//! that do not rewrite everything after them; to guard against someone rewriting the whole tail, record the
+//! head ([`AuditLog::head`]) somewhere else from time to time.
+//!
+//! Durability: an append is one sled transaction (the record and the new head together, so they never
+//! disagree after a crash) but is not fsynced on its own, which would cost milliseconds a vend. A record
+//! is durable once sled flushes (every 500 ms by default) or on [`AuditLog::flush`], which the service
+//! calls at shutdown; a crash may lose the last moments' records, never leave a broken chain.
+
+mod chain;
+
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use chain::{ANCHOR_KEY, HEAD_KEY};
+pub use chain::{ChainLink, GENESIS};
+
+/// The sled tree of the records.
+pub const RECORDS_TREE: &str = "audit";
+/// The sled tree of the head and the retention anchor.
+pub const META_TREE: &str = "audit-meta";
+/// Free text (`reason`, `user_agent`) is cut to this many bytes when appended.
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// The number of records [`AuditFilter::default`] returns at most.
+pub const DEFAULT_QUERY_LIMIT: usize = 100;
+/// How many records one prune transaction removes.
+const PRUNE_BATCH: usize = 256;
+
+/// What happened, as the caller of [`AuditLog::append`] describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditEvent {
+    /// The request's id (also in the service's logs and the caller's response).
+    pub request_id: String,
+    /// What was asked: `vend`, `admin.connector.update`…
+    pub action: String,
+    /// Who: the user name, or `system:<key name>`.
+    pub caller: Option<String>,
+    /// `user`, `system` or `admin`.
+    pub caller_kind: Option<String>,
+    /// The caller's address as idfed saw it.
+    pub source_ip: Option<String>,
+    /// The caller's `User-Agent` (cut to [`MAX_TEXT_BYTES`]).
+    pub user_agent: Option<String>,
+    /// The connector's id.
+    pub connector_id: Option<String>,
+    /// The connector's name.
+    pub connector: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The stable error code when refused or failed (`forbidden`, `plugin_timeout`, `sts_access_denied`…).
+    pub code: Option<String>,
+    /// The plugin binding that denied or faulted.
+    pub binding: Option<String>,
+    /// The deny reason or error message (cut to [`MAX_TEXT_BYTES`]); never a secret.
+    pub reason: Option<String>,
+    /// The duration granted.
+    pub duration_seconds: Option<u32>,
+    /// Whether the duration was capped below what was asked.
+    pub capped: bool,
+    /// SHA-256 of the session policy sent, not the policy.
+    pub policy_sha256: Option<String>,
+    /// The access key id of the credentials issued; never the secret.
+    pub access_key_id: Option<String>,
+}
+
+/// How a request or change ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Credentials were issued.
+    #[default]
+    Issued,
+    /// Refused by authorization or validation.
+    Refused,
+    /// A policy plugin denied it.
+    PluginDenied,
+    /// A policy plugin faulted (so it was denied).
+    PluginFault,
+    /// STS or idfed itself failed.
+    Failed,
+    /// An admin change was made.
+    Changed,
+}
+
+/// A record of the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Its place in the chain, from 1, without gaps.
+    pub seq: u64,
+    /// When it was appended (whole microseconds), RFC 3339 in JSON.
+    #[serde(with = "rfc3339")]
+    pub time: SystemTime,
+    /// What happened.
+    pub event: AuditEvent,
+    /// The previous record's hash (hex); [`GENESIS`] for the first record ever.
+    pub prev_hash: String,
+    /// This record's hash (hex), as stored.
+    pub hash: String,
+}
+
+/// Which records [`AuditLog::query`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this caller's (exact name, e.g. `alice` or `system:ci`).
+    pub caller: Option<String>,
+    /// Only this connector's, by id or name.
+    pub connector: Option<String>,
+    /// Only those that ended so.
+    pub outcome: Option<Outcome>,
+    /// Only those appended at or after.
+    pub since: Option<SystemTime>,
+    /// Only those appended before.
+    pub until: Option<SystemTime>,
+    /// At most this many, newest first; 0 for all.
+    pub limit: usize,
+}
+
+impl Default for AuditFilter {
+    fn default() -> Self {
+        AuditFilter {
+            caller: None,
+            connector: None,
+            outcome: None,
+            since: None,
+            until: None,
+            limit: DEFAULT_QUERY_LIMIT,
+        }
+    }
+}
+
+impl AuditFilter {
+    fn matches(&self, record: &AuditRecord) -> bool {
+        let event = &record.event;
+        self.caller
+            .as_ref()
+            .is_none_or(|c| event.caller.as_ref() == Some(c))
+            && self.connector.as_ref().is_none_or(|c| {
+                event.connector_id.as_ref() == Some(c) || event.connector.as_ref() == Some(c)
+            })
+            && self.outcome.is_none_or(|o| event.outcome == o)
+            && self.since.is_none_or(|since| record.time >= since)
+            && self.until.is_none_or(|until| record.time < until)
+    }
+}
+
+/// What [`AuditLog::verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// How many records were checked (those after the retention anchor).
+    pub records: u64,
+    /// The first record's seq, if any.
+    pub first_seq: Option<u64>,
+    /// The last record's seq, if any.
+    pub last_seq: Option<u64>,
+    /// The retention anchor's seq: records up to it were pruned (0: none ever).
+    pub anchor_seq: u64,
+    /// The head's seq, if the head could be read.
+    pub head_seq: Option<u64>,
+    /// Each problem, naming the seq and what is wrong; empty when the chain is intact.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether no problem was found.
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Why the audit log could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// sled failed.
+    #[error("audit store unavailable: {0}")]
+    Store(String),
+    /// The stored chain is damaged in a way that stops the operation (verify reports the details).
+    #[error("audit log corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl AuditError {
+    /// A stable code for API errors and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuditError::Store(_) => "audit_unavailable",
+            AuditError::Corrupt(_) => "audit_corrupt",
+        }
+    }
+}
+
+impl From<sled::Error> for AuditError {
+    fn from(e: sled::Error) -> Self {
+        AuditError::Store(e.to_string())
+    }
+}
+
+impl From<TransactionError<AuditError>> for AuditError {
+    fn from(e: TransactionError<AuditError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// The audit log. Cheap to clone; clones share the chain. Open it once per database and clone it:
+/// appends are serialized by a lock held by the clones (and by sled's transactions across instances).
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    records: sled::Tree,
+    meta: sled::Tree,
+    retention: Option<Duration>,
+    /// Held by each append, and by `verify` while it reads the tail and the head.
+    append: Mutex<()>,
+    /// Held by `prune` and `verify`, so that verify never sees a half-done prune.
+    maintenance: Mutex<()>,
+}
+
+impl AuditLog {
+    /// Opens the log in `db`'s `audit` and `audit-meta` trees; `retention` is how long records are kept
+    /// (`None`: for ever).
+    pub fn open(db: &sled::Db, retention: Option<Duration>) -> Result<AuditLog, AuditError> {
+        let log = AuditLog {
+            inner: Arc::new(Inner {
+                records: db.open_tree(RECORDS_TREE)?,
+                meta: db.open_tree(META_TREE)?,
+                retention,
+                append: Mutex::new(()),
+                maintenance: Mutex::new(()),
+            }),
+        };
+        if let Err(e) = log.read_link(HEAD_KEY) {
+            tracing::error!(error = %e, "audit log head unreadable: appends will fail; run verify");
+        }
+        Ok(log)
+    }
+
+    /// The retention.
+    pub fn retention(&self) -> Option<Duration> {
+        self.inner.retention
+    }
+
+    /// Appends a record of `event`: assigns its seq, time, previous hash and hash, and stores it with the
+    /// new head in one transaction. Durable within sled's flush interval (see the module docs).
+    pub fn append(&self, mut event: AuditEvent) -> Result<AuditRecord, AuditError> {
+        cut_text(&mut event.reason);
+        cut_text(&mut event.user_agent);
+        let _append = lock(&self.inner.append);
+        let time = chain::record_time(SystemTime::now());
+        let record = (&self.inner.records, &self.inner.meta).transaction(|(records, meta)| {
+            let prev = match meta.get(HEAD_KEY)? {
+                Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
+                    ConflictableTransactionError::Abort(AuditError::Corrupt(format!(
+                        "the head is unreadable: {e}"
+                    )))
+                })?,
+                // No head: nothing ever appended, or everything was pruned.
+                None => match meta.get(ANCHOR_KEY)? {
+                    Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
+                        ConflictableTransactionError::Abort(AuditError::Corrupt(format!(
+                            "the retention anchor is unreadable: {e}"
+                        )))
+                    })?,
+                    None => ChainLink::genesis(),
+                },
+            };
+            let seq = prev.seq + 1;
+            let key = seq.to_be_bytes();
+            if records.get(key)?.is_some() {
+                return Err(ConflictableTransactionError::Abort(AuditError::Corrupt(
+                    format!(
+                        "record {seq} already exists though the head is at {}: written out of \
+                         band (not overwritten)",
+                        prev.seq
+                    ),
+                )));
+            }
+            let (value, record) = chain::seal(seq, time, &prev.hash, &event);
+            records.insert(&key, value)?;
+            let head = ChainLink {
+                seq,
+                hash: record.hash.clone(),
+            };
+            meta.insert(HEAD_KEY, head.encode())?;
+            Ok(record)
+        })?;
+        Ok(record)
+    }
+
+    /// The head: the last record's seq and hash (the anchor, or genesis, when there is none). Worth
+    /// recording elsewhere now and then: the chain up to it can then not be rewritten unnoticed.
+    pub fn head(&self) -> Result<ChainLink, AuditError> {
+        match self.read_link(HEAD_KEY)? {
+            Some(head) => Ok(head),
+            None => Ok(self
+                .read_link(ANCHOR_KEY)?
+                .unwrap_or_else(ChainLink::genesis)),
+        }
+    }
+
+    /// Walks the chain from the retention anchor to the head and reports every problem: a record edited
+    /// (hash mismatch), removed (a gap in seq), moved, inserted or appended out of band, the tail truncated
+    /// (head mismatch), a broken anchor. Appends go on meanwhile, except while the tail is read.
+    pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        let _maintenance = lock(&self.inner.maintenance);
+        let (anchor, anchor_problem) = match self.read_link(ANCHOR_KEY) {
+            Ok(anchor) => (anchor.unwrap_or_else(ChainLink::genesis), None),
+            Err(e) => (ChainLink::genesis(), Some(e)),
+        };
+        let anchor_seq = anchor.seq;
+        let mut walker = chain::Walker::new(anchor);
+        if let Some(e) = anchor_problem {
+            walker.problem(format!("retention anchor unreadable: {e}"));
+        }
+        let mut last_key = None;
+        for item in self.inner.records.iter() {
+            let (key, value) = item?;
+            walker.visit(&key, &value);
+            last_key = Some(key);
+        }
+        // The records appended since, and the head, with appends held off so that they agree.
+        let _append = lock(&self.inner.append);
+        let tail = match last_key {
+            Some(key) => self
+                .inner
+                .records
+                .range::<sled::IVec, _>((Bound::Excluded(key), Bound::Unbounded)),
+            None => self.inner.records.iter(),
+        };
+        for item in tail {
+            let (key, value) = item?;
+            walker.visit(&key, &value);
+        }
+        let head = match self.inner.meta.get(HEAD_KEY)? {
+            None => Ok(None),
+            Some(bytes) => ChainLink::decode(&bytes).map(Some),
+        };
+        let at_head = match &head {
+            Ok(Some(head)) => self
+                .inner
+                .records
+                .get(head.seq.to_be_bytes())?
+                .and_then(|value| chain::open(&value).ok())
+                .map(|opened| opened.record.hash),
+            _ => None,
+        };
+        drop(_append);
+        let head_seq = head.as_ref().ok().and_then(|h| h.as_ref().map(|h| h.seq));
+        let problems = walker.finish(head, at_head);
+        Ok(VerifyReport {
+            records: walker.records,
+            first_seq: walker.first_seq,
+            last_seq: walker.last_seq,
+            anchor_seq,
+            head_seq,
+            problems,
+        })
+    }
+
+    /// Removes the records older than the retention at `now` (none without a retention), oldest first,
+    /// moving the retention anchor to the last one removed, in the same transaction, so that verification
+    /// still holds. Stops before a record that fails its checks (logged): pruning never launders tampering
+    /// into the anchor. Returns how many were removed.
+    pub fn prune(&self, now: SystemTime) -> Result<u64, AuditError> {
+        let Some(retention) = self.inner.retention else {
+            return Ok(0);
+        };
+        let Some(cutoff) = now.checked_sub(retention) else {
+            return Ok(0);
+        };
+        let _maintenance = lock(&self.inner.maintenance);
+        // Never past the head: records beyond it were appended out of band.
+        let head_seq = self.read_link(HEAD_KEY)?.map_or(0, |head| head.seq);
+        let mut anchor = self
+            .read_link(ANCHOR_KEY)?
+            .unwrap_or_else(ChainLink::genesis);
+        let mut removed = 0;
+        loop {
+            let mut batch = Vec::new();
+            let mut next = anchor.clone();
+            let mut stopped = None;
+            let mut more = false;
+            for item in self.inner.records.range((anchor.seq + 1).to_be_bytes()..) {
+                let (key, value) = item?;
+                let Some(seq) = chain::seq_of(&key) else {
+                    stopped = Some(format!("a key of {} bytes after the anchor", key.len()));
+                    break;
+                };
+                if seq > head_seq {
+                    break;
+                }
+                let opened = chain::open(&value);
+                if let Some(problem) = chain::prunable_problem(&next, seq, &opened) {
+                    stopped = Some(problem);
+                    break;
+                }
+                let record = opened.expect("checked").record;
+                if record.time >= cutoff {
+                    break;
+                }
+                next = ChainLink {
+                    seq,
+                    hash: record.hash,
+                };
+                batch.push(key);
+                if batch.len() == PRUNE_BATCH {
+                    more = true;
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                (&self.inner.records, &self.inner.meta).transaction(|(records, meta)| {
+                    for key in &batch {
+                        records.remove(key)?;
+                    }
+                    meta.insert(ANCHOR_KEY, next.encode())?;
+                    Ok::<_, ConflictableTransactionError<AuditError>>(())
+                })?;
+                removed += batch.len() as u64;
+                anchor = next;
+            }
+            if let Some(problem) = stopped {
+                tracing::warn!(
+                    anchor = anchor.seq,
+                    problem,
+                    "audit log retention stopped at a damaged record; run verify"
+                );
+                break;
+            }
+            if !more {
+                break;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                anchor = anchor.seq,
+                anchor_hash = anchor.hash,
+                "audit log pruned"
+            );
+        }
+        Ok(removed)
+    }
+
+    /// The records matching `filter`, newest first, at most `filter.limit` (0: all). Records that cannot
+    /// be read are skipped (logged); `verify` reports them.
+    pub fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, AuditError> {
+        let mut found = Vec::new();
+        for item in self.inner.records.iter().rev() {
+            let (key, value) = item?;
+            let Some(seq) = chain::seq_of(&key) else {
+                continue;
+            };
+            let record = match chain::open(&value) {
+                Ok(opened) => opened.record,
+                Err(e) => {
+                    tracing::warn!(seq, error = e, "audit record unreadable; skipped");
+                    continue;
+                }
+            };
+            if filter.matches(&record) {
+                found.push(record);
+                if found.len() == filter.limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes everything appended so far to disk.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        self.inner.records.flush()?;
+        self.inner.meta.flush()?;
+        Ok(())
+    }
+
+    fn read_link(&self, key: &[u8]) -> Result<Option<ChainLink>, AuditError> {
+        match self.inner.meta.get(key)? {
+            None => Ok(None),
+            Some(bytes) => ChainLink::decode(&bytes).map(Some).map_err(|e| {
+                AuditError::Corrupt(format!("{} unreadable: {e}", String::from_utf8_lossy(key)))
+            }),
+        }
+    }
+}
+
+/// The locks guard no data, so a panic elsewhere while one was held leaves nothing inconsistent.
+fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Cuts free text to [`MAX_TEXT_BYTES`], on a character boundary, marking the cut.
+fn cut_text(text: &mut Option<String>) {
+    if let Some(text) = text
+        && text.len() > MAX_TEXT_BYTES
+    {
+        let mut end = MAX_TEXT_BYTES - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+}
+
+/// Times as RFC 3339 UTC with microseconds (records' times are whole microseconds, so they round-trip).
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+        let time = (*time).max(SystemTime::UNIX_EPOCH);
+        serializer.collect_str(&humantime::format_rfc3339_micros(time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_rfc3339_weak(&text)
+            .map_err(|e| D::Error::custom(format!("not an RFC 3339 UTC time: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;
