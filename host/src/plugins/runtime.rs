@@ -435,20 +435,28 @@ impl PluginRuntime {
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);
-        // Each epoch boundary the plugin runs into costs it one tick; it yields to the executor at each, so
-        // a busy plugin never holds a worker thread for more than a tick.
-        store.epoch_deadline_callback(|mut context| {
+        // Each epoch boundary the plugin runs into costs it one tick. Past its first ticks it yields to the
+        // executor at each, so a busy plugin never holds a worker thread for long; an ordinary call that
+        // merely straddles a tick does not yield, since a yield sends it behind every other queued task.
+        store.epoch_deadline_callback(move |mut context| {
             let state = context.data_mut();
             if state.ticks_left == 0 {
                 state.timed_out = true;
                 return Ok(UpdateDeadline::Interrupt);
             }
             state.ticks_left -= 1;
-            Ok(UpdateDeadline::Yield(1))
+            if ticks - state.ticks_left <= UNYIELDING_TICKS {
+                Ok(UpdateDeadline::Continue(1))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
         });
         store
     }
 }
+
+/// Epoch ticks a call may run through before it starts yielding to the executor at each tick.
+const UNYIELDING_TICKS: u64 = 2;
 
 #[derive(Clone, Copy)]
 enum Stage {
