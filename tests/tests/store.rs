@@ -38,6 +38,7 @@ fn connector(name: &str, account: &str, system_scope: bool) -> Connector {
         "name": name,
         "account": account,
         "principal": {"type": "federated-user"},
+        "policy_arns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
         "groups": ["admins"],
         "system_scope": system_scope,
     }))
@@ -528,7 +529,21 @@ fn conflicts_and_absences_have_their_codes() {
     );
     let mut updated = second.clone();
     updated.principal = Principal::IamUser;
+    let refused = store.update_connector(updated.clone()).unwrap_err();
+    assert_eq!(
+        refused.code(),
+        "store_invalid",
+        "STS's rules apply on every save: {refused}"
+    );
+    updated.policy_arns.clear();
     assert_eq!(store.update_connector(updated.clone()).unwrap(), updated);
+    let mut powerless = connector("powerless", "prod", false);
+    powerless.policy_arns.clear();
+    let refused = store.create_connector(powerless).unwrap_err();
+    assert!(
+        refused.to_string().contains("no permissions"),
+        "a federated user without any session policy: {refused}"
+    );
     assert_eq!(store.get_connector("second").unwrap(), Some(updated));
 
     let e = store.delete_account("prod").unwrap_err();

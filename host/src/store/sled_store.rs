@@ -355,6 +355,9 @@ impl SledStore {
     /// What the store checks of a connector: its name, its account, its bindings.
     fn check_connector(&self, connector: &Connector) -> Result<(), StoreError> {
         check_name("connector", &connector.name)?;
+        // STS's rules, on every save: a connector that could never vend is refused now, not at first use.
+        crate::sts::validate::check_connector(connector)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         if Uuid::try_parse(&connector.name).is_ok() {
             return Err(StoreError::Invalid(format!(
                 "connector name {:?} must not be a UUID (connectors are found by id or name)",
@@ -1088,7 +1091,7 @@ mod tests {
             account: account.into(),
             principal: Principal::FederatedUser,
             policy: None,
-            policy_arns: Vec::new(),
+            policy_arns: vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()],
             default_duration_seconds: None,
             max_duration_seconds: None,
             groups: Vec::new(),
