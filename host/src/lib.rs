@@ -2,6 +2,7 @@
 //! credentials through STS, with per-connector policy plugins run in a WebAssembly sandbox.
 
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod model;
 pub mod plugins;
