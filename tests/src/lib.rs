@@ -9,6 +9,9 @@ use idfed::plugins::{
     RuntimeConfig,
 };
 
+/// A Crowd REST API test server (Atlassian Crowd cannot run here).
+pub mod crowd;
+
 /// Starts and stops moto, the third-party STS the tests run against.
 pub mod moto;
 

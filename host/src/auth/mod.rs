@@ -2,6 +2,13 @@
 //! file of users), their groups (nested ones included), idfed's own sessions, caching and brute-force
 //! lockout. Everything here ends in a [`crate::model::Identity`] for the vend pipeline.
 
+pub mod authenticator;
+pub mod cache;
+pub mod crowd;
+pub mod lockout;
+pub mod session;
+pub mod static_dir;
+
 use std::time::Duration;
 
 use crate::secret::Secret;
