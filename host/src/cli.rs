@@ -1,5 +1,6 @@
 //! The `idfed` command line. Every command prints one clear line on stderr and exits non-zero when it fails.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -7,9 +8,11 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 use crate::audit::AuditLog;
+use crate::auth::static_dir::{self, AddOutcome, UserEntry};
 use crate::plugins::{
     BindError, Decision, KvStore, Limits, PluginRuntime, PolicyRequest, RuntimeConfig,
 };
+use crate::secret::Secret;
 use crate::store::{KeySource, MasterKey, SledStore, Store};
 
 /// idfed: vend temporary AWS credentials to the people and programs allowed to have them.
@@ -31,6 +34,9 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Users of a static directory file (TOML; see `idfed::auth::static_dir`).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 /// Where idfed keeps its state, and the master key that seals its secrets.
@@ -111,6 +117,46 @@ enum PluginCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Adds a user to a static directory file, created (mode 0600) when missing. The password is prompted
+    /// for twice, without echo, or read from stdin.
+    Add {
+        /// The user name.
+        name: String,
+        /// The users file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Their groups, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// A name for people (the user name when omitted).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Their email address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Add the account disabled: it cannot log in.
+        #[arg(long)]
+        inactive: bool,
+        /// Replace a user of the same name.
+        #[arg(long)]
+        replace: bool,
+        /// Read the password from the first line of stdin instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Lists the users of a static directory file (never their password hashes).
+    List {
+        /// The users file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+/// The shortest password `idfed user add` accepts, in characters.
+const MIN_PASSWORD_CHARS: usize = 8;
+
 /// Something the user should be told in one line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -123,6 +169,7 @@ impl Cli {
             Command::Plugin(command) => report(command.run().await),
             Command::Admin(command) => report(command.run()),
             Command::Audit(command) => report(command.run()),
+            Command::User(command) => report(command.run()),
         }
     }
 }
@@ -285,6 +332,160 @@ impl AuditCommand {
             }
         }
     }
+}
+
+impl UserCommand {
+    fn run(self) -> Result<ExitCode, Failure> {
+        match self {
+            UserCommand::Add {
+                name,
+                file,
+                groups,
+                display_name,
+                email,
+                inactive,
+                replace,
+                password_stdin,
+            } => {
+                // The file and the name are checked before the password is asked for.
+                if file.exists() {
+                    let users =
+                        static_dir::read_users(&file).map_err(|e| Failure(e.to_string()))?;
+                    if !replace && users.iter().any(|u| u.name == name) {
+                        return Err(Failure(
+                            static_dir::StaticDirError::Exists { path: file, name }.to_string(),
+                        ));
+                    }
+                }
+                let password = if password_stdin {
+                    password_from_stdin()?
+                } else {
+                    password_from_prompt(&name)?
+                };
+                check_password(&password)?;
+                let password_hash =
+                    static_dir::hash_password(&password).map_err(|e| Failure(e.to_string()))?;
+                drop(password);
+                let entry = UserEntry {
+                    name: name.clone(),
+                    display_name,
+                    email,
+                    active: !inactive,
+                    groups: groups
+                        .into_iter()
+                        .map(|g| g.trim().to_owned())
+                        .filter(|g| !g.is_empty())
+                        .collect(),
+                    password_hash,
+                };
+                let outcome = static_dir::add_user(&file, entry, replace)
+                    .map_err(|e| Failure(e.to_string()))?;
+                match outcome {
+                    AddOutcome::Added => println!("added user {name} to {}", file.display()),
+                    AddOutcome::Replaced => println!("replaced user {name} in {}", file.display()),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            UserCommand::List { file } => {
+                let mut users =
+                    static_dir::read_users(&file).map_err(|e| Failure(e.to_string()))?;
+                if users.is_empty() {
+                    println!("no users in {}", file.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                users.sort_by(|a, b| a.name.cmp(&b.name));
+                let rows: Vec<[String; 5]> = users
+                    .iter()
+                    .map(|u| {
+                        [
+                            u.name.clone(),
+                            u.display_name().to_owned(),
+                            u.email.clone().unwrap_or_else(|| "-".to_owned()),
+                            if u.groups.is_empty() {
+                                "-".to_owned()
+                            } else {
+                                u.groups.join(",")
+                            },
+                            if u.active { "active" } else { "inactive" }.to_owned(),
+                        ]
+                    })
+                    .collect();
+                let header = ["NAME", "DISPLAY NAME", "EMAIL", "GROUPS", "STATUS"];
+                let mut widths = header.map(str::len);
+                for row in &rows {
+                    for (width, cell) in widths.iter_mut().zip(row) {
+                        *width = (*width).max(cell.chars().count());
+                    }
+                }
+                let line = |cells: [&str; 5]| {
+                    let mut out = String::new();
+                    for (i, cell) in cells.iter().enumerate() {
+                        if i + 1 == cells.len() {
+                            out.push_str(cell);
+                        } else {
+                            let pad = widths[i] - cell.chars().count();
+                            out.push_str(cell);
+                            out.push_str(&" ".repeat(pad + 2));
+                        }
+                    }
+                    out
+                };
+                println!("{}", line(header));
+                for row in &rows {
+                    println!("{}", line(row.each_ref().map(String::as_str)));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+/// The first line of stdin, without its line ending.
+fn password_from_stdin() -> Result<Secret, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure(format!("cannot read the password from stdin: {e}")))?;
+    let mut password = Secret::new(line);
+    let trimmed = password.expose().trim_end_matches(['\n', '\r']).len();
+    if trimmed != password.expose().len() {
+        password = Secret::new(&password.expose()[..trimmed]);
+    }
+    Ok(password)
+}
+
+/// Asks for the password twice, without echo.
+fn password_from_prompt(name: &str) -> Result<Secret, Failure> {
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(Secret::new)
+            .map_err(|e| {
+                Failure(format!(
+                    "cannot prompt for the password ({e}); use --password-stdin"
+                ))
+            })
+    };
+    let first = ask(&format!("Password for {name}: "))?;
+    check_password(&first)?;
+    let second = ask(&format!("Password for {name} (again): "))?;
+    if first != second {
+        return Err(Failure("the passwords do not match".to_owned()));
+    }
+    Ok(first)
+}
+
+fn check_password(password: &Secret) -> Result<(), Failure> {
+    if password.is_empty() {
+        return Err(Failure("the password is empty".to_owned()));
+    }
+    let chars = password.expose().chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(Failure(format!(
+            "the password is too short ({chars} characters): at least {MIN_PASSWORD_CHARS} are required"
+        )));
+    }
+    Ok(())
 }
 
 /// A runtime for one command: no compiled-component cache, and a throwaway key-value store.

@@ -198,7 +198,7 @@ fn audit_verify_passes_an_intact_log_and_catches_an_edited_record() {
 
     {
         // Someone with access to the database rewrites who asked, in the second record.
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = idfed::store::open_db(&dir.path().join("db")).unwrap();
         let tree = db.open_tree("audit").unwrap();
         let (key, value) = tree.iter().nth(1).unwrap().unwrap();
         let mut edited = value.to_vec();

@@ -43,7 +43,7 @@ impl TestRuntime {
 
     /// A runtime over an existing data directory (as after a restart).
     pub fn open(dir: Arc<tempfile::TempDir>, config: RuntimeConfig) -> Self {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = idfed::store::open_db(&dir.path().join("db")).unwrap();
         let kv = KvStore::new(db.open_tree("plugin-kv").unwrap());
         let data = cap_std_dir(dir.path());
         let runtime = PluginRuntime::new(config, Some(&data), kv).unwrap();

@@ -73,7 +73,11 @@ pub trait Directory: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Checks a password; the person with their groups (nested included) when it is right.
-    fn authenticate<'a>(&'a self, user: &'a str, password: &'a Secret) -> BoxFuture<'a, Result<Person, AuthError>>;
+    fn authenticate<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a Secret,
+    ) -> BoxFuture<'a, Result<Person, AuthError>>;
 
     /// The user's groups now, nested included (for re-checking a session). An unknown or inactive user is
     /// `InvalidCredentials`.

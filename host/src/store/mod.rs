@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use seal::{KeySource, Keyring, MASTER_KEY_ENV, MasterKey};
-pub use sled_store::{SCHEMA_VERSION, SledStore};
+pub use sled_store::{SCHEMA_VERSION, SledStore, open_db};
 
 use crate::model::{Account, AccountCredentials, AccountInput, ApiKey, Connector, ConnectorId};
 use crate::secret::Secret;

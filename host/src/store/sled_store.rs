@@ -127,7 +127,7 @@ impl SledStore {
     pub fn open(data_dir: &Path, key_source: KeySource) -> Result<SledStore, StoreError> {
         create_private_dir_all(data_dir)?;
         let db_path = data_dir.join("db");
-        let db = sled::Config::new().path(&db_path).open().map_err(|e| {
+        let db = open_db(&db_path).map_err(|e| {
             StoreError::Io(format!(
                 "cannot open the database {}: {e}",
                 db_path.display()
@@ -1491,5 +1491,23 @@ mod tests {
         let second = store.authenticate_api_key(key.expose()).unwrap().unwrap();
         assert_eq!(second.last_used, Some(used));
         assert_eq!(store.list_api_keys().unwrap()[0].last_used, Some(used));
+    }
+}
+
+/// Opens sled, waiting a little for its file lock: a database closed a moment ago (a restart in the same
+/// process, or a maintenance command right after the server stopped) is released by sled's background
+/// flusher shortly after the last handle is dropped. A lock still held after that is a real conflict.
+pub fn open_db(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
