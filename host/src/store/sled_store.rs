@@ -1062,6 +1062,24 @@ fn migrate_v0_to_v1(trees: &Trees, plugins: &Dir) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Opens sled, waiting a little for its file lock: a database closed a moment ago (a restart in the same
+/// process, or a maintenance command right after the server stopped) is released by sled's background
+/// flusher shortly after the last handle is dropped. A lock still held after that is a real conflict.
+pub fn open_db(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1491,23 +1509,5 @@ mod tests {
         let second = store.authenticate_api_key(key.expose()).unwrap().unwrap();
         assert_eq!(second.last_used, Some(used));
         assert_eq!(store.list_api_keys().unwrap()[0].last_used, Some(used));
-    }
-}
-
-/// Opens sled, waiting a little for its file lock: a database closed a moment ago (a restart in the same
-/// process, or a maintenance command right after the server stopped) is released by sled's background
-/// flusher shortly after the last handle is dropped. A lock still held after that is a real conflict.
-pub fn open_db(path: &Path) -> sled::Result<sled::Db> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::Config::new().path(path).open() {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
     }
 }
