@@ -4,6 +4,7 @@
 
 pub mod authenticator;
 pub mod cache;
+pub mod config;
 pub mod crowd;
 pub mod lockout;
 pub mod session;
