@@ -1,0 +1,180 @@
+//! The command line's client side: logging in to an idfed server, keeping the session token in the
+//! user's config folder (mode 0600), and fetching credentials in the formats AWS tools read.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// A failure to show the user in one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ClientError(pub String);
+
+/// The session kept between commands.
+#[derive(Serialize, Deserialize)]
+pub struct SavedSession {
+    /// The server's base URL.
+    pub server: String,
+    /// The session token (kept only in the 0600 session file).
+    pub token: String,
+    /// Who logged in.
+    pub user: String,
+    /// A PEM file of CA certificates to trust for this server, if any.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SavedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedSession").field("server", &self.server).field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// Where the session is kept: `$IDFED_CONFIG_DIR`, else `$XDG_CONFIG_HOME/idfed`, else `~/.config/idfed`.
+pub fn config_dir() -> Result<PathBuf, ClientError> {
+    if let Some(dir) = std::env::var_os("IDFED_CONFIG_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Ok(PathBuf::from(dir).join("idfed"));
+    }
+    std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".config").join("idfed"))
+        .ok_or_else(|| ClientError("cannot find a config folder: set IDFED_CONFIG_DIR or HOME".into()))
+}
+
+fn session_path() -> Result<PathBuf, ClientError> {
+    Ok(config_dir()?.join("session.json"))
+}
+
+fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
+    if let Some(file) = ca_file {
+        let pem = std::fs::read(file).map_err(|e| ClientError(format!("{}: {e}", file.display())))?;
+        let certificate = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| ClientError(format!("{}: not a PEM certificate: {e}", file.display())))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build().map_err(|e| ClientError(format!("cannot set up HTTPS: {e}")))
+}
+
+/// Turns an idfed error answer (`{"error": {"code", "message"}}`) into one line.
+async fn failure(response: reqwest::Response) -> ClientError {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    #[derive(Deserialize)]
+    struct Answer {
+        error: Detail,
+    }
+    #[derive(Deserialize)]
+    struct Detail {
+        code: String,
+        message: String,
+    }
+    match serde_json::from_str::<Answer>(&body) {
+        Ok(Answer { error }) => ClientError(format!("{} ({})", error.message, error.code)),
+        Err(_) => ClientError(format!("the server answered {status}")),
+    }
+}
+
+fn unreachable(server: &str, e: reqwest::Error) -> ClientError {
+    // reqwest's message can carry the URL, never a token (tokens travel in headers).
+    ClientError(format!("cannot reach {server}: {}", e.without_url()))
+}
+
+/// Logs in with a password and keeps the session.
+pub async fn login(server: &str, user: &str, password: &Secret, ca_file: Option<PathBuf>) -> Result<SavedSession, ClientError> {
+    let server = server.trim_end_matches('/').to_owned();
+    let body = serde_json::json!({"username": user, "password": password.expose()}).to_string();
+    let response = client(ca_file.as_deref())?
+        .post(format!("{server}/api/v1/login"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| unreachable(&server, e))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        token: String,
+    }
+    let answer: Answer = serde_json::from_str(&response.text().await.map_err(|e| unreachable(&server, e))?)
+        .map_err(|e| ClientError(format!("unexpected answer from {server}: {e}")))?;
+    let session = SavedSession { server, token: answer.token, user: user.to_owned(), ca_file };
+    save(&session)?;
+    Ok(session)
+}
+
+/// The kept session.
+pub fn saved_session() -> Result<SavedSession, ClientError> {
+    let path = session_path()?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| ClientError(format!("not logged in (no {}): run `idfed login`", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| ClientError(format!("{}: {e}; run `idfed login` again", path.display())))
+}
+
+fn save(session: &SavedSession) -> Result<(), ClientError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = session_path()?;
+    let dir = path.parent().expect("the session file is in a folder");
+    std::fs::create_dir_all(dir).map_err(|e| ClientError(format!("{}: {e}", dir.display())))?;
+    let temporary = dir.join(format!(".session.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
+        file.write_all(serde_json::to_string(session).expect("sessions serialize").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        ClientError(format!("{}: {e}", path.display()))
+    })
+}
+
+/// Ends the kept session on the server and removes it here.
+pub async fn logout() -> Result<(), ClientError> {
+    let session = saved_session()?;
+    let _ = client(session.ca_file.as_deref())?
+        .post(format!("{}/api/v1/logout", session.server))
+        .bearer_auth(&session.token)
+        .send()
+        .await;
+    std::fs::remove_file(session_path()?).map_err(|e| ClientError(e.to_string()))
+}
+
+/// Fetches credentials from `connector` in `format` (`credential_process`, `json`, `env` or `ini`); the
+/// server's answer as it is, ready to print.
+pub async fn credentials(connector: &str, format: &str, duration_seconds: Option<u32>) -> Result<String, ClientError> {
+    let session = saved_session()?;
+    let mut body = serde_json::json!({"format": format});
+    if let Some(seconds) = duration_seconds {
+        body["duration_seconds"] = seconds.into();
+    }
+    let response = client(session.ca_file.as_deref())?
+        .post(format!("{}/api/v1/connectors/{}/credentials", session.server, path_segment(connector)))
+        .bearer_auth(&session.token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| unreachable(&session.server, e))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    response.text().await.map_err(|e| unreachable(&session.server, e))
+}
+
+/// Percent-encodes a connector name or id for a URL path.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
