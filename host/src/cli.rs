@@ -25,6 +25,35 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Logs in to an idfed server and keeps the session (in the config folder, mode 0600).
+    Login {
+        /// The server's URL, e.g. https://idfed.example.com
+        #[arg(long, env = "IDFED_SERVER")]
+        server: String,
+        /// Your user name.
+        #[arg(long)]
+        user: String,
+        /// Read the password from standard input (one line) instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+        /// A PEM file of CA certificates to trust for this server.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Ends the kept session.
+    Logout,
+    /// Prints credentials from a connector, by default in the AWS CLI's `credential_process` format, so that
+    /// `credential_process = idfed creds CONNECTOR` works in an AWS config file.
+    Creds {
+        /// The connector's name or id.
+        connector: String,
+        /// `credential_process`, `json`, `env` (shell exports) or `ini` (a credentials-file section).
+        #[arg(long, default_value = "credential_process", value_parser = ["credential_process", "json", "env", "ini"])]
+        format: String,
+        /// The duration wanted, in seconds.
+        #[arg(long)]
+        duration: Option<u32>,
+    },
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -37,6 +66,12 @@ enum Command {
     /// Users of a static directory file (TOML; see `idfed::auth::static_dir`).
     #[command(subcommand)]
     User(UserCommand),
+    /// Runs the HTTP API server.
+    Serve {
+        /// The configuration file (TOML; see `idfed::config`).
+        #[arg(long, env = "IDFED_CONFIG", default_value = "idfed.toml")]
+        config: PathBuf,
+    },
 }
 
 /// Where idfed keeps its state, and the master key that seals its secrets.
@@ -166,10 +201,39 @@ impl Cli {
     /// Runs the command.
     pub async fn run(self) -> ExitCode {
         match self.command {
+            Command::Login {
+                server,
+                user,
+                password_stdin,
+                ca_file,
+            } => report(login(&server, &user, password_stdin, ca_file).await),
+            Command::Logout => report(
+                crate::client::logout()
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+                    .map_err(|e| Failure(e.0)),
+            ),
+            Command::Creds {
+                connector,
+                format,
+                duration,
+            } => report(
+                crate::client::credentials(&connector, &format, duration)
+                    .await
+                    .map(|body| {
+                        print!("{body}");
+                        if !body.ends_with('\n') {
+                            println!();
+                        }
+                        ExitCode::SUCCESS
+                    })
+                    .map_err(|e| Failure(e.0)),
+            ),
             Command::Plugin(command) => report(command.run().await),
             Command::Admin(command) => report(command.run()),
             Command::Audit(command) => report(command.run()),
             Command::User(command) => report(command.run()),
+            Command::Serve { config } => report(serve(&config).await),
         }
     }
 }
@@ -488,6 +552,34 @@ fn check_password(password: &Secret) -> Result<(), Failure> {
     Ok(())
 }
 
+async fn login(
+    server: &str,
+    user: &str,
+    password_stdin: bool,
+    ca_file: Option<PathBuf>,
+) -> Result<ExitCode, Failure> {
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Failure(format!("reading the password: {e}")))?;
+        crate::secret::Secret::new(line.trim_end_matches(['\n', '\r']))
+    } else {
+        crate::secret::Secret::new(
+            rpassword::prompt_password(format!("password for {user}: ")).map_err(|e| {
+                Failure(format!(
+                    "cannot prompt for the password ({e}); use --password-stdin"
+                ))
+            })?,
+        )
+    };
+    let session = crate::client::login(server, user, &password, ca_file)
+        .await
+        .map_err(|e| Failure(e.0))?;
+    println!("logged in to {} as {}", session.server, session.user);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A runtime for one command: no compiled-component cache, and a throwaway key-value store.
 fn scratch_runtime() -> Result<PluginRuntime, Failure> {
     let db = sled::Config::new()
@@ -517,4 +609,33 @@ fn at(path: &Path, e: impl std::fmt::Display) -> Failure {
 fn display_name(path: &Path) -> String {
     path.file_stem()
         .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned())
+}
+
+/// `idfed serve`: reads the configuration, opens the service, binds and serves until ctrl-c or SIGTERM,
+/// then finishes the requests in flight and flushes everything.
+async fn serve(path: &Path) -> Result<ExitCode, Failure> {
+    let config = crate::config::Config::load(path).map_err(|e| Failure(e.to_string()))?;
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) if !config.server.plain_http => {
+            Some(crate::api::load_tls(cert, key).map_err(Failure)?)
+        }
+        _ => None,
+    };
+    let service = std::sync::Arc::new(
+        crate::service::Service::open(&config).map_err(|e| Failure(e.to_string()))?,
+    );
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure(format!("server.listen {listen}: cannot bind: {e}")))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("idfed listening on {scheme}://{listen}");
+    tracing::info!(%listen, scheme, "serving");
+    let state =
+        crate::api::AppState::new(service.clone(), crate::api::ApiLimits::from(&config.server));
+    let served = crate::api::serve(listener, tls, state, crate::api::shutdown_signal()).await;
+    let flushed = service.shutdown();
+    served.map_err(|e| Failure(format!("server: {e}")))?;
+    flushed.map_err(|e| Failure(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
 }

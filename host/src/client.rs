@@ -28,7 +28,10 @@ pub struct SavedSession {
 
 impl std::fmt::Debug for SavedSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SavedSession").field("server", &self.server).field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("SavedSession")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -42,7 +45,9 @@ pub fn config_dir() -> Result<PathBuf, ClientError> {
     }
     std::env::var_os("HOME")
         .map(|home| PathBuf::from(home).join(".config").join("idfed"))
-        .ok_or_else(|| ClientError("cannot find a config folder: set IDFED_CONFIG_DIR or HOME".into()))
+        .ok_or_else(|| {
+            ClientError("cannot find a config folder: set IDFED_CONFIG_DIR or HOME".into())
+        })
 }
 
 fn session_path() -> Result<PathBuf, ClientError> {
@@ -52,12 +57,15 @@ fn session_path() -> Result<PathBuf, ClientError> {
 fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
     if let Some(file) = ca_file {
-        let pem = std::fs::read(file).map_err(|e| ClientError(format!("{}: {e}", file.display())))?;
+        let pem =
+            std::fs::read(file).map_err(|e| ClientError(format!("{}: {e}", file.display())))?;
         let certificate = reqwest::Certificate::from_pem(&pem)
             .map_err(|e| ClientError(format!("{}: not a PEM certificate: {e}", file.display())))?;
         builder = builder.add_root_certificate(certificate);
     }
-    builder.build().map_err(|e| ClientError(format!("cannot set up HTTPS: {e}")))
+    builder
+        .build()
+        .map_err(|e| ClientError(format!("cannot set up HTTPS: {e}")))
 }
 
 /// Turns an idfed error answer (`{"error": {"code", "message"}}`) into one line.
@@ -85,7 +93,12 @@ fn unreachable(server: &str, e: reqwest::Error) -> ClientError {
 }
 
 /// Logs in with a password and keeps the session.
-pub async fn login(server: &str, user: &str, password: &Secret, ca_file: Option<PathBuf>) -> Result<SavedSession, ClientError> {
+pub async fn login(
+    server: &str,
+    user: &str,
+    password: &Secret,
+    ca_file: Option<PathBuf>,
+) -> Result<SavedSession, ClientError> {
     let server = server.trim_end_matches('/').to_owned();
     let body = serde_json::json!({"username": user, "password": password.expose()}).to_string();
     let response = client(ca_file.as_deref())?
@@ -102,9 +115,15 @@ pub async fn login(server: &str, user: &str, password: &Secret, ca_file: Option<
     struct Answer {
         token: String,
     }
-    let answer: Answer = serde_json::from_str(&response.text().await.map_err(|e| unreachable(&server, e))?)
-        .map_err(|e| ClientError(format!("unexpected answer from {server}: {e}")))?;
-    let session = SavedSession { server, token: answer.token, user: user.to_owned(), ca_file };
+    let answer: Answer =
+        serde_json::from_str(&response.text().await.map_err(|e| unreachable(&server, e))?)
+            .map_err(|e| ClientError(format!("unexpected answer from {server}: {e}")))?;
+    let session = SavedSession {
+        server,
+        token: answer.token,
+        user: user.to_owned(),
+        ca_file,
+    };
     save(&session)?;
     Ok(session)
 }
@@ -112,9 +131,14 @@ pub async fn login(server: &str, user: &str, password: &Secret, ca_file: Option<
 /// The kept session.
 pub fn saved_session() -> Result<SavedSession, ClientError> {
     let path = session_path()?;
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| ClientError(format!("not logged in (no {}): run `idfed login`", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| ClientError(format!("{}: {e}; run `idfed login` again", path.display())))
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        ClientError(format!(
+            "not logged in (no {}): run `idfed login`",
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError(format!("{}: {e}; run `idfed login` again", path.display())))
 }
 
 fn save(session: &SavedSession) -> Result<(), ClientError> {
@@ -125,8 +149,16 @@ fn save(session: &SavedSession) -> Result<(), ClientError> {
     std::fs::create_dir_all(dir).map_err(|e| ClientError(format!("{}: {e}", dir.display())))?;
     let temporary = dir.join(format!(".session.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
-        file.write_all(serde_json::to_string(session).expect("sessions serialize").as_bytes())?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(
+            serde_json::to_string(session)
+                .expect("sessions serialize")
+                .as_bytes(),
+        )?;
         file.sync_all()?;
         std::fs::rename(&temporary, &path)
     };
@@ -149,14 +181,22 @@ pub async fn logout() -> Result<(), ClientError> {
 
 /// Fetches credentials from `connector` in `format` (`credential_process`, `json`, `env` or `ini`); the
 /// server's answer as it is, ready to print.
-pub async fn credentials(connector: &str, format: &str, duration_seconds: Option<u32>) -> Result<String, ClientError> {
+pub async fn credentials(
+    connector: &str,
+    format: &str,
+    duration_seconds: Option<u32>,
+) -> Result<String, ClientError> {
     let session = saved_session()?;
     let mut body = serde_json::json!({"format": format});
     if let Some(seconds) = duration_seconds {
         body["duration_seconds"] = seconds.into();
     }
     let response = client(session.ca_file.as_deref())?
-        .post(format!("{}/api/v1/connectors/{}/credentials", session.server, path_segment(connector)))
+        .post(format!(
+            "{}/api/v1/connectors/{}/credentials",
+            session.server,
+            path_segment(connector)
+        ))
         .bearer_auth(&session.token)
         .header("content-type", "application/json")
         .body(body.to_string())
@@ -166,14 +206,19 @@ pub async fn credentials(connector: &str, format: &str, duration_seconds: Option
     if !response.status().is_success() {
         return Err(failure(response).await);
     }
-    response.text().await.map_err(|e| unreachable(&session.server, e))
+    response
+        .text()
+        .await
+        .map_err(|e| unreachable(&session.server, e))
 }
 
 /// Percent-encodes a connector name or id for a URL path.
 fn path_segment(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()

@@ -109,3 +109,21 @@ pub fn request(
 
 /// An S3 read-only policy for `data`.
 pub const S3_READ_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::data","arn:aws:s3:::data/*"]}]}"#;
+
+/// The `idfed` binary of this build (`target/<profile>/idfed`), for tests that run it as a user would.
+/// `cargo test --workspace` builds it (the `idfed` package has integration tests of its own).
+pub fn idfed_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test binary> → target/<profile>/idfed
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("idfed");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with `cargo build -p idfed` or run the tests with `cargo test --workspace`",
+        binary.display()
+    );
+    binary
+}

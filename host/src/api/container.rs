@@ -1,0 +1,79 @@
+//! `GET /container-credentials/{id_or_name}`: the container-credentials endpoint every AWS SDK reads
+//! (`AWS_CONTAINER_CREDENTIALS_FULL_URI` + `AWS_CONTAINER_AUTHORIZATION_TOKEN`). The `Authorization`
+//! header holds the raw token (a session token or an API key, no scheme). Errors are ECS-style
+//! `{"Code": "...", "Message": "..."}`; a bad or missing token is 403.
+
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::error::set_retry_after;
+use super::extract::{authenticate_token, caller};
+use super::{ApiError, AppState, rfc3339};
+use crate::vend::VendOptions;
+
+/// The container-credentials route.
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/container-credentials/{id_or_name}",
+        get(container_credentials),
+    )
+}
+
+/// An error in the ECS endpoint's shape.
+struct EcsError(ApiError);
+
+impl IntoResponse for EcsError {
+    fn into_response(self) -> Response {
+        let parts = self.0.parts();
+        let status = match parts.status {
+            StatusCode::UNAUTHORIZED => StatusCode::FORBIDDEN,
+            other => other,
+        };
+        // Log what the caller is not told, as the API's errors do.
+        let _ = self.0.into_response();
+        let mut response = (
+            status,
+            Json(json!({"Code": parts.code, "Message": parts.message})),
+        )
+            .into_response();
+        set_retry_after(&mut response, parts.retry_after);
+        response
+    }
+}
+
+async fn container_credentials(
+    State(state): State<AppState>,
+    Path(id_or_name): Path<String>,
+    parts: Parts,
+) -> Result<Response, EcsError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+        .filter(|v| !v.is_empty())
+        .ok_or(EcsError(ApiError::MissingCredentials))?;
+    let identity = authenticate_token(&state, token).await.map_err(EcsError)?;
+    let caller = caller(&parts, identity);
+    let vended = state
+        .vend(&caller, &id_or_name, VendOptions::default())
+        .await
+        .map_err(EcsError)?;
+    let c = &vended.credentials;
+    let mut body = json!({
+        "AccessKeyId": c.access_key_id,
+        "SecretAccessKey": c.secret_access_key.expose(),
+        "Token": c.session_token.expose(),
+        "Expiration": rfc3339(c.expiration),
+    });
+    if let Some(arn) = &c.principal_arn {
+        body["RoleArn"] = json!(arn);
+    }
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}

@@ -1,0 +1,148 @@
+//! Hand-written Prometheus counters, rendered as the text exposition format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::AppState;
+use crate::vend::VendError;
+
+/// The counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Vends by (connector, outcome: `issued` or the error's code).
+    vends: Mutex<BTreeMap<(String, String), u64>>,
+    /// Plugin faults by code.
+    plugin_faults: Mutex<BTreeMap<String, u64>>,
+    /// STS errors by code.
+    sts_errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    /// Counts a vend's outcome. `connector` is the connector's name when it was found.
+    pub fn vend(&self, connector: Option<&str>, outcome: Result<(), &VendError>) {
+        let connector = connector.unwrap_or("_unknown").to_owned();
+        let outcome = match outcome {
+            Ok(()) => "issued".to_owned(),
+            Err(e) => e.code().to_owned(),
+        };
+        *lock(&self.vends).entry((connector, outcome)).or_default() += 1;
+    }
+
+    /// Counts a vend error's plugin fault or STS error, if it is one.
+    pub fn vend_error(&self, e: &VendError) {
+        match e {
+            VendError::PluginFault { code, .. } => self.plugin_fault(code),
+            VendError::Sts(sts) => self.sts_error(sts.code()),
+            _ => {}
+        }
+    }
+
+    /// Counts a plugin fault.
+    pub fn plugin_fault(&self, code: &str) {
+        *lock(&self.plugin_faults)
+            .entry(code.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Counts an STS error.
+    pub fn sts_error(&self, code: &str) {
+        *lock(&self.sts_errors).entry(code.to_owned()).or_default() += 1;
+    }
+
+    /// The Prometheus text.
+    pub fn render(&self, auth: crate::auth::cache::CacheStats) -> String {
+        let mut out = String::new();
+        header_lines(
+            &mut out,
+            "idfed_vends_total",
+            "Credential vends, by connector and outcome (issued, or the error code).",
+        );
+        for ((connector, outcome), n) in lock(&self.vends).iter() {
+            let _ = writeln!(
+                out,
+                "idfed_vends_total{{connector=\"{}\",outcome=\"{}\"}} {n}",
+                escape(connector),
+                escape(outcome)
+            );
+        }
+        header_lines(
+            &mut out,
+            "idfed_plugin_faults_total",
+            "Policy plugin faults, by code.",
+        );
+        for (code, n) in lock(&self.plugin_faults).iter() {
+            let _ = writeln!(
+                out,
+                "idfed_plugin_faults_total{{code=\"{}\"}} {n}",
+                escape(code)
+            );
+        }
+        header_lines(&mut out, "idfed_sts_errors_total", "STS errors, by code.");
+        for (code, n) in lock(&self.sts_errors).iter() {
+            let _ = writeln!(
+                out,
+                "idfed_sts_errors_total{{code=\"{}\"}} {n}",
+                escape(code)
+            );
+        }
+        for (name, help, value) in [
+            (
+                "idfed_auth_cache_hits_total",
+                "Password checks answered from the cache.",
+                auth.auth_hits,
+            ),
+            (
+                "idfed_auth_cache_misses_total",
+                "Password checks that went to the directory.",
+                auth.auth_misses,
+            ),
+            (
+                "idfed_group_cache_hits_total",
+                "Group lookups answered from the cache.",
+                auth.group_hits,
+            ),
+            (
+                "idfed_group_cache_misses_total",
+                "Group lookups that went to the directory.",
+                auth.group_misses,
+            ),
+        ] {
+            header_lines(&mut out, name, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn header_lines(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics.render(state.service.auth.stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}

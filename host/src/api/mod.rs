@@ -1,0 +1,243 @@
+//! idfed's HTTP API (axum), under `/api/v1`, with `/healthz`, `/readyz` and `/metrics` beside it.
+//!
+//! Every error is JSON `{"error": {"code": "...", "message": "..."}}` (see [`ApiError`]); every response
+//! carries an `x-request-id`; bodies are limited and requests time out. Callers authenticate with
+//! `Authorization: Bearer <idfs_… session token | idfed_… API key>` or HTTP Basic. Logs hold no password,
+//! token, secret or credential: headers and bodies are never logged.
+
+mod connectors;
+mod container;
+mod error;
+mod extract;
+pub mod metrics;
+mod server;
+mod session;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use connectors::{Format, render, shell_quote};
+pub use error::{ApiError, error_body};
+pub use extract::{API_KEY_PREFIX, Authenticated, SESSION_PREFIX};
+pub use metrics::Metrics;
+pub use server::{load_tls, serve, shutdown_signal};
+
+use crate::config::ServerConfig;
+use crate::model::Caller;
+use crate::service::Service;
+use crate::store::Store;
+use crate::vend::{VendError, VendOptions, Vended};
+
+/// The request id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Limits applied to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiLimits {
+    /// The largest body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long a request may take.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        let server = ServerConfig::default();
+        ApiLimits::from(&server)
+    }
+}
+
+impl From<&ServerConfig> for ApiLimits {
+    fn from(server: &ServerConfig) -> Self {
+        ApiLimits {
+            body_limit_bytes: server.body_limit_bytes,
+            request_timeout: Duration::from_secs(server.request_timeout_seconds),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service.
+    pub service: Arc<Service>,
+    /// The counters behind `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The limits.
+    pub limits: ApiLimits,
+}
+
+impl AppState {
+    /// State over `service`, with `limits`.
+    pub fn new(service: Arc<Service>, limits: ApiLimits) -> Self {
+        AppState {
+            service,
+            metrics: Arc::new(Metrics::default()),
+            limits,
+        }
+    }
+
+    /// Vends, counting the outcome.
+    pub async fn vend(
+        &self,
+        caller: &Caller,
+        connector: &str,
+        options: VendOptions,
+    ) -> Result<Vended, ApiError> {
+        let result = self.service.vendor.vend(caller, connector, options).await;
+        match &result {
+            Ok(vended) => {
+                tracing::info!(
+                    request_id = %vended.request_id,
+                    caller = %caller.display_name(),
+                    connector = %vended.connector_name,
+                    access_key_id = %vended.credentials.access_key_id,
+                    duration_seconds = vended.duration_seconds,
+                    "credentials vended"
+                );
+                self.metrics.vend(Some(&vended.connector_name), Ok(()));
+            }
+            Err(e) => {
+                let label = match e {
+                    VendError::NotFound(_) => None,
+                    _ => self
+                        .service
+                        .store
+                        .get_connector(connector)
+                        .ok()
+                        .flatten()
+                        .map(|c| c.name),
+                };
+                tracing::info!(
+                    caller = %caller.display_name(),
+                    connector = label.as_deref().unwrap_or("_unknown"),
+                    code = e.code(),
+                    "vend refused"
+                );
+                self.metrics.vend(label.as_deref(), Err(e));
+                self.metrics.vend_error(e);
+            }
+        }
+        result.map_err(ApiError::from)
+    }
+}
+
+/// A time as RFC 3339 in UTC, to the second (`2026-11-30T12:47:53Z`).
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// The whole application: `/api/v1/…`, `/healthz`, `/readyz`, `/metrics`.
+pub fn app(state: AppState) -> Router {
+    let limits = state.limits;
+    let api = Router::new()
+        .merge(session::router())
+        .merge(connectors::router())
+        .merge(container::router());
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        // Method, path and request id only: never headers, query or body.
+                        let id = request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id = %id,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(middleware::from_fn(json_errors))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    limits.request_timeout,
+                )),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Turns error responses made outside the handlers (405, a timeout, a body over the limit…) into the
+/// API's JSON errors.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed here"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as application/json",
+        ),
+        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => {
+            ("timeout", "the request took too long")
+        }
+        s if s.is_client_error() => ("invalid_request", "the request is not valid"),
+        _ => ("internal_error", "idfed could not complete the request"),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    let mut fresh = (status, Json(error_body(code, message))).into_response();
+    for (name, value) in parts.headers.iter() {
+        fresh.headers_mut().entry(name).or_insert(value.clone());
+    }
+    fresh
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .service
+        .store
+        .get_account("readyz-probe")
+        .map_err(|e| ApiError::Unavailable(format!("the store cannot be read: {e}")))?;
+    Ok(Json(json!({
+        "status": "ready",
+        "directory": state.service.auth.directory_kind(),
+    })))
+}

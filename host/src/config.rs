@@ -1,0 +1,446 @@
+//! idfed's configuration file, `idfed.toml`, with `IDFED_*` environment overrides.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8443"            # IDFED_LISTEN
+//! tls_cert = "/etc/idfed/cert.pem"     # IDFED_TLS_CERT (PEM chain)
+//! tls_key = "/etc/idfed/key.pem"       # IDFED_TLS_KEY (PEM private key)
+//! # plain_http = true                  # IDFED_PLAIN_HTTP: only behind a TLS-terminating proxy or on loopback
+//! body_limit_bytes = 65536
+//! request_timeout_seconds = 30
+//!
+//! [data]
+//! dir = "/var/lib/idfed"               # IDFED_DATA_DIR
+//! master_key_file = "/etc/idfed/master.key"   # IDFED_MASTER_KEY_FILE; IDFED_MASTER_KEY (base64) wins
+//!
+//! [auth]                               # see crate::auth::config
+//! admin_groups = ["idfed-admins"]
+//! [auth.directory]
+//! type = "static"
+//! file = "/etc/idfed/users.toml"
+//!
+//! [sts]
+//! region = "us-east-1"                 # IDFED_STS_REGION: for accounts that name none
+//! endpoint = "https://sts.eu-west-1.amazonaws.com"   # IDFED_STS_ENDPOINT: for accounts that name none
+//! connect_timeout_seconds = 3
+//! operation_timeout_seconds = 10
+//! max_attempts = 3
+//!
+//! [plugins]
+//! deadline_ms = 50
+//! memory_mib = 16
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::config::AuthSettings;
+use crate::plugins::{Limits, RuntimeConfig};
+use crate::store::KeySource;
+use crate::sts::IssuerSettings;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: where and how to listen.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[data]`: the data directory and master key.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// `[auth]`: the directory and sessions.
+    pub auth: AuthSettings,
+    /// `[sts]`: how to reach STS.
+    #[serde(default)]
+    pub sts: StsConfig,
+    /// `[plugins]`: the plugins' default limits.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The address to listen on (default `127.0.0.1:8443`).
+    pub listen: SocketAddr,
+    /// The certificate chain, PEM.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key, PEM.
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (only when set to true: behind a TLS-terminating proxy or on loopback).
+    pub plain_http: bool,
+    /// The largest request body accepted (default 64 KiB).
+    pub body_limit_bytes: usize,
+    /// How long a request may take (default 30 s).
+    pub request_timeout_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            plain_http: false,
+            body_limit_bytes: 64 << 10,
+            request_timeout_seconds: 30,
+        }
+    }
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The data directory (default `idfed-data`).
+    pub dir: PathBuf,
+    /// The master key file (default `<dir>/master.key`); `IDFED_MASTER_KEY`, when set, wins.
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: PathBuf::from("idfed-data"),
+            master_key_file: None,
+        }
+    }
+}
+
+impl DataConfig {
+    /// Where the master key comes from.
+    pub fn key_source(&self) -> KeySource {
+        let file = self
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| self.dir.join("master.key"));
+        KeySource::from_env_or_file(file)
+    }
+}
+
+/// `[sts]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StsConfig {
+    /// The region for accounts that name none (default `us-east-1`).
+    pub region: String,
+    /// The STS endpoint for accounts that name none (default: AWS's).
+    pub endpoint: Option<String>,
+    /// TCP/TLS connect timeout (default 3 s).
+    pub connect_timeout_seconds: u64,
+    /// Timeout of a whole operation, retries included (default 10 s).
+    pub operation_timeout_seconds: u64,
+    /// Attempts per operation (default 3).
+    pub max_attempts: u32,
+}
+
+impl Default for StsConfig {
+    fn default() -> Self {
+        let d = IssuerSettings::default();
+        StsConfig {
+            region: d.default_region,
+            endpoint: None,
+            connect_timeout_seconds: d.connect_timeout.as_secs(),
+            operation_timeout_seconds: d.operation_timeout.as_secs(),
+            max_attempts: d.max_attempts,
+        }
+    }
+}
+
+impl StsConfig {
+    /// The issuer's settings.
+    pub fn issuer_settings(&self) -> IssuerSettings {
+        IssuerSettings {
+            connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
+            operation_timeout: Duration::from_secs(self.operation_timeout_seconds),
+            max_attempts: self.max_attempts,
+            default_region: self.region.clone(),
+        }
+    }
+}
+
+/// `[plugins]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// CPU deadline of one evaluation, for bindings that set none (default 50 ms).
+    pub deadline_ms: u64,
+    /// Memory cap of one evaluation, for bindings that set none (default 16 MiB).
+    pub memory_mib: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            deadline_ms: 50,
+            memory_mib: 16,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The runtime's configuration.
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        let mut config = RuntimeConfig {
+            default_limits: Limits {
+                deadline: Duration::from_millis(self.deadline_ms),
+                memory_bytes: self.memory_mib.saturating_mul(1 << 20),
+            },
+            ..RuntimeConfig::default()
+        };
+        config.max_limits.deadline = config
+            .max_limits
+            .deadline
+            .max(config.default_limits.deadline);
+        config.max_limits.memory_bytes = config
+            .max_limits
+            .memory_bytes
+            .max(config.default_limits.memory_bytes);
+        config
+    }
+}
+
+/// What is wrong with the configuration; the message names the file or the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a field has the wrong type or is unknown.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What toml said (it names the field and the line).
+        message: String,
+    },
+    /// A field's value is not acceptable.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as `section.name` (or the environment variable).
+        field: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies the `IDFED_*` environment overrides and checks the result.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses TOML (no environment, no checks).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "idfed.toml".into(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    /// Applies overrides from `IDFED_LISTEN`, `IDFED_PLAIN_HTTP`, `IDFED_TLS_CERT`, `IDFED_TLS_KEY`,
+    /// `IDFED_DATA_DIR`, `IDFED_MASTER_KEY_FILE`, `IDFED_STS_REGION`, `IDFED_STS_ENDPOINT`, read with `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(listen) = var("IDFED_LISTEN") {
+            self.server.listen = listen.trim().parse().map_err(|e| {
+                invalid(
+                    "IDFED_LISTEN",
+                    format!("{listen:?} is not an address:port ({e})"),
+                )
+            })?;
+        }
+        if let Some(plain) = var("IDFED_PLAIN_HTTP") {
+            self.server.plain_http = match plain.trim() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                other => {
+                    return Err(invalid(
+                        "IDFED_PLAIN_HTTP",
+                        format!("{other:?} is not true or false"),
+                    ));
+                }
+            };
+        }
+        if let Some(cert) = var("IDFED_TLS_CERT") {
+            self.server.tls_cert = Some(cert.into());
+        }
+        if let Some(key) = var("IDFED_TLS_KEY") {
+            self.server.tls_key = Some(key.into());
+        }
+        if let Some(dir) = var("IDFED_DATA_DIR") {
+            self.data.dir = dir.into();
+        }
+        if let Some(file) = var("IDFED_MASTER_KEY_FILE") {
+            self.data.master_key_file = Some(file.into());
+        }
+        if let Some(region) = var("IDFED_STS_REGION") {
+            self.sts.region = region;
+        }
+        if let Some(endpoint) = var("IDFED_STS_ENDPOINT") {
+            self.sts.endpoint = Some(endpoint);
+        }
+        Ok(())
+    }
+
+    /// Checks the values (not the files: those are read when the service starts).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.plain_http {
+            if s.tls_cert.is_some() || s.tls_key.is_some() {
+                return Err(invalid(
+                    "server.plain_http",
+                    "plain_http = true and tls_cert/tls_key are both set: choose one",
+                ));
+            }
+        } else {
+            if s.tls_cert.is_none() {
+                return Err(invalid(
+                    "server.tls_cert",
+                    "missing: give tls_cert and tls_key (PEM files), or set plain_http = true behind a TLS proxy or on loopback",
+                ));
+            }
+            if s.tls_key.is_none() {
+                return Err(invalid(
+                    "server.tls_key",
+                    "missing: give tls_cert and tls_key (PEM files), or set plain_http = true behind a TLS proxy or on loopback",
+                ));
+            }
+        }
+        if s.body_limit_bytes == 0 {
+            return Err(invalid("server.body_limit_bytes", "must be at least 1"));
+        }
+        if s.request_timeout_seconds == 0 {
+            return Err(invalid(
+                "server.request_timeout_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.data.dir.as_os_str().is_empty() {
+            return Err(invalid("data.dir", "must not be empty"));
+        }
+        if self.sts.region.trim().is_empty() {
+            return Err(invalid("sts.region", "must not be empty"));
+        }
+        if let Some(endpoint) = &self.sts.endpoint
+            && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+        {
+            return Err(invalid(
+                "sts.endpoint",
+                format!("{endpoint:?} is not an http(s) URL"),
+            ));
+        }
+        if self.sts.connect_timeout_seconds == 0 {
+            return Err(invalid("sts.connect_timeout_seconds", "must be at least 1"));
+        }
+        if self.sts.operation_timeout_seconds == 0 {
+            return Err(invalid(
+                "sts.operation_timeout_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.sts.max_attempts == 0 {
+            return Err(invalid("sts.max_attempts", "must be at least 1"));
+        }
+        let max = RuntimeConfig::default().max_limits;
+        if self.plugins.deadline_ms == 0
+            || self.plugins.deadline_ms > max.deadline.as_millis() as u64
+        {
+            return Err(invalid(
+                "plugins.deadline_ms",
+                format!("must be between 1 and {}", max.deadline.as_millis()),
+            ));
+        }
+        if self.plugins.memory_mib == 0 || self.plugins.memory_mib > max.memory_bytes >> 20 {
+            return Err(invalid(
+                "plugins.memory_mib",
+                format!("must be between 1 and {}", max.memory_bytes >> 20),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[auth.directory]\ntype = \"static\"\nfile = \"users.toml\"\n";
+
+    #[test]
+    fn defaults_env_and_named_errors() {
+        let mut config = Config::parse(MINIMAL).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(config.server.body_limit_bytes, 65536);
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("server.tls_cert"), "{err}");
+
+        let env = |name: &str| match name {
+            "IDFED_LISTEN" => Some("127.0.0.1:9000".to_owned()),
+            "IDFED_PLAIN_HTTP" => Some("true".to_owned()),
+            "IDFED_DATA_DIR" => Some("/tmp/x".to_owned()),
+            "IDFED_STS_ENDPOINT" => Some("http://127.0.0.1:5000".to_owned()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        config.check().unwrap();
+        assert_eq!(config.server.listen.port(), 9000);
+        assert_eq!(config.data.dir, PathBuf::from("/tmp/x"));
+        assert_eq!(
+            config.sts.endpoint.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+
+        let err = config
+            .apply_env(|n| (n == "IDFED_LISTEN").then(|| "nowhere".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("IDFED_LISTEN"), "{err}");
+
+        let err = Config::parse(&format!("{MINIMAL}[server]\nlisten = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::parse(&format!("{MINIMAL}[server]\nlistn = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listn"), "{err}");
+        let mut config = Config::parse(&format!(
+            "{MINIMAL}[server]\nplain_http = true\n[plugins]\nmemory_mib = 0\n"
+        ))
+        .unwrap();
+        config.apply_env(|_| None).unwrap();
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("plugins.memory_mib"), "{err}");
+    }
+}

@@ -1,0 +1,165 @@
+//! The running service's parts, built from the configuration: the store, the audit log, the plugin
+//! runtime, the STS issuer, the vend pipeline and the authenticator. One sled database holds them all.
+
+use std::sync::Arc;
+
+use crate::audit::AuditLog;
+use crate::auth::authenticator::Authenticator;
+use crate::config::Config;
+use crate::plugins::{KvStore, PluginRuntime};
+use crate::store::{SledStore, Store};
+use crate::sts::{
+    AccountAccess, AwsIssuer, BoxFuture, CallerIdentity, CredentialIssuer, IssueRequest,
+    IssuedCredentials, StsError,
+};
+use crate::vend::Vendor;
+
+/// The plugins' key-value store's tree.
+pub const PLUGIN_KV_TREE: &str = "plugin-kv";
+
+/// Why the service could not start; the message names the part and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
+
+/// Everything the API serves from.
+pub struct Service {
+    /// The store (its sled database is shared by the others).
+    pub store: Arc<SledStore>,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// The plugin runtime.
+    pub plugins: PluginRuntime,
+    /// The STS client (with the configured default endpoint).
+    pub issuer: Arc<dyn CredentialIssuer>,
+    /// The vend pipeline.
+    pub vendor: Vendor,
+    /// Logins, sessions, password checks.
+    pub auth: Arc<Authenticator>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("store", &self.store)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Opens the data directory and builds every part.
+    pub fn open(config: &Config) -> Result<Service, ServiceError> {
+        let dir = &config.data.dir;
+        let store = SledStore::open(dir, config.data.key_source())
+            .map_err(|e| ServiceError(format!("data.dir {}: {e} [{}]", dir.display(), e.code())))?;
+        let store = Arc::new(store);
+        let audit = AuditLog::open(store.db(), None)
+            .map_err(|e| ServiceError(format!("audit log: {e}")))?;
+        let kv = KvStore::new(
+            store
+                .db()
+                .open_tree(PLUGIN_KV_TREE)
+                .map_err(|e| ServiceError(format!("plugin key-value store: {e}")))?,
+        );
+        let plugins =
+            PluginRuntime::new(config.plugins.runtime_config(), Some(store.data_dir()), kv)
+                .map_err(|e| ServiceError(format!("plugin runtime: {e:#}")))?;
+        let issuer: Arc<dyn CredentialIssuer> = Arc::new(DefaultEndpoint {
+            inner: AwsIssuer::new(config.sts.issuer_settings()),
+            endpoint: config.sts.endpoint.clone(),
+        });
+        let vendor = Vendor::new(
+            store.clone() as Arc<dyn Store>,
+            issuer.clone(),
+            plugins.clone(),
+            audit.clone(),
+        );
+        let directory = config
+            .auth
+            .directory
+            .build()
+            .map_err(|e| ServiceError(format!("auth.directory: {e}")))?;
+        let auth = Authenticator::new(directory, store.db(), config.auth.auth_config())
+            .map_err(|e| ServiceError(format!("sessions: {e}")))?;
+        Ok(Service {
+            store,
+            audit,
+            plugins,
+            issuer,
+            vendor,
+            auth: Arc::new(auth),
+        })
+    }
+
+    /// Makes everything written durable: the store, the audit log and the plugins' key-value store.
+    pub fn shutdown(&self) -> Result<(), ServiceError> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.store.flush() {
+            problems.push(format!("store: {e}"));
+        }
+        if let Err(e) = self.audit.flush() {
+            problems.push(format!("audit log: {e}"));
+        }
+        if let Err(e) = self.plugins.kv().flush() {
+            problems.push(format!("plugin key-value store: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError(format!(
+                "flushing failed: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
+/// An issuer that sends accounts naming no STS endpoint to the configured one.
+struct DefaultEndpoint {
+    inner: AwsIssuer,
+    endpoint: Option<String>,
+}
+
+impl DefaultEndpoint {
+    fn access(&self, access: &AccountAccess) -> Option<AccountAccess> {
+        match (&access.endpoint, &self.endpoint) {
+            (None, Some(endpoint)) => Some(AccountAccess {
+                endpoint: Some(endpoint.clone()),
+                ..access.clone()
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl CredentialIssuer for DefaultEndpoint {
+    fn issue<'a>(
+        &'a self,
+        request: &'a IssueRequest,
+    ) -> BoxFuture<'a, Result<IssuedCredentials, StsError>> {
+        match self.access(&request.access) {
+            None => self.inner.issue(request),
+            Some(access) => {
+                let request = IssueRequest {
+                    access,
+                    ..request.clone()
+                };
+                Box::pin(async move { self.inner.issue(&request).await })
+            }
+        }
+    }
+
+    fn caller_identity<'a>(
+        &'a self,
+        access: &'a AccountAccess,
+        credentials: &'a IssuedCredentials,
+    ) -> BoxFuture<'a, Result<CallerIdentity, StsError>> {
+        match self.access(access) {
+            None => self.inner.caller_identity(access, credentials),
+            Some(access) => {
+                Box::pin(async move { self.inner.caller_identity(&access, credentials).await })
+            }
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The HTTP API through `idfed::api::app()` and `tower::ServiceExt::oneshot`: JSON errors with stable codes
+//! and the statuses they mean, authentication, body limits, authorization and the metrics, with moto as STS.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine;
+use idfed::api::{ApiLimits, AppState, app};
+use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
+use idfed::config::Config;
+use idfed::model::{AccountInput, AccountSourceInput, Connector, Principal};
+use idfed::secret::Secret;
+use idfed::service::Service;
+use idfed::store::Store;
+use idfed_tests::moto;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const PASSWORD: &str = "correct-horse-battery";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: AppState,
+}
+
+fn add(path: &std::path::Path, name: &str, groups: &[&str]) {
+    let entry = UserEntry {
+        name: name.into(),
+        display_name: None,
+        email: None,
+        active: true,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        password_hash: hash_password(&Secret::new(PASSWORD)).unwrap(),
+    };
+    add_user(path, entry, false).unwrap();
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users.toml");
+        add(&users, "alice", &["devs"]);
+        add(&users, "bob", &["ops"]);
+        let config = Config::parse(&format!(
+            "[server]\nplain_http = true\nbody_limit_bytes = 4096\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
+            dir.path().join("data"),
+            users
+        ))
+        .unwrap();
+        config.check().unwrap();
+        let service = Service::open(&config).unwrap();
+        service
+            .store
+            .put_account(AccountInput {
+                name: "main".into(),
+                description: String::new(),
+                source: AccountSourceInput::IamUser {
+                    access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                    secret_access_key: Some(Secret::new(
+                        "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",
+                    )),
+                },
+                region: Some("us-east-1".into()),
+                sts_endpoint: Some(moto::shared().endpoint()),
+            })
+            .unwrap();
+        service
+            .store
+            .create_connector(Connector {
+                id: Uuid::new_v4(),
+                name: "dev-role".into(),
+                description: "developers".into(),
+                account: "main".into(),
+                principal: Principal::AssumedRole {
+                    role_arn: "arn:aws:iam::123456789012:role/deploy".into(),
+                    external_id: None,
+                    session_tags: vec![],
+                    source_identity: false,
+                },
+                policy: None,
+                policy_arns: vec![],
+                default_duration_seconds: None,
+                max_duration_seconds: None,
+                groups: vec!["devs".into()],
+                system_scope: false,
+                enabled: true,
+                bindings: vec![],
+            })
+            .unwrap();
+        let state = AppState::new(Arc::new(service), ApiLimits::from(&config.server));
+        Fixture { _dir: dir, state }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, headers, body)
+    }
+
+    async fn login(&self, user: &str) -> String {
+        let (status, _, body) = self
+            .send(json_request(
+                "POST",
+                "/api/v1/login",
+                None,
+                json!({"username": user, "password": PASSWORD}).to_string(),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+}
+
+fn json_request(method: &str, uri: &str, token: Option<&str>, body: String) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(Body::from(body)).unwrap()
+}
+
+fn get(uri: &str, authorization: Option<&str>) -> Request<Body> {
+    let mut builder = Request::builder().uri(uri);
+    if let Some(value) = authorization {
+        builder = builder.header(header::AUTHORIZATION, value);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+/// Every error: JSON with a code, and a request id.
+fn assert_error(
+    status: StatusCode,
+    headers: &axum::http::HeaderMap,
+    body: &Value,
+    want: StatusCode,
+    code: &str,
+) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(headers.contains_key("x-request-id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_json_with_codes_and_statuses() {
+    let f = Fixture::new();
+
+    let (s, h, b) = f.send(get("/api/v1/me", None)).await;
+    assert_error(s, &h, &b, StatusCode::UNAUTHORIZED, "missing_credentials");
+    let (s, h, b) = f
+        .send(get("/api/v1/connectors", Some("Bearer idfs_forged")))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNAUTHORIZED, "invalid_session");
+    let (s, h, b) = f
+        .send(get("/api/v1/connectors", Some("Bearer idfed_nope")))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:wrong-password");
+    let (s, h, b) = f
+        .send(get("/api/v1/me", Some(&format!("Basic {basic}"))))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/login",
+            None,
+            json!({"username": "alice", "password": "nope"}).to_string(),
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNAUTHORIZED, "invalid_credentials");
+
+    let token = f.login("alice").await;
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/connectors/dev-role/credentials",
+            Some(&token),
+            "{not json".into(),
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_json");
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/connectors/dev-role/credentials",
+            Some(&token),
+            r#"{"format":"yaml"}"#.into(),
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_json");
+    let (s, h, b) = f
+        .send(json_request("POST", "/api/v1/login", None, "[1,2".into()))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_json");
+    let big = json!({"policy": "x".repeat(10_000)}).to_string();
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/connectors/dev-role/credentials",
+            Some(&token),
+            big,
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/connectors/dev-role/credentials",
+            Some(&token),
+            r#"{"duration_seconds": 60}"#.into(),
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::BAD_REQUEST, "invalid_request");
+
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/connectors/nope/credentials",
+            Some(&token),
+            "{}".into(),
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::NOT_FOUND, "connector_not_found");
+    let (s, h, b) = f
+        .send(get(
+            "/api/v1/connectors/nope",
+            Some(&format!("Bearer {token}")),
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::NOT_FOUND, "connector_not_found");
+    let (s, h, b) = f.send(get("/api/v1/nothing-here", None)).await;
+    assert_error(s, &h, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, h, b) = f
+        .send(
+            Request::builder()
+                .method("DELETE")
+                .uri("/api/v1/me")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_error(
+        s,
+        &h,
+        &b,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+
+    // bob is not in the connector's groups.
+    let bob = f.login("bob").await;
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/connectors/dev-role/credentials",
+            Some(&bob),
+            "{}".into(),
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, _, b) = f
+        .send(get("/api/v1/connectors", Some(&format!("Bearer {bob}"))))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["connectors"], json!([]));
+
+    // Logout ends the session.
+    let (s, _, _) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/logout",
+            Some(&bob),
+            String::new(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, h, b) = f
+        .send(get("/api/v1/me", Some(&format!("Bearer {bob}"))))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNAUTHORIZED, "invalid_session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vend_is_served_and_counted() {
+    let f = Fixture::new();
+    let token = f.login("alice").await;
+    let (s, _, me) = f
+        .send(get("/api/v1/me", Some(&format!("Bearer {token}"))))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(me["name"], "alice");
+    let (s, _, list) = f
+        .send(get("/api/v1/connectors", Some(&format!("Bearer {token}"))))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["connectors"][0]["name"], "dev-role");
+    assert_eq!(list["connectors"][0]["principal_type"], "assumed-role");
+
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/connectors/dev-role/credentials",
+            Some(&token),
+            String::new(),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(h.contains_key("x-request-id"));
+    assert!(
+        b["access_key_id"].as_str().unwrap().starts_with("ASIA"),
+        "{b}"
+    );
+    assert!(b["secret_access_key"].as_str().unwrap().len() >= 20);
+    assert!(b["expiration"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(b["duration_seconds"], 3600);
+    assert_eq!(b["connector"], "dev-role");
+
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{PASSWORD}"));
+    let (s, _, who) = f
+        .send(get(
+            "/api/v1/connectors/dev-role/caller-identity",
+            Some(&format!("Basic {basic}")),
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{who}");
+    assert_eq!(who["account"], "123456789012");
+    assert!(who["arn"].as_str().unwrap().contains("deploy"), "{who}");
+
+    let bob = f.login("bob").await;
+    let _ = f
+        .send(json_request(
+            "POST",
+            "/api/v1/connectors/dev-role/credentials",
+            Some(&bob),
+            "{}".into(),
+        ))
+        .await;
+
+    let response = app(f.state.clone())
+        .oneshot(get("/metrics", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("idfed_vends_total{connector=\"dev-role\",outcome=\"issued\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("idfed_vends_total{connector=\"dev-role\",outcome=\"forbidden\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("idfed_auth_cache_misses_total"), "{text}");
+
+    let (s, _, ready) = f.send(get("/readyz", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ready["directory"], "static");
+    f.state.service.shutdown().unwrap();
+}
