@@ -54,6 +54,32 @@ enum Command {
         #[arg(long)]
         duration: Option<u32>,
     },
+    /// Prints a sign-in URL for the AWS console with a connector's credentials (valid 15 minutes; it
+    /// holds a sign-in token, so treat it as a secret).
+    Console {
+        /// The connector's name or id.
+        connector: String,
+        /// Where the console opens (default: the console's home).
+        #[arg(long)]
+        destination: Option<String>,
+        /// The duration wanted for the credentials behind the session, in seconds.
+        #[arg(long)]
+        duration: Option<u32>,
+    },
+    /// Serves a connector's credentials on 127.0.0.1 as a container-credentials endpoint, as aws-vault and
+    /// Weep do: prints `export AWS_CONTAINER_CREDENTIALS_FULL_URI=…` and
+    /// `export AWS_CONTAINER_AUTHORIZATION_TOKEN=…` for the shell that runs AWS tools, caches the
+    /// credentials and fetches them anew before they expire. Runs until ctrl-c.
+    ContainerServer {
+        /// The connector's name or id.
+        connector: String,
+        /// The port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The duration wanted, in seconds.
+        #[arg(long)]
+        duration: Option<u32>,
+    },
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -227,6 +253,30 @@ impl Cli {
                         }
                         ExitCode::SUCCESS
                     })
+                    .map_err(|e| Failure(e.0)),
+            ),
+            Command::Console {
+                connector,
+                destination,
+                duration,
+            } => report(
+                crate::client::console_url(&connector, destination.as_deref(), duration)
+                    .await
+                    .map(|answer| {
+                        println!("{}", answer.url);
+                        eprintln!("valid until {}", answer.expires);
+                        ExitCode::SUCCESS
+                    })
+                    .map_err(|e| Failure(e.0)),
+            ),
+            Command::ContainerServer {
+                connector,
+                port,
+                duration,
+            } => report(
+                crate::container_server::run(&connector, port, duration)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
                     .map_err(|e| Failure(e.0)),
             ),
             Command::Plugin(command) => report(command.run().await),
@@ -615,6 +665,7 @@ fn display_name(path: &Path) -> String {
 /// then finishes the requests in flight and flushes everything.
 async fn serve(path: &Path) -> Result<ExitCode, Failure> {
     let config = crate::config::Config::load(path).map_err(|e| Failure(e.to_string()))?;
+    crate::api::console::configure(config.console.clone());
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) if !config.server.plain_http => {
             Some(crate::api::load_tls(cert, key).map_err(Failure)?)

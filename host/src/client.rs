@@ -223,3 +223,50 @@ fn path_segment(text: &str) -> String {
         })
         .collect()
 }
+
+/// A console sign-in URL and when AWS stops accepting it.
+#[derive(Debug, Deserialize)]
+pub struct ConsoleUrl {
+    /// The sign-in URL (it holds a sign-in token: treat it as a secret).
+    pub url: String,
+    /// When it expires (RFC 3339).
+    pub expires: String,
+}
+
+/// Asks the server for an AWS console sign-in URL for `connector`, opening at `destination` (the server's
+/// default when `None`).
+pub async fn console_url(
+    connector: &str,
+    destination: Option<&str>,
+    duration_seconds: Option<u32>,
+) -> Result<ConsoleUrl, ClientError> {
+    let session = saved_session()?;
+    let mut body = serde_json::json!({});
+    if let Some(destination) = destination {
+        body["destination"] = destination.into();
+    }
+    if let Some(seconds) = duration_seconds {
+        body["duration_seconds"] = seconds.into();
+    }
+    let response = client(session.ca_file.as_deref())?
+        .post(format!(
+            "{}/api/v1/connectors/{}/console-url",
+            session.server,
+            path_segment(connector)
+        ))
+        .bearer_auth(&session.token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| unreachable(&session.server, e))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unreachable(&session.server, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError(format!("unexpected answer from {}: {e}", session.server)))
+}

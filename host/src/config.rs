@@ -29,6 +29,11 @@
 //! [plugins]
 //! deadline_ms = 50
 //! memory_mib = 16
+//!
+//! [console]                            # console sign-in URLs
+//! federation_endpoint = "https://signin.aws.amazon.com/federation"
+//! issuer = "idfed"
+//! default_destination = "https://console.aws.amazon.com/"
 //! ```
 
 use std::net::SocketAddr;
@@ -60,6 +65,32 @@ pub struct Config {
     /// `[plugins]`: the plugins' default limits.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// `[console]`: AWS console sign-in URLs.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: how console sign-in URLs are made (`POST /api/v1/connectors/{id}/console-url`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// The AWS federation endpoint (default `https://signin.aws.amazon.com/federation`).
+    pub federation_endpoint: String,
+    /// The `Issuer` shown by AWS when the console session ends (default `idfed`).
+    pub issuer: String,
+    /// Where the console opens when the caller names no destination
+    /// (default `https://console.aws.amazon.com/`).
+    pub default_destination: String,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            federation_endpoint: "https://signin.aws.amazon.com/federation".into(),
+            issuer: "idfed".into(),
+            default_destination: "https://console.aws.amazon.com/".into(),
+        }
+    }
 }
 
 /// `[server]`.
@@ -359,6 +390,20 @@ impl Config {
                 "sts.endpoint",
                 format!("{endpoint:?} is not an http(s) URL"),
             ));
+        }
+        for (field, url) in [
+            (
+                "console.federation_endpoint",
+                &self.console.federation_endpoint,
+            ),
+            (
+                "console.default_destination",
+                &self.console.default_destination,
+            ),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(field, format!("{url:?} is not an http(s) URL")));
+            }
         }
         if self.sts.connect_timeout_seconds == 0 {
             return Err(invalid("sts.connect_timeout_seconds", "must be at least 1"));

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod container_server;
 pub mod model;
 pub mod plugins;
 pub mod secret;

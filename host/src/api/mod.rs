@@ -5,7 +5,9 @@
 //! `Authorization: Bearer <idfs_… session token | idfed_… API key>` or HTTP Basic. Logs hold no password,
 //! token, secret or credential: headers and bodies are never logged.
 
+mod admin;
 mod connectors;
+pub mod console;
 mod container;
 mod error;
 mod extract;
@@ -144,8 +146,10 @@ pub fn app(state: AppState) -> Router {
     let limits = state.limits;
     let api = Router::new()
         .merge(session::router())
+        .merge(admin::router())
         .merge(connectors::router())
-        .merge(container::router());
+        .merge(container::router())
+        .merge(console::router());
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))

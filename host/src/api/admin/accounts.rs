@@ -1,0 +1,133 @@
+//! `GET /admin/accounts`, `GET|PUT|DELETE /admin/accounts/{name}`. The secret access key is write-only:
+//! answers show `"***"` in its place.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::{Admin, AdminError, AdminResult};
+use crate::api::AppState;
+use crate::api::extract::JsonBody;
+use crate::model::{Account, AccountInput, AccountSource, AccountSourceInput};
+use crate::store::Store;
+
+/// What answers show in place of a secret.
+pub const REDACTED: &str = "***";
+
+/// The account routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/accounts", get(list))
+        .route("/admin/accounts/{name}", get(show).put(put).delete(delete))
+}
+
+/// An account as answers show it: never its secret.
+pub fn account_json(account: &Account) -> Value {
+    let source = match &account.source {
+        AccountSource::IamUser { access_key_id, .. } => json!({
+            "type": "iam-user",
+            "access_key_id": access_key_id,
+            "secret_access_key": REDACTED,
+        }),
+        AccountSource::HostCredentials => json!({"type": "host-credentials"}),
+    };
+    json!({
+        "name": account.name,
+        "description": account.description,
+        "source": source,
+        "region": account.region,
+        "sts_endpoint": account.sts_endpoint,
+    })
+}
+
+async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+    let accounts = state.service.store.list_accounts()?;
+    let accounts: Vec<Value> = accounts.iter().map(account_json).collect();
+    Ok(Json(json!({ "accounts": accounts })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> AdminResult<Json<Value>> {
+    let account = state
+        .service
+        .store
+        .get_account(&name)?
+        .ok_or_else(|| AdminError::not_found(format!("no account named {name:?}")))?;
+    Ok(Json(account_json(&account)))
+}
+
+async fn put(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(mut body): JsonBody<Value>,
+) -> AdminResult<(StatusCode, Json<Value>)> {
+    let Some(object) = body.as_object_mut() else {
+        return Err(AdminError::invalid("the body must be a JSON object"));
+    };
+    match object.get("name") {
+        None => {
+            object.insert("name".into(), Value::String(name.clone()));
+        }
+        Some(Value::String(given)) if *given == name => {}
+        Some(_) => {
+            return Err(AdminError::invalid(format!(
+                "name: the body's name must be the path's ({name:?}), or be left out"
+            )));
+        }
+    }
+    let mut input: AccountInput = serde_json::from_value(body).map_err(|e| {
+        AdminError::Api(crate::api::ApiError::UnreadableJson(format!(
+            "the body is not a valid account: {e}"
+        )))
+    })?;
+    // The redaction sent back as it was shown means "keep the stored secret".
+    if let AccountSourceInput::IamUser {
+        secret_access_key, ..
+    } = &mut input.source
+        && secret_access_key
+            .as_ref()
+            .is_some_and(|s| s.expose() == REDACTED)
+    {
+        *secret_access_key = None;
+    }
+    let store = &state.service.store;
+    let existed = store.get_account(&name)?.is_some();
+    let account = store.put_account(input)?;
+    let kind = match account.source {
+        AccountSource::IamUser { .. } => "iam-user",
+        AccountSource::HostCredentials => "host-credentials",
+    };
+    let (verb, status) = if existed {
+        ("update", StatusCode::OK)
+    } else {
+        ("create", StatusCode::CREATED)
+    };
+    admin.audit(
+        &state,
+        &format!("admin.account.{verb}"),
+        None,
+        format!("account {:?} {verb}d ({kind})", account.name),
+    )?;
+    Ok((status, Json(account_json(&account))))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> AdminResult<StatusCode> {
+    state.service.store.delete_account(&name)?;
+    admin.audit(
+        &state,
+        "admin.account.delete",
+        None,
+        format!("account {name:?} deleted"),
+    )?;
+    Ok(StatusCode::NO_CONTENT)
+}

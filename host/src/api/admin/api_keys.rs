@@ -1,0 +1,142 @@
+//! `GET|POST /admin/api-keys`, `DELETE /admin/api-keys/{id}`: system-scope API keys. A key is shown once,
+//! in the answer that creates it; lists never show it nor its hash.
+
+use std::time::SystemTime;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Admin, AdminError, AdminResult, parse_time};
+use crate::api::extract::JsonBody;
+use crate::api::{AppState, rfc3339};
+use crate::model::{ApiKey, Connector};
+use crate::store::Store;
+
+/// The API key routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/api-keys", get(list).post(create))
+        .route("/admin/api-keys/{id}", delete(remove))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyInput {
+    name: String,
+    connectors: Vec<String>,
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+/// A key as lists show it: never the key nor its hash.
+fn key_json(key: &ApiKey, connectors: &[Connector]) -> Value {
+    let named: Vec<Value> = key
+        .connectors
+        .iter()
+        .map(|id| {
+            let name = connectors.iter().find(|c| c.id == *id).map(|c| &c.name);
+            json!({"id": id, "name": name})
+        })
+        .collect();
+    json!({
+        "id": key.id,
+        "name": key.name,
+        "connectors": named,
+        "created": rfc3339(key.created),
+        "expires": key.expires.map(rfc3339),
+        "expired": key.expires.is_some_and(|at| at <= SystemTime::now()),
+        "last_used": key.last_used.map(rfc3339),
+    })
+}
+
+async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+    let store = &state.service.store;
+    let keys = store.list_api_keys()?;
+    let connectors = store.list_connectors()?;
+    let keys: Vec<Value> = keys.iter().map(|k| key_json(k, &connectors)).collect();
+    Ok(Json(json!({ "api_keys": keys })))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    JsonBody(input): JsonBody<ApiKeyInput>,
+) -> AdminResult<Response> {
+    let store = &state.service.store;
+    let mut ids = Vec::new();
+    for (i, id_or_name) in input.connectors.iter().enumerate() {
+        let connector = store.get_connector(id_or_name)?.ok_or_else(|| {
+            AdminError::invalid(format!(
+                "connectors[{i}]: no connector {id_or_name:?} (give ids or names)"
+            ))
+        })?;
+        ids.push(connector.id);
+    }
+    let expires = input
+        .expires
+        .as_deref()
+        .map(|text| parse_time("expires", text))
+        .transpose()?;
+    let (key, secret) = store.create_api_key(&input.name, ids, expires)?;
+    let connectors = store.list_connectors()?;
+    let mut body = key_json(&key, &connectors);
+    body["key"] = Value::String(secret.expose().to_owned());
+    let names: Vec<String> = body["connectors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    admin.audit(
+        &state,
+        "admin.api_key.create",
+        None,
+        format!(
+            "API key {:?} ({}) created for connector(s) {}{}",
+            key.name,
+            key.id,
+            names.join(", "),
+            key.expires
+                .map(|at| format!(", expiring {}", rfc3339(at)))
+                .unwrap_or_default()
+        ),
+    )?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response())
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> AdminResult<StatusCode> {
+    let id = Uuid::try_parse(&id)
+        .map_err(|_| AdminError::invalid(format!("{id:?} is not an API key id (a UUID)")))?;
+    let store = &state.service.store;
+    let name = store
+        .list_api_keys()?
+        .into_iter()
+        .find(|k| k.id == id)
+        .map(|k| k.name);
+    store.delete_api_key(id)?;
+    admin.audit(
+        &state,
+        "admin.api_key.delete",
+        None,
+        format!(
+            "API key {:?} ({id}) deleted",
+            name.as_deref().unwrap_or("?")
+        ),
+    )?;
+    Ok(StatusCode::NO_CONTENT)
+}

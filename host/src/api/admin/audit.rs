@@ -1,0 +1,119 @@
+//! `GET /admin/audit?user=&connector=&outcome=&since=&until=&limit=`: audit records, newest first.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::{Admin, AdminError, AdminResult, parse_time};
+use crate::api::{ApiError, AppState};
+use crate::audit::{AuditFilter, DEFAULT_QUERY_LIMIT, Outcome};
+
+/// The most records one query returns.
+pub const MAX_LIMIT: usize = 1000;
+
+const PARAMETERS: [&str; 6] = ["user", "connector", "outcome", "since", "until", "limit"];
+
+/// The audit route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/admin/audit", get(query))
+}
+
+fn filter(params: &HashMap<String, String>) -> AdminResult<AuditFilter> {
+    if let Some(unknown) = params.keys().find(|k| !PARAMETERS.contains(&k.as_str())) {
+        return Err(AdminError::invalid(format!(
+            "unknown query parameter {unknown:?}; use {}",
+            PARAMETERS.join(", ")
+        )));
+    }
+    let text = |name: &str| params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let outcome = text("outcome")
+        .map(|o| {
+            serde_json::from_value::<Outcome>(Value::String(o.to_owned())).map_err(|_| {
+                AdminError::invalid(format!(
+                    "outcome: {o:?} is not one of issued, refused, plugin_denied, plugin_fault, \
+                     failed, changed"
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = match text("limit") {
+        None => DEFAULT_QUERY_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                AdminError::invalid(format!(
+                    "limit: {l:?} is not a number from 1 to {MAX_LIMIT}"
+                ))
+            })?,
+    };
+    let since = text("since").map(|t| parse_time("since", t)).transpose()?;
+    let until = text("until").map(|t| parse_time("until", t)).transpose()?;
+    Ok(AuditFilter {
+        caller: text("user").map(str::to_owned),
+        connector: text("connector").map(str::to_owned),
+        outcome,
+        since,
+        until,
+        limit,
+    })
+}
+
+async fn query(
+    State(state): State<AppState>,
+    _admin: Admin,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> AdminResult<Json<Value>> {
+    let Query(params) =
+        params.map_err(|_| AdminError::invalid("the query string could not be read"))?;
+    let filter = filter(&params)?;
+    let records = state
+        .service
+        .audit
+        .query(&filter)
+        .map_err(|e| ApiError::Unavailable(format!("audit log: {e}")))?;
+    Ok(Json(json!({ "records": records })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn filters() {
+        let f = filter(&params(&[
+            ("user", "alice"),
+            ("outcome", "changed"),
+            ("limit", "5"),
+            ("since", "2026-01-01T00:00:00Z"),
+        ]))
+        .unwrap();
+        assert_eq!(f.caller.as_deref(), Some("alice"));
+        assert_eq!(f.outcome, Some(Outcome::Changed));
+        assert_eq!(f.limit, 5);
+        assert!(f.since.is_some() && f.until.is_none());
+        assert_eq!(filter(&params(&[])).unwrap().limit, DEFAULT_QUERY_LIMIT);
+        for bad in [
+            ("outcome", "great"),
+            ("limit", "0"),
+            ("limit", "100000"),
+            ("limit", "x"),
+            ("since", "today"),
+            ("users", "alice"),
+        ] {
+            assert!(filter(&params(&[bad])).is_err(), "{bad:?}");
+        }
+    }
+}

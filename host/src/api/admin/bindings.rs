@@ -1,0 +1,186 @@
+//! `GET|POST /admin/connectors/{c}/bindings`, `DELETE /admin/connectors/{c}/bindings/{binding_id}`. A new
+//! binding's configuration is checked by the plugin's `validate-config` before it is saved.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Admin, AdminError, AdminResult, blocking, find_connector};
+use crate::api::AppState;
+use crate::api::extract::JsonBody;
+use crate::model::{BindingSpec, Limits};
+use crate::store::{Store, check_digest};
+
+/// The binding routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/connectors/{c}/bindings", get(list).post(create))
+        .route(
+            "/admin/connectors/{c}/bindings/{binding_id}",
+            delete(remove),
+        )
+}
+
+/// A binding as answers show it (the configuration as JSON).
+pub fn binding_json(b: &BindingSpec) -> Value {
+    let config = serde_json::from_str::<Value>(&b.config)
+        .unwrap_or_else(|_| Value::String(b.config.clone()));
+    json!({
+        "id": b.id,
+        "plugin": b.plugin,
+        "config": config,
+        "limits": b.limits,
+    })
+}
+
+/// Loads the binding's plugin and has its `validate-config` check the configuration and limits.
+pub async fn check_binding(state: &AppState, spec: &BindingSpec) -> AdminResult<()> {
+    check_digest(&spec.plugin)?;
+    let store = state.service.store.clone();
+    let runtime = state.service.plugins.clone();
+    let digest = spec.plugin.clone();
+    let plugin = blocking(move || -> AdminResult<_> {
+        let wasm = store.get_plugin(&digest)?.ok_or_else(|| {
+            AdminError::invalid(format!(
+                "plugin: {digest} is not stored; upload it with POST /api/v1/admin/plugins"
+            ))
+        })?;
+        Ok(runtime.load(&digest, &wasm)?)
+    })
+    .await??;
+    state
+        .service
+        .plugins
+        .bind(&spec.id, plugin, &spec.config, spec.limits)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsInput {
+    #[serde(default)]
+    deadline_ms: Option<u64>,
+    #[serde(default)]
+    memory_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindingInput {
+    plugin: String,
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    position: Option<usize>,
+    #[serde(default)]
+    limits: Option<LimitsInput>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(c): Path<String>,
+) -> AdminResult<Json<Value>> {
+    let connector = find_connector(&state, &c)?;
+    let bindings: Vec<Value> = connector.bindings.iter().map(binding_json).collect();
+    Ok(Json(json!({
+        "connector": connector.name,
+        "connector_id": connector.id,
+        "bindings": bindings,
+    })))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(c): Path<String>,
+    JsonBody(input): JsonBody<BindingInput>,
+) -> AdminResult<(StatusCode, Json<Value>)> {
+    let connector = find_connector(&state, &c)?;
+    if let Some(position) = input.position
+        && position > connector.bindings.len()
+    {
+        return Err(AdminError::invalid(format!(
+            "position: {position} is past the end of the chain ({} binding(s))",
+            connector.bindings.len()
+        )));
+    }
+    let limits = input.limits.map(|given| {
+        let defaults = state.service.plugins.config().default_limits;
+        Limits {
+            deadline: given
+                .deadline_ms
+                .map_or(defaults.deadline, Duration::from_millis),
+            memory_bytes: given.memory_bytes.unwrap_or(defaults.memory_bytes),
+        }
+    });
+    let config = match &input.config {
+        None => "{}".to_owned(),
+        Some(value) => value.to_string(),
+    };
+    let spec = BindingSpec {
+        id: Uuid::new_v4().to_string(),
+        plugin: input.plugin.trim().to_ascii_lowercase(),
+        config,
+        limits,
+    };
+    check_binding(&state, &spec).await?;
+    // Re-read: the chain may have changed while the plugin checked the configuration.
+    let mut connector = find_connector(&state, &connector.id.to_string())?;
+    let position = input
+        .position
+        .unwrap_or(connector.bindings.len())
+        .min(connector.bindings.len());
+    connector.bindings.insert(position, spec.clone());
+    let connector = state.service.store.update_connector(connector)?;
+    admin.audit(
+        &state,
+        "admin.binding.create",
+        Some(&connector),
+        format!(
+            "plugin {} bound to connector {:?} at position {position} as binding {}",
+            spec.plugin, connector.name, spec.id
+        ),
+    )?;
+    let mut body = binding_json(&spec);
+    body["position"] = json!(position);
+    body["connector"] = json!(connector.name);
+    body["connector_id"] = json!(connector.id);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((c, binding_id)): Path<(String, String)>,
+) -> AdminResult<StatusCode> {
+    let mut connector = find_connector(&state, &c)?;
+    let Some(index) = connector.bindings.iter().position(|b| b.id == binding_id) else {
+        return Err(AdminError::not_found(format!(
+            "connector {:?} has no binding {binding_id:?}",
+            connector.name
+        )));
+    };
+    let removed = connector.bindings.remove(index);
+    let connector = state.service.store.update_connector(connector)?;
+    if let Err(e) = state.service.plugins.kv().remove_binding(&removed.id) {
+        tracing::warn!(binding = %removed.id, error = %e, "could not remove a binding's state");
+    }
+    admin.audit(
+        &state,
+        "admin.binding.delete",
+        Some(&connector),
+        format!(
+            "binding {} (plugin {}) removed from connector {:?}",
+            removed.id, removed.plugin, connector.name
+        ),
+    )?;
+    Ok(StatusCode::NO_CONTENT)
+}

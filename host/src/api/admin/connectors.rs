@@ -1,0 +1,219 @@
+//! `GET|POST /admin/connectors`, `GET|PUT|DELETE /admin/connectors/{id_or_name}`. Connectors are checked
+//! by the store (`check_connector`: STS's rules, the field and the rule named in the message).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::bindings::{binding_json, check_binding};
+use super::{Admin, AdminError, AdminResult, find_connector};
+use crate::api::AppState;
+use crate::api::extract::JsonBody;
+use crate::model::{BindingSpec, Connector, Principal};
+use crate::store::Store;
+
+/// The connector routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/connectors", get(list).post(create))
+        .route(
+            "/admin/connectors/{id_or_name}",
+            get(show).put(replace).delete(delete),
+        )
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A connector as an administrator writes it: the server assigns the id; bindings are added through
+/// `/bindings` (a `PUT` may give them, else keeps them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectorInput {
+    #[serde(default)]
+    id: Option<Uuid>,
+    name: String,
+    #[serde(default)]
+    description: String,
+    account: String,
+    principal: Principal,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    policy_arns: Vec<String>,
+    #[serde(default)]
+    default_duration_seconds: Option<u32>,
+    #[serde(default)]
+    max_duration_seconds: Option<u32>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    system_scope: bool,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    bindings: Option<Vec<BindingSpec>>,
+}
+
+impl ConnectorInput {
+    fn into_connector(self, id: Uuid, bindings: Vec<BindingSpec>) -> Connector {
+        Connector {
+            id,
+            name: self.name,
+            description: self.description,
+            account: self.account,
+            principal: self.principal,
+            policy: self.policy,
+            policy_arns: self.policy_arns,
+            default_duration_seconds: self.default_duration_seconds,
+            max_duration_seconds: self.max_duration_seconds,
+            groups: self.groups,
+            system_scope: self.system_scope,
+            enabled: self.enabled,
+            bindings,
+        }
+    }
+}
+
+/// A connector as admin answers show it: everything (a connector holds no secret).
+pub fn connector_json(c: &Connector) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "description": c.description,
+        "account": c.account,
+        "principal_type": c.principal.principal_type(),
+        "principal": c.principal,
+        "policy": c.policy,
+        "policy_arns": c.policy_arns,
+        "default_duration_seconds": c.default_duration_seconds,
+        "max_duration_seconds": c.max_duration_seconds,
+        "groups": c.groups,
+        "system_scope": c.system_scope,
+        "enabled": c.enabled,
+        "bindings": c.bindings.iter().map(binding_json).collect::<Vec<_>>(),
+    })
+}
+
+async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+    let connectors = state.service.store.list_connectors()?;
+    let connectors: Vec<Value> = connectors.iter().map(connector_json).collect();
+    Ok(Json(json!({ "connectors": connectors })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id_or_name): Path<String>,
+) -> AdminResult<Json<Value>> {
+    Ok(Json(connector_json(&find_connector(&state, &id_or_name)?)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    JsonBody(input): JsonBody<ConnectorInput>,
+) -> AdminResult<(StatusCode, Json<Value>)> {
+    if input.id.is_some() {
+        return Err(AdminError::invalid(
+            "id: the server assigns a new connector's id; leave it out",
+        ));
+    }
+    if input.bindings.as_ref().is_some_and(|b| !b.is_empty()) {
+        return Err(AdminError::invalid(
+            "bindings: bind plugins with POST /api/v1/admin/connectors/{connector}/bindings",
+        ));
+    }
+    let connector = input.into_connector(Uuid::new_v4(), Vec::new());
+    let connector = state.service.store.create_connector(connector)?;
+    admin.audit(
+        &state,
+        "admin.connector.create",
+        Some(&connector),
+        format!(
+            "connector {:?} created ({:?}, account {:?})",
+            connector.name,
+            connector.principal.principal_type(),
+            connector.account
+        ),
+    )?;
+    Ok((StatusCode::CREATED, Json(connector_json(&connector))))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id_or_name): Path<String>,
+    JsonBody(input): JsonBody<ConnectorInput>,
+) -> AdminResult<Json<Value>> {
+    let existing = find_connector(&state, &id_or_name)?;
+    if input.id.is_some_and(|id| id != existing.id) {
+        return Err(AdminError::invalid(format!(
+            "id: a connector's id cannot change (this one is {})",
+            existing.id
+        )));
+    }
+    let bindings = match input.bindings.clone() {
+        None => existing.bindings.clone(),
+        Some(given) => {
+            // New or changed bindings are checked by their plugin's validate-config now.
+            for spec in &given {
+                if !existing.bindings.contains(spec) {
+                    check_binding(&state, spec).await?;
+                }
+            }
+            given
+        }
+    };
+    let connector = input.into_connector(existing.id, bindings);
+    let connector = state.service.store.update_connector(connector)?;
+    for dropped in existing
+        .bindings
+        .iter()
+        .filter(|old| !connector.bindings.iter().any(|b| b.id == old.id))
+    {
+        if let Err(e) = state.service.plugins.kv().remove_binding(&dropped.id) {
+            tracing::warn!(binding = %dropped.id, error = %e, "could not remove a binding's state");
+        }
+    }
+    admin.audit(
+        &state,
+        "admin.connector.update",
+        Some(&connector),
+        if existing.name == connector.name {
+            format!("connector {:?} replaced", connector.name)
+        } else {
+            format!(
+                "connector {:?} replaced, renamed from {:?}",
+                connector.name, existing.name
+            )
+        },
+    )?;
+    Ok(Json(connector_json(&connector)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id_or_name): Path<String>,
+) -> AdminResult<StatusCode> {
+    let connector = find_connector(&state, &id_or_name)?;
+    state.service.store.delete_connector(connector.id)?;
+    for binding in &connector.bindings {
+        if let Err(e) = state.service.plugins.kv().remove_binding(&binding.id) {
+            tracing::warn!(binding = %binding.id, error = %e, "could not remove a binding's state");
+        }
+    }
+    admin.audit(
+        &state,
+        "admin.connector.delete",
+        Some(&connector),
+        format!("connector {:?} deleted", connector.name),
+    )?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,227 @@
+//! `GET /admin/policy-examples`: a few IAM session policies to start a connector's `policy` from. Each one
+//! passes STS's limits (see the tests); placeholders are in capitals (`BUCKET`, `eu-west-1`…).
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{Admin, AdminResult};
+use crate::api::AppState;
+
+/// An example session policy.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PolicyExample {
+    /// A short name.
+    pub name: &'static str,
+    /// What it allows, and what to replace.
+    pub description: &'static str,
+    /// The policy document (JSON).
+    pub policy: &'static str,
+}
+
+const EXAMPLES: &[PolicyExample] = &[
+    PolicyExample {
+        name: "read-only",
+        description: "Read-only access to common services' metadata and data: List, Get and Describe \
+                      actions, like a narrow ReadOnlyAccess (the role's or user's own policy still applies).",
+        policy: r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "ReadOnly",
+      "Effect": "Allow",
+      "Action": [
+        "cloudwatch:Describe*", "cloudwatch:Get*", "cloudwatch:List*",
+        "ec2:Describe*", "ecs:Describe*", "ecs:List*", "eks:Describe*", "eks:List*",
+        "iam:Get*", "iam:List*", "lambda:Get*", "lambda:List*",
+        "logs:Describe*", "logs:Get*", "logs:FilterLogEvents",
+        "rds:Describe*", "s3:GetBucket*", "s3:GetObject", "s3:ListAllMyBuckets", "s3:ListBucket",
+        "sns:Get*", "sns:List*", "sqs:Get*", "sqs:List*", "tag:Get*"
+      ],
+      "Resource": "*"
+    }
+  ]
+}"#,
+    },
+    PolicyExample {
+        name: "s3-one-bucket",
+        description: "Read and write objects in one S3 bucket: replace BUCKET with its name.",
+        policy: r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "ListTheBucket",
+      "Effect": "Allow",
+      "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+      "Resource": "arn:aws:s3:::BUCKET"
+    },
+    {
+      "Sid": "ObjectsInTheBucket",
+      "Effect": "Allow",
+      "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+      "Resource": "arn:aws:s3:::BUCKET/*"
+    }
+  ]
+}"#,
+    },
+    PolicyExample {
+        name: "s3-one-bucket-read-only",
+        description: "Read objects in one S3 bucket: replace BUCKET with its name.",
+        policy: r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Effect": "Allow",
+      "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+      "Resource": "arn:aws:s3:::BUCKET"
+    },
+    {
+      "Effect": "Allow",
+      "Action": "s3:GetObject",
+      "Resource": "arn:aws:s3:::BUCKET/*"
+    }
+  ]
+}"#,
+    },
+    PolicyExample {
+        name: "one-region-only",
+        description: "Everything the principal may do, but only in one region (global services such as \
+                      IAM, STS, CloudFront and Route 53 excepted): replace eu-west-1 with the region.",
+        policy: r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "AllowAll",
+      "Effect": "Allow",
+      "Action": "*",
+      "Resource": "*"
+    },
+    {
+      "Sid": "DenyOutsideTheRegion",
+      "Effect": "Deny",
+      "NotAction": [
+        "iam:*", "sts:*", "organizations:*", "cloudfront:*", "route53:*", "support:*",
+        "budgets:*", "ce:*", "health:*", "waf:*", "globalaccelerator:*"
+      ],
+      "Resource": "*",
+      "Condition": {
+        "StringNotEquals": {"aws:RequestedRegion": ["eu-west-1"]}
+      }
+    }
+  ]
+}"#,
+    },
+    PolicyExample {
+        name: "ec2-start-stop-by-tag",
+        description: "Start, stop and reboot the EC2 instances tagged Team=TEAM, and see all instances: \
+                      replace TEAM with the tag's value.",
+        policy: r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "SeeInstances",
+      "Effect": "Allow",
+      "Action": ["ec2:DescribeInstances", "ec2:DescribeInstanceStatus", "ec2:DescribeTags"],
+      "Resource": "*"
+    },
+    {
+      "Sid": "StartStopTagged",
+      "Effect": "Allow",
+      "Action": ["ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances"],
+      "Resource": "arn:aws:ec2:*:*:instance/*",
+      "Condition": {
+        "StringEquals": {"aws:ResourceTag/Team": "TEAM"}
+      }
+    }
+  ]
+}"#,
+    },
+    PolicyExample {
+        name: "cloudwatch-logs-read",
+        description: "Read CloudWatch Logs in one log group prefix: replace /app/ with the prefix.",
+        policy: r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Effect": "Allow",
+      "Action": ["logs:DescribeLogGroups"],
+      "Resource": "*"
+    },
+    {
+      "Effect": "Allow",
+      "Action": [
+        "logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents",
+        "logs:StartQuery", "logs:GetQueryResults"
+      ],
+      "Resource": "arn:aws:logs:*:*:log-group:/app/*"
+    }
+  ]
+}"#,
+    },
+    PolicyExample {
+        name: "deny-iam-changes",
+        description: "Everything except changing IAM (users, roles, policies, keys): for powerful but \
+                      not privileged sessions.",
+        policy: r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Effect": "Allow",
+      "Action": "*",
+      "Resource": "*"
+    },
+    {
+      "Effect": "Deny",
+      "Action": [
+        "iam:Create*", "iam:Delete*", "iam:Put*", "iam:Update*", "iam:Attach*", "iam:Detach*",
+        "iam:Add*", "iam:Remove*", "iam:Set*", "iam:PassRole", "organizations:*", "account:*"
+      ],
+      "Resource": "*"
+    }
+  ]
+}"#,
+    },
+];
+
+/// The policy examples route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/admin/policy-examples", get(list))
+}
+
+async fn list(_admin: Admin) -> AdminResult<Json<Value>> {
+    let examples: Vec<Value> = EXAMPLES
+        .iter()
+        .map(|e| {
+            json!({
+                "name": e.name,
+                "description": e.description,
+                "policy": e.policy,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "examples": examples })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_passes_sts_limits_and_idfeds_checks() {
+        assert!(EXAMPLES.len() >= 5);
+        let mut names = std::collections::HashSet::new();
+        for e in EXAMPLES {
+            assert!(names.insert(e.name), "{} twice", e.name);
+            idfed_sdk::iam::check_sts_limits(e.policy)
+                .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+            crate::sts::validate::check_policy(e.policy)
+                .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+            serde_json::from_str::<Value>(e.policy).unwrap();
+        }
+        let all: String = EXAMPLES.iter().map(|e| e.policy).collect();
+        for wanted in ["BUCKET", "aws:RequestedRegion", "aws:ResourceTag/"] {
+            assert!(all.contains(wanted), "{wanted}");
+        }
+    }
+}
