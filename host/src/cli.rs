@@ -83,9 +83,9 @@ enum Command {
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Maintenance of idfed's data directory (run while the server is stopped).
-    #[command(subcommand)]
-    Admin(AdminCommand),
+    /// Administration: a running server's admin API, with the kept session of an administrator
+    /// (`idfed login`), and `rotate-key`, maintenance of the data directory (run while the server is stopped).
+    Admin(AdminArgs),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -126,12 +126,198 @@ impl DataDir {
     }
 }
 
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// Print the server's answer as JSON instead of a readable summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Re-seals every stored secret under a new master key.
+    /// Re-seals every stored secret under a new master key (run while the server is stopped).
     RotateKey {
         #[command(flatten)]
         data: DataDir,
+    },
+    /// AWS accounts: the credentials connectors vend from.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Connectors.
+    #[command(subcommand)]
+    Connectors(ConnectorsCommand),
+    /// Policy plugin components.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// A connector's plugin chain.
+    #[command(subcommand)]
+    Bindings(BindingsCommand),
+    /// System-scope API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Lists audit records, newest first.
+    Audit {
+        /// Only this caller's (exact name, e.g. `alice` or `system:ci`).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this connector's (id or name).
+        #[arg(long)]
+        connector: Option<String>,
+        /// Only those that ended so: issued, refused, plugin_denied, plugin_fault, failed or changed.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only those at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only those before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many (1 to 1000; the server's default when omitted).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Lists the accounts (never their secrets).
+    List,
+    /// Shows an account (never its secret).
+    Show {
+        /// The account's name.
+        name: String,
+    },
+    /// Creates or replaces an account. The secret access key is read from stdin, never from an argument.
+    Put {
+        /// The account's name.
+        name: String,
+        /// An IAM user's access key id.
+        #[arg(
+            long,
+            conflicts_with = "host_credentials",
+            required_unless_present = "host_credentials"
+        )]
+        access_key_id: Option<String>,
+        /// Read the secret access key from stdin (without it, an existing account keeps its stored secret).
+        #[arg(long, requires = "access_key_id")]
+        secret_stdin: bool,
+        /// Use the host's own credential chain instead of an access key.
+        #[arg(long)]
+        host_credentials: bool,
+        /// The STS region.
+        #[arg(long)]
+        region: Option<String>,
+        /// The STS endpoint URL.
+        #[arg(long)]
+        sts_endpoint: Option<String>,
+        /// A description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Deletes an account.
+    Delete {
+        /// The account's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectorsCommand {
+    /// Lists the connectors.
+    List,
+    /// Shows a connector.
+    Show {
+        /// The connector's name or id.
+        connector: String,
+    },
+    /// Creates a connector from a JSON file, the body as `POST /api/v1/admin/connectors` takes it.
+    Create {
+        /// The connector, as JSON.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Replaces a connector with a JSON file, the body as `PUT /api/v1/admin/connectors/{c}` takes it.
+    Update {
+        /// The connector's name or id.
+        connector: String,
+        /// The connector, as JSON.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Deletes a connector.
+    Delete {
+        /// The connector's name or id.
+        connector: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Uploads a plugin component (checked by the server before it is stored).
+    Upload {
+        /// The component (`.wasm`).
+        file: PathBuf,
+    },
+    /// Lists the stored plugins and where they are bound.
+    List,
+    /// Deletes a stored plugin.
+    Delete {
+        /// The plugin's SHA-256 digest.
+        digest: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BindingsCommand {
+    /// Lists a connector's plugin chain, in order.
+    List {
+        /// The connector's name or id.
+        connector: String,
+    },
+    /// Binds a stored plugin to a connector (its configuration checked by the plugin).
+    Add {
+        /// The connector's name or id.
+        connector: String,
+        /// The plugin's SHA-256 digest.
+        #[arg(long)]
+        plugin: String,
+        /// The binding's configuration, a JSON file (`{}` when omitted).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where in the chain, from 0 (the end when omitted).
+        #[arg(long)]
+        position: Option<usize>,
+    },
+    /// Removes a binding from a connector.
+    Remove {
+        /// The connector's name or id.
+        connector: String,
+        /// The binding's id.
+        binding_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Creates a system-scope API key and prints it, once.
+    Create {
+        /// The key's name.
+        name: String,
+        /// A system-scope connector the key may use (name or id); repeat for several.
+        #[arg(long = "connector", required = true)]
+        connectors: Vec<String>,
+        /// When the key expires (RFC 3339).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Lists the API keys (never the keys themselves).
+    List,
+    /// Deletes an API key.
+    Delete {
+        /// The key's id.
+        id: String,
     },
 }
 
@@ -280,7 +466,7 @@ impl Cli {
                     .map_err(|e| Failure(e.0)),
             ),
             Command::Plugin(command) => report(command.run().await),
-            Command::Admin(command) => report(command.run()),
+            Command::Admin(AdminArgs { json, command }) => report(command.run(json).await),
             Command::Audit(command) => report(command.run()),
             Command::User(command) => report(command.run()),
             Command::Serve { config } => report(serve(&config).await),
@@ -375,8 +561,73 @@ impl PluginCommand {
 }
 
 impl AdminCommand {
-    fn run(self) -> Result<ExitCode, Failure> {
+    async fn run(self, json: bool) -> Result<ExitCode, Failure> {
         match self {
+            AdminCommand::Accounts(command) => command.run(json).await,
+            AdminCommand::Connectors(command) => command.run(json).await,
+            AdminCommand::Plugins(command) => command.run(json).await,
+            AdminCommand::Bindings(command) => command.run(json).await,
+            AdminCommand::Keys(command) => command.run(json).await,
+            AdminCommand::Audit {
+                user,
+                connector,
+                outcome,
+                since,
+                until,
+                limit,
+            } => {
+                let limit = limit.map(|n| n.to_string());
+                let query: Vec<String> = [
+                    ("user", user.as_deref()),
+                    ("connector", connector.as_deref()),
+                    ("outcome", outcome.as_deref()),
+                    ("since", since.as_deref()),
+                    ("until", until.as_deref()),
+                    ("limit", limit.as_deref()),
+                ]
+                .into_iter()
+                .filter_map(|(name, value)| value.map(|v| format!("{name}={}", segment(v))))
+                .collect();
+                let path = if query.is_empty() {
+                    "/admin/audit".to_owned()
+                } else {
+                    format!("/admin/audit?{}", query.join("&"))
+                };
+                let answer = api(crate::client::get(&path).await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                let records = items(&answer, "records");
+                if records.is_empty() {
+                    println!("no audit records");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let rows = records
+                    .iter()
+                    .map(|r| {
+                        let e = &r["event"];
+                        let (code, reason) = (text(&e["code"]), text(&e["reason"]));
+                        let detail = match (code.as_ref(), reason.as_ref()) {
+                            ("-", reason) => reason.to_owned(),
+                            (code, "-") => code.to_owned(),
+                            (code, reason) => format!("{code}: {reason}"),
+                        };
+                        vec![
+                            text(&r["time"]).into_owned(),
+                            text(&e["outcome"]).into_owned(),
+                            text(&e["action"]).into_owned(),
+                            text(&e["caller"]).into_owned(),
+                            text(&e["connector"]).into_owned(),
+                            one_line(&detail),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                print_table(
+                    &["TIME", "OUTCOME", "ACTION", "CALLER", "CONNECTOR", "DETAIL"],
+                    &rows,
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             AdminCommand::RotateKey { data } => {
                 let store = data.open_store()?;
                 let key = MasterKey::generate().map_err(|e| Failure(e.to_string()))?;
@@ -395,6 +646,631 @@ impl AdminCommand {
                     );
                     println!("{}", new_key.expose());
                 }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+/// The client's answer, its failure as one line.
+fn api<T>(result: Result<T, crate::client::ClientError>) -> Result<T, Failure> {
+    result.map_err(|e| Failure(e.0))
+}
+
+/// Encodes a name, id or query value for the URL.
+fn segment(text: &str) -> String {
+    crate::client::path_segment(text)
+}
+
+/// Prints the server's answer as it is (nothing for an empty one).
+fn print_json(answer: &serde_json::Value) -> Result<ExitCode, Failure> {
+    if !answer.is_null() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(answer).expect("JSON values serialize")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The array `answer[key]` (empty when absent).
+fn items<'a>(answer: &'a serde_json::Value, key: &str) -> &'a [serde_json::Value] {
+    answer[key].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// A JSON value for a table cell or a line: strings as they are, `-` for null or empty, else compact JSON.
+fn text(value: &serde_json::Value) -> std::borrow::Cow<'_, str> {
+    match value {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) if s.is_empty() => "-".into(),
+        serde_json::Value::String(s) => s.as_str().into(),
+        serde_json::Value::Array(a) if a.is_empty() => "-".into(),
+        serde_json::Value::Array(a) if a.iter().all(|v| v.is_string()) => a
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+            .into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// `text` on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Prints `rows` under `header`, columns aligned (the last one unpadded).
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        let cells: Vec<&str> = cells.collect();
+        for (i, cell) in cells.iter().enumerate() {
+            out.push_str(cell);
+            if i + 1 < cells.len() {
+                out.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out
+    };
+    println!("{}", line(&mut header.iter().copied()));
+    for row in rows {
+        println!("{}", line(&mut row.iter().map(String::as_str)));
+    }
+}
+
+/// Prints `key: value` lines, keys aligned.
+fn print_fields(fields: &[(&str, String)]) {
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in fields {
+        println!(
+            "{key:width$}  {value}",
+            key = format!("{key}:"),
+            width = width + 1
+        );
+    }
+}
+
+/// A JSON file's document.
+fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
+    let text = read_text(path)?;
+    serde_json::from_str(&text).map_err(|e| at(path, format!("not valid JSON: {e}")))
+}
+
+/// All of stdin, without its trailing line ending.
+fn secret_from_stdin(what: &str) -> Result<Secret, Failure> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Failure(format!("cannot read the {what} from stdin: {e}")))?;
+    let secret = Secret::new(text.trim_end_matches(['\n', '\r']));
+    drop(text);
+    if secret.is_empty() {
+        return Err(Failure(format!("the {what} read from stdin is empty")));
+    }
+    Ok(secret)
+}
+
+fn account_fields(a: &serde_json::Value) -> Vec<(&'static str, String)> {
+    let source = &a["source"];
+    let mut fields = vec![
+        ("name", text(&a["name"]).into_owned()),
+        ("description", text(&a["description"]).into_owned()),
+        ("source", text(&source["type"]).into_owned()),
+    ];
+    if source["type"] == "iam-user" {
+        fields.push(("access key id", text(&source["access_key_id"]).into_owned()));
+        // The server shows the secret as `***`; it is write-only.
+        fields.push(("secret access key", "*** (write-only)".to_owned()));
+    }
+    fields.push(("region", text(&a["region"]).into_owned()));
+    fields.push(("sts endpoint", text(&a["sts_endpoint"]).into_owned()));
+    fields
+}
+
+impl AccountsCommand {
+    async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        match self {
+            AccountsCommand::List => {
+                let answer = api(crate::client::get("/admin/accounts").await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                let accounts = items(&answer, "accounts");
+                if accounts.is_empty() {
+                    println!("no accounts");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let rows = accounts
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            text(&a["name"]).into_owned(),
+                            text(&a["source"]["type"]).into_owned(),
+                            text(&a["source"]["access_key_id"]).into_owned(),
+                            text(&a["region"]).into_owned(),
+                            text(&a["sts_endpoint"]).into_owned(),
+                            one_line(&text(&a["description"])),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                print_table(
+                    &[
+                        "NAME",
+                        "SOURCE",
+                        "ACCESS KEY ID",
+                        "REGION",
+                        "STS ENDPOINT",
+                        "DESCRIPTION",
+                    ],
+                    &rows,
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            AccountsCommand::Show { name } => {
+                let answer =
+                    api(crate::client::get(&format!("/admin/accounts/{}", segment(&name))).await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                print_fields(&account_fields(&answer));
+                Ok(ExitCode::SUCCESS)
+            }
+            AccountsCommand::Put {
+                name,
+                access_key_id,
+                secret_stdin,
+                host_credentials,
+                region,
+                sts_endpoint,
+                description,
+            } => {
+                let source = if host_credentials {
+                    serde_json::json!({"type": "host-credentials"})
+                } else {
+                    let Some(access_key_id) = access_key_id else {
+                        return Err(Failure(
+                            "give --access-key-id (with --secret-stdin) or --host-credentials"
+                                .into(),
+                        ));
+                    };
+                    let mut source =
+                        serde_json::json!({"type": "iam-user", "access_key_id": access_key_id});
+                    if secret_stdin {
+                        let secret = secret_from_stdin("secret access key")?;
+                        source["secret_access_key"] = secret.expose().into();
+                    }
+                    source
+                };
+                let mut body = serde_json::json!({"source": source});
+                if let Some(description) = description {
+                    body["description"] = description.into();
+                }
+                if let Some(region) = region {
+                    body["region"] = region.into();
+                }
+                if let Some(endpoint) = sts_endpoint {
+                    body["sts_endpoint"] = endpoint.into();
+                }
+                let answer = api(crate::client::put(
+                    &format!("/admin/accounts/{}", segment(&name)),
+                    body,
+                )
+                .await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!("saved account {}", text(&answer["name"]));
+                print_fields(&account_fields(&answer));
+                Ok(ExitCode::SUCCESS)
+            }
+            AccountsCommand::Delete { name } => {
+                let answer =
+                    api(
+                        crate::client::delete(&format!("/admin/accounts/{}", segment(&name))).await,
+                    )?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!("deleted account {name}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+fn print_connector(c: &serde_json::Value) {
+    let principal = &c["principal"];
+    let mut fields = vec![
+        ("name", text(&c["name"]).into_owned()),
+        ("id", text(&c["id"]).into_owned()),
+        ("description", text(&c["description"]).into_owned()),
+        ("account", text(&c["account"]).into_owned()),
+        ("principal", text(&c["principal_type"]).into_owned()),
+    ];
+    if let Some(arn) = principal["role_arn"].as_str() {
+        fields.push(("role arn", arn.to_owned()));
+    }
+    fields.extend([
+        ("groups", text(&c["groups"]).into_owned()),
+        ("system scope", text(&c["system_scope"]).into_owned()),
+        ("enabled", text(&c["enabled"]).into_owned()),
+        (
+            "default duration",
+            text(&c["default_duration_seconds"]).into_owned(),
+        ),
+        (
+            "max duration",
+            text(&c["max_duration_seconds"]).into_owned(),
+        ),
+        ("policy arns", text(&c["policy_arns"]).into_owned()),
+        ("policy", one_line(&text(&c["policy"]))),
+    ]);
+    let bindings = items(c, "bindings");
+    fields.push((
+        "bindings",
+        if bindings.is_empty() {
+            "-".to_owned()
+        } else {
+            bindings
+                .iter()
+                .map(|b| format!("{} (plugin {})", text(&b["id"]), text(&b["plugin"])))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    ));
+    print_fields(&fields);
+}
+
+impl ConnectorsCommand {
+    async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        let (answer, done) = match self {
+            ConnectorsCommand::List => {
+                let answer = api(crate::client::get("/admin/connectors").await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                let connectors = items(&answer, "connectors");
+                if connectors.is_empty() {
+                    println!("no connectors");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let rows = connectors
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            text(&c["name"]).into_owned(),
+                            text(&c["principal_type"]).into_owned(),
+                            text(&c["account"]).into_owned(),
+                            text(&c["groups"]).into_owned(),
+                            if c["system_scope"] == true {
+                                "yes"
+                            } else {
+                                "no"
+                            }
+                            .to_owned(),
+                            if c["enabled"] == true { "yes" } else { "no" }.to_owned(),
+                            items(c, "bindings").len().to_string(),
+                            text(&c["id"]).into_owned(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                print_table(
+                    &[
+                        "NAME",
+                        "PRINCIPAL",
+                        "ACCOUNT",
+                        "GROUPS",
+                        "SYSTEM",
+                        "ENABLED",
+                        "BINDINGS",
+                        "ID",
+                    ],
+                    &rows,
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            ConnectorsCommand::Show { connector } => (
+                api(
+                    crate::client::get(&format!("/admin/connectors/{}", segment(&connector))).await,
+                )?,
+                None,
+            ),
+            ConnectorsCommand::Create { file } => {
+                let body = read_json(&file)?;
+                (
+                    api(crate::client::post("/admin/connectors", body).await)?,
+                    Some("created"),
+                )
+            }
+            ConnectorsCommand::Update { connector, file } => {
+                let body = read_json(&file)?;
+                (
+                    api(crate::client::put(
+                        &format!("/admin/connectors/{}", segment(&connector)),
+                        body,
+                    )
+                    .await)?,
+                    Some("updated"),
+                )
+            }
+            ConnectorsCommand::Delete { connector } => {
+                let answer = api(crate::client::delete(&format!(
+                    "/admin/connectors/{}",
+                    segment(&connector)
+                ))
+                .await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!("deleted connector {connector}");
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        if json {
+            return print_json(&answer);
+        }
+        if let Some(done) = done {
+            println!(
+                "{done} connector {} ({})",
+                text(&answer["name"]),
+                text(&answer["id"])
+            );
+        }
+        print_connector(&answer);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl PluginsCommand {
+    async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        match self {
+            PluginsCommand::Upload { file } => {
+                let wasm = read(&file)?;
+                let answer =
+                    api(
+                        crate::client::post_bytes("/admin/plugins", "application/wasm", wasm).await,
+                    )?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!(
+                    "uploaded {}: plugin {} ({} bytes)",
+                    file.display(),
+                    text(&answer["digest"]),
+                    text(&answer["size"])
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginsCommand::List => {
+                let answer = api(crate::client::get("/admin/plugins").await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                let plugins = items(&answer, "plugins");
+                if plugins.is_empty() {
+                    println!("no plugins");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let rows = plugins
+                    .iter()
+                    .map(|p| {
+                        let bound = items(p, "bindings")
+                            .iter()
+                            .map(|b| format!("{}/{}", text(&b["connector"]), text(&b["binding"])))
+                            .collect::<Vec<_>>();
+                        vec![
+                            text(&p["digest"]).into_owned(),
+                            text(&p["size"]).into_owned(),
+                            text(&p["stored"]).into_owned(),
+                            if bound.is_empty() {
+                                "-".to_owned()
+                            } else {
+                                bound.join(", ")
+                            },
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                print_table(&["DIGEST", "SIZE", "STORED", "BOUND TO"], &rows);
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginsCommand::Delete { digest } => {
+                let answer = api(crate::client::delete(&format!(
+                    "/admin/plugins/{}",
+                    segment(&digest)
+                ))
+                .await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!("deleted plugin {digest}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+impl BindingsCommand {
+    async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        match self {
+            BindingsCommand::List { connector } => {
+                let answer = api(crate::client::get(&format!(
+                    "/admin/connectors/{}/bindings",
+                    segment(&connector)
+                ))
+                .await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                let bindings = items(&answer, "bindings");
+                if bindings.is_empty() {
+                    println!("connector {} has no bindings", text(&answer["connector"]));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let rows = bindings
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        vec![
+                            i.to_string(),
+                            text(&b["id"]).into_owned(),
+                            text(&b["plugin"]).into_owned(),
+                            text(&b["limits"]).into_owned(),
+                            b["config"].to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                print_table(&["POSITION", "ID", "PLUGIN", "LIMITS", "CONFIG"], &rows);
+                Ok(ExitCode::SUCCESS)
+            }
+            BindingsCommand::Add {
+                connector,
+                plugin,
+                config,
+                position,
+            } => {
+                let mut body = serde_json::json!({"plugin": plugin});
+                if let Some(path) = &config {
+                    body["config"] = read_json(path)?;
+                }
+                if let Some(position) = position {
+                    body["position"] = position.into();
+                }
+                let answer = api(crate::client::post(
+                    &format!("/admin/connectors/{}/bindings", segment(&connector)),
+                    body,
+                )
+                .await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!(
+                    "bound plugin {} to connector {} at position {} as binding {}",
+                    text(&answer["plugin"]),
+                    text(&answer["connector"]),
+                    text(&answer["position"]),
+                    text(&answer["id"])
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            BindingsCommand::Remove {
+                connector,
+                binding_id,
+            } => {
+                let answer = api(crate::client::delete(&format!(
+                    "/admin/connectors/{}/bindings/{}",
+                    segment(&connector),
+                    segment(&binding_id)
+                ))
+                .await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!("removed binding {binding_id} from connector {connector}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+fn key_connectors(key: &serde_json::Value) -> String {
+    let names: Vec<String> = items(key, "connectors")
+        .iter()
+        .map(|c| match c["name"].as_str() {
+            Some(name) => name.to_owned(),
+            None => text(&c["id"]).into_owned(),
+        })
+        .collect();
+    if names.is_empty() {
+        "-".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
+impl KeysCommand {
+    async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        match self {
+            KeysCommand::Create {
+                name,
+                connectors,
+                expires,
+            } => {
+                let mut body = serde_json::json!({"name": name, "connectors": connectors});
+                if let Some(expires) = expires {
+                    body["expires"] = expires.into();
+                }
+                let answer = api(crate::client::post("/admin/api-keys", body).await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                eprintln!(
+                    "created API key {} ({}) for connector(s) {}{}; the key is shown only now:",
+                    text(&answer["name"]),
+                    text(&answer["id"]),
+                    key_connectors(&answer),
+                    answer["expires"]
+                        .as_str()
+                        .map(|at| format!(", expiring {at}"))
+                        .unwrap_or_default()
+                );
+                println!("{}", text(&answer["key"]));
+                Ok(ExitCode::SUCCESS)
+            }
+            KeysCommand::List => {
+                let answer = api(crate::client::get("/admin/api-keys").await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                let keys = items(&answer, "api_keys");
+                if keys.is_empty() {
+                    println!("no API keys");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let rows = keys
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            text(&k["id"]).into_owned(),
+                            text(&k["name"]).into_owned(),
+                            key_connectors(k),
+                            text(&k["created"]).into_owned(),
+                            if k["expired"] == true {
+                                format!("{} (expired)", text(&k["expires"]))
+                            } else {
+                                text(&k["expires"]).into_owned()
+                            },
+                            text(&k["last_used"]).into_owned(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                print_table(
+                    &[
+                        "ID",
+                        "NAME",
+                        "CONNECTORS",
+                        "CREATED",
+                        "EXPIRES",
+                        "LAST USED",
+                    ],
+                    &rows,
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            KeysCommand::Delete { id } => {
+                let answer =
+                    api(crate::client::delete(&format!("/admin/api-keys/{}", segment(&id))).await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!("deleted API key {id}");
                 Ok(ExitCode::SUCCESS)
             }
         }

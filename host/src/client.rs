@@ -1,5 +1,7 @@
 //! The command line's client side: logging in to an idfed server, keeping the session token in the
-//! user's config folder (mode 0600), and fetching credentials in the formats AWS tools read.
+//! user's config folder (mode 0600), fetching credentials in the formats AWS tools read, and generic JSON
+//! calls to the API with the kept session ([`get`], [`post`], [`put`], [`delete`], [`post_bytes`]) for the
+//! `idfed admin …` commands.
 
 use std::path::{Path, PathBuf};
 
@@ -82,7 +84,15 @@ async fn failure(response: reqwest::Response) -> ClientError {
         message: String,
     }
     match serde_json::from_str::<Answer>(&body) {
-        Ok(Answer { error }) => ClientError(format!("{} ({})", error.message, error.code)),
+        Ok(Answer { error }) => {
+            // One line, whatever the message holds.
+            let message = error
+                .message
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            ClientError(format!("{message} ({})", error.code))
+        }
         Err(_) => ClientError(format!("the server answered {status}")),
     }
 }
@@ -212,8 +222,8 @@ pub async fn credentials(
         .map_err(|e| unreachable(&session.server, e))
 }
 
-/// Percent-encodes a connector name or id for a URL path.
-fn path_segment(text: &str) -> String {
+/// Percent-encodes a name, id or query value for a URL (everything but RFC 3986's unreserved characters).
+pub fn path_segment(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
@@ -269,4 +279,99 @@ pub async fn console_url(
         .map_err(|e| unreachable(&session.server, e))?;
     serde_json::from_str(&text)
         .map_err(|e| ClientError(format!("unexpected answer from {}: {e}", session.server)))
+}
+
+/// A request body for [`call`].
+#[derive(Debug)]
+pub enum Body {
+    /// A JSON document.
+    Json(serde_json::Value),
+    /// Raw bytes of a content type (a plugin component: `application/wasm`).
+    Bytes {
+        /// The `Content-Type`.
+        content_type: &'static str,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Calls `path` (relative to `/api/v1`, its segments already encoded with [`path_segment`]) on the kept
+/// session's server with its bearer token. The answer's JSON, `Null` when there is none (204); a failure
+/// is the server's error in one line.
+pub async fn call(
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Body>,
+) -> Result<serde_json::Value, ClientError> {
+    let session = saved_session()?;
+    let mut request = client(session.ca_file.as_deref())?
+        .request(method, format!("{}/api/v1{path}", session.server))
+        .bearer_auth(&session.token);
+    match body {
+        None => {}
+        Some(Body::Json(value)) => {
+            request = request
+                .header("content-type", "application/json")
+                .body(value.to_string());
+        }
+        Some(Body::Bytes {
+            content_type,
+            bytes,
+        }) => {
+            request = request.header("content-type", content_type).body(bytes);
+        }
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unreachable(&session.server, e))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unreachable(&session.server, e))?;
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError(format!("unexpected answer from {}: {e}", session.server)))
+}
+
+/// `GET path` (see [`call`]).
+pub async fn get(path: &str) -> Result<serde_json::Value, ClientError> {
+    call(reqwest::Method::GET, path, None).await
+}
+
+/// `POST path` with a JSON body (see [`call`]).
+pub async fn post(path: &str, body: serde_json::Value) -> Result<serde_json::Value, ClientError> {
+    call(reqwest::Method::POST, path, Some(Body::Json(body))).await
+}
+
+/// `POST path` with raw bytes (see [`call`]).
+pub async fn post_bytes(
+    path: &str,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+) -> Result<serde_json::Value, ClientError> {
+    call(
+        reqwest::Method::POST,
+        path,
+        Some(Body::Bytes {
+            content_type,
+            bytes,
+        }),
+    )
+    .await
+}
+
+/// `PUT path` with a JSON body (see [`call`]).
+pub async fn put(path: &str, body: serde_json::Value) -> Result<serde_json::Value, ClientError> {
+    call(reqwest::Method::PUT, path, Some(Body::Json(body))).await
+}
+
+/// `DELETE path` (see [`call`]).
+pub async fn delete(path: &str) -> Result<serde_json::Value, ClientError> {
+    call(reqwest::Method::DELETE, path, None).await
 }

@@ -1,30 +1,82 @@
 //! `GET /connectors`, `GET /connectors/{id_or_name}`, `POST /connectors/{id_or_name}/credentials`,
 //! `GET /connectors/{id_or_name}/caller-identity`.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{Authenticated, JsonBody};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState, rfc3339};
 use crate::model::Connector;
 use crate::store::Store;
 use crate::vend::{VendOptions, Vended, Vendor};
 
 /// The connector routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/connectors", get(list))
-        .route("/connectors/{id_or_name}", get(show))
-        .route("/connectors/{id_or_name}/credentials", post(credentials))
-        .route(
-            "/connectors/{id_or_name}/caller-identity",
-            get(caller_identity),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(credentials))
+        .routes(routes!(caller_identity))
+}
+
+/// A connector as its users see it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ConnectorBody {
+    id: uuid::Uuid,
+    name: String,
+    description: String,
+    /// `assumed-role`, `federated-user` or `iam-user`.
+    principal_type: String,
+    /// The AWS account's name in idfed.
+    account: String,
+    /// The groups whose members may use it.
+    groups: Vec<String>,
+    /// Whether system-scope API keys may use it.
+    system_scope: bool,
+    enabled: bool,
+}
+
+/// The connectors the caller may use.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ConnectorList {
+    connectors: Vec<ConnectorBody>,
+}
+
+/// Vended credentials, in idfed's JSON (`format` `json`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CredentialsBody {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    /// When the credentials expire (RFC 3339).
+    expiration: String,
+    duration_seconds: u32,
+    /// Whether the duration asked for was capped.
+    capped: bool,
+    /// The vend's id (in the audit log).
+    request_id: String,
+    /// The connector's name.
+    connector: String,
+}
+
+/// Who AWS says the vended credentials are (STS `GetCallerIdentity`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CallerIdentityBody {
+    account: String,
+    arn: String,
+    user_id: String,
 }
 
 fn connector_json(c: &Connector) -> Value {
@@ -40,6 +92,20 @@ fn connector_json(c: &Connector) -> Value {
     })
 }
 
+/// The connectors the caller may use.
+#[utoipa::path(
+    get,
+    path = "/connectors",
+    tag = "connectors",
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The connectors the caller may use", body = ConnectorList),
+        (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
+    )
+)]
 async fn list(State(state): State<AppState>, who: Authenticated) -> Result<Json<Value>, ApiError> {
     let connectors = state
         .service
@@ -54,6 +120,23 @@ async fn list(State(state): State<AppState>, who: Authenticated) -> Result<Json<
     Ok(Json(json!({ "connectors": visible })))
 }
 
+/// A connector the caller may use.
+#[utoipa::path(
+    get,
+    path = "/connectors/{id_or_name}",
+    tag = "connectors",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The connector", body = ConnectorBody),
+        (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,
@@ -72,7 +155,7 @@ async fn show(
 }
 
 /// How vended credentials are written.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// idfed's JSON.
@@ -86,7 +169,8 @@ pub enum Format {
     Ini,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What to vend, and how to write it (an empty body is `{}`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CredentialsRequest {
     #[serde(default)]
@@ -160,6 +244,34 @@ pub fn render(vended: &Vended, format: Format) -> Response {
     }
 }
 
+/// Vends temporary AWS credentials from a connector.
+#[utoipa::path(
+    post,
+    path = "/connectors/{id_or_name}/credentials",
+    tag = "connectors",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    request_body(content = CredentialsRequest, description = "Optional: an empty body is `{}`"),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The credentials: JSON for `format` `json` (below) or `credential_process`, \
+                                      text for `env` and `ini`",
+         content(
+            (CredentialsBody = "application/json"),
+            (String = "text/plain"),
+         )),
+        (status = 400, description = "A bad request (`invalid_request`), or a request STS refuses", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
+        (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
+        (status = 502, description = "STS or a policy plugin failed", body = ErrorBody),
+        (status = 500, description = "idfed failed (`internal_error`)", body = ErrorBody),
+    )
+)]
 async fn credentials(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,
@@ -174,6 +286,25 @@ async fn credentials(
     Ok(render(&vended, request.format))
 }
 
+/// Vends credentials from a connector and asks STS who they are (to check a connector works).
+#[utoipa::path(
+    get,
+    path = "/connectors/{id_or_name}/caller-identity",
+    tag = "connectors",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "Who AWS says the vended credentials are", body = CallerIdentityBody),
+        (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
+        (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
+        (status = 502, description = "STS or a policy plugin failed", body = ErrorBody),
+        (status = 500, description = "idfed failed (`internal_error`)", body = ErrorBody),
+    )
+)]
 async fn caller_identity(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,

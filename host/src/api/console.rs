@@ -13,15 +13,18 @@
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{Authenticated, JsonBody};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState, error_body, rfc3339};
 use crate::config::ConsoleConfig;
 use crate::model::Principal;
@@ -49,11 +52,22 @@ fn current() -> Arc<ConsoleConfig> {
 }
 
 /// The console route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/connectors/{id_or_name}/console-url", post(console_url))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(console_url))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A sign-in URL for the AWS console.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ConsoleUrlBody {
+    /// The sign-in URL.
+    url: String,
+    /// Until when AWS accepts it (RFC 3339).
+    expires: String,
+}
+
+/// The console session's length and the page to open (an empty body is `{}`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConsoleRequest {
     #[serde(default)]
@@ -121,6 +135,29 @@ fn check_destination(destination: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Vends credentials from a connector and exchanges them for an AWS console sign-in URL.
+#[utoipa::path(
+    post,
+    path = "/connectors/{id_or_name}/console-url",
+    tag = "connectors",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    request_body(content = ConsoleRequest, description = "Optional: an empty body is `{}`"),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The sign-in URL", body = ConsoleUrlBody),
+        (status = 400, description = "A bad destination or request, or a connector that cannot sign in", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
+        (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
+        (status = 502, description = "STS, a policy plugin or the federation endpoint (`federation_failed`) failed", body = ErrorBody),
+        (status = 500, description = "idfed failed (`internal_error`)", body = ErrorBody),
+    )
+)]
 async fn console_url(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,

@@ -3,25 +3,39 @@
 //! header holds the raw token (a session token or an API key, no scheme). Errors are ECS-style
 //! `{"Code": "...", "Message": "..."}`; a bad or missing token is 403.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::set_retry_after;
 use super::extract::{authenticate_token, caller};
+use super::openapi::EcsErrorBody;
 use super::{ApiError, AppState, rfc3339};
 use crate::vend::VendOptions;
 
 /// The container-credentials route.
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/container-credentials/{id_or_name}",
-        get(container_credentials),
-    )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(container_credentials))
+}
+
+/// Credentials in the container-credentials endpoint's shape.
+#[derive(ToSchema)]
+#[allow(dead_code, non_snake_case)]
+struct ContainerCredentials {
+    AccessKeyId: String,
+    SecretAccessKey: String,
+    Token: String,
+    /// When the credentials expire (RFC 3339).
+    Expiration: String,
+    /// The role's ARN, for assumed roles.
+    #[schema(nullable = false)]
+    RoleArn: Option<String>,
 }
 
 /// An error in the ECS endpoint's shape.
@@ -46,6 +60,24 @@ impl IntoResponse for EcsError {
     }
 }
 
+/// Vends credentials from a connector for an AWS SDK (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+#[utoipa::path(
+    get,
+    path = "/container-credentials/{id_or_name}",
+    tag = "connectors",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    security(("container_token" = [])),
+    responses(
+        (status = 200, description = "The credentials", body = ContainerCredentials),
+        (status = 400, description = "A request STS refuses", body = EcsErrorBody),
+        (status = 403, description = "No or bad token, or the caller may not use the connector", body = EcsErrorBody),
+        (status = 404, description = "No such connector", body = EcsErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = EcsErrorBody),
+        (status = 500, description = "idfed failed", body = EcsErrorBody),
+        (status = 502, description = "STS or a policy plugin failed", body = EcsErrorBody),
+        (status = 503, description = "STS, the directory or the store cannot be used now", body = EcsErrorBody),
+    )
+)]
 async fn container_credentials(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,

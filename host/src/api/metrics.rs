@@ -136,6 +136,15 @@ fn escape(value: &str) -> String {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus counters (text exposition format 0.0.4)", body = String,
+         content_type = "text/plain; version=0.0.4; charset=utf-8"),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = state.metrics.render(state.service.auth.stats());
     (

@@ -12,6 +12,7 @@ mod container;
 mod error;
 mod extract;
 pub mod metrics;
+pub mod openapi;
 mod server;
 mod session;
 
@@ -22,13 +23,15 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use connectors::{Format, render, shell_quote};
 pub use error::{ApiError, error_body};
@@ -141,20 +144,29 @@ pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// The whole application: `/api/v1/…`, `/healthz`, `/readyz`, `/metrics`.
-pub fn app(state: AppState) -> Router {
-    let limits = state.limits;
-    let api = Router::new()
+/// Every route, documented: `/api/v1/…`, `/healthz`, `/readyz`, `/metrics`. Each route is added with
+/// `routes!`, which serves a handler at the method and path of its `#[utoipa::path]` and adds the same
+/// operation to the OpenAPI document ([`openapi`]), so no route can be served undocumented.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
         .merge(session::router())
         .merge(admin::router())
         .merge(connectors::router())
         .merge(container::router())
-        .merge(console::router());
-    Router::new()
+        .merge(console::router())
+        .routes(routes!(openapi::openapi_json));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::metrics))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics::metrics))
+}
+
+/// The whole application: `/api/v1/…`, `/healthz`, `/readyz`, `/metrics` (see [`routes`]).
+pub fn app(state: AppState) -> Router {
+    let limits = state.limits;
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .layer(
@@ -230,10 +242,31 @@ async fn json_errors(request: Request, next: Next) -> Response {
     fresh
 }
 
+/// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "idfed is up", body = serde_json::Value,
+         example = json!({"status": "ok"})),
+    )
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// `GET /readyz`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "idfed can serve: its store can be read", body = serde_json::Value,
+         example = json!({"status": "ready", "directory": "static"})),
+        (status = 503, description = "The store cannot be read", body = openapi::ErrorBody),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state
         .service

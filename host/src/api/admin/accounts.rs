@@ -1,15 +1,17 @@
 //! `GET /admin/accounts`, `GET|PUT|DELETE /admin/accounts/{name}`. The secret access key is write-only:
 //! answers show `"***"` in its place.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Admin, AdminError, AdminResult};
 use crate::api::AppState;
 use crate::api::extract::JsonBody;
+use crate::api::openapi::ErrorBody;
 use crate::model::{Account, AccountInput, AccountSource, AccountSourceInput};
 use crate::store::Store;
 
@@ -17,10 +19,10 @@ use crate::store::Store;
 pub const REDACTED: &str = "***";
 
 /// The account routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/accounts", get(list))
-        .route("/admin/accounts/{name}", get(show).put(put).delete(delete))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, put, delete))
 }
 
 /// An account as answers show it: never its secret.
@@ -42,12 +44,44 @@ pub fn account_json(account: &Account) -> Value {
     })
 }
 
+/// The AWS accounts (secrets shown as `***`).
+#[utoipa::path(
+    get,
+    path = "/admin/accounts",
+    tag = "admin",
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"accounts\": [...]}`", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+    )
+)]
 async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
     let accounts = state.service.store.list_accounts()?;
     let accounts: Vec<Value> = accounts.iter().map(account_json).collect();
     Ok(Json(json!({ "accounts": accounts })))
 }
 
+/// An AWS account (its secret shown as `***`).
+#[utoipa::path(
+    get,
+    path = "/admin/accounts/{name}",
+    tag = "admin",
+    params(("name" = String, Path, description = "The account's name")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The account", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such account (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     _admin: Admin,
@@ -61,6 +95,30 @@ async fn show(
     Ok(Json(account_json(&account)))
 }
 
+/// Creates or replaces an AWS account (a `secret_access_key` of `***` keeps the stored one).
+#[utoipa::path(
+    put,
+    path = "/admin/accounts/{name}",
+    tag = "admin",
+    params(("name" = String, Path, description = "The account's name")),
+    request_body(content = Object, description = "The account: `name` (optional, the path's), `description`, `source` (`{\"type\": \"iam-user\", \"access_key_id\", \"secret_access_key\"}` or `{\"type\": \"host-credentials\"}`), `region`, `sts_endpoint`"),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The account, replaced", body = serde_json::Value),
+        (status = 201, description = "The account, created", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+    )
+)]
 async fn put(
     State(state): State<AppState>,
     admin: Admin,
@@ -117,6 +175,25 @@ async fn put(
     Ok((status, Json(account_json(&account))))
 }
 
+/// Deletes an AWS account.
+#[utoipa::path(
+    delete,
+    path = "/admin/accounts/{name}",
+    tag = "admin",
+    params(("name" = String, Path, description = "The account's name")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 204, description = "The account is deleted"),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+    )
+)]
 async fn delete(
     State(state): State<AppState>,
     admin: Admin,

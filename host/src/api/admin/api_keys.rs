@@ -3,33 +3,39 @@
 
 use std::time::SystemTime;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Admin, AdminError, AdminResult, parse_time};
 use crate::api::extract::JsonBody;
+use crate::api::openapi::ErrorBody;
 use crate::api::{AppState, rfc3339};
 use crate::model::{ApiKey, Connector};
 use crate::store::Store;
 
 /// The API key routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/api-keys", get(list).post(create))
-        .route("/admin/api-keys/{id}", delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(remove))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new system-scope API key.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ApiKeyInput {
     name: String,
+    /// The connectors (ids or names) the key may use.
     connectors: Vec<String>,
+    /// When the key expires (RFC 3339); never if left out.
     #[serde(default)]
     expires: Option<String>,
 }
@@ -55,6 +61,21 @@ fn key_json(key: &ApiKey, connectors: &[Connector]) -> Value {
     })
 }
 
+/// The system-scope API keys (never the keys nor their hashes).
+#[utoipa::path(
+    get,
+    path = "/admin/api-keys",
+    tag = "admin",
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"api_keys\": [...]}`", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+    )
+)]
 async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
     let store = &state.service.store;
     let keys = store.list_api_keys()?;
@@ -63,6 +84,28 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     Ok(Json(json!({ "api_keys": keys })))
 }
 
+/// Creates a system-scope API key, shown once in the answer (`key`).
+#[utoipa::path(
+    post,
+    path = "/admin/api-keys",
+    tag = "admin",
+    request_body = ApiKeyInput,
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "The key, with `key` (shown only now)", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     admin: Admin,
@@ -115,6 +158,25 @@ async fn create(
         .into_response())
 }
 
+/// Deletes a system-scope API key.
+#[utoipa::path(
+    delete,
+    path = "/admin/api-keys/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "The API key's id (a UUID)")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 204, description = "The key is deleted"),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     admin: Admin,

@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Admin, AdminError, AdminResult, parse_time};
+use crate::api::openapi::ErrorBody;
 use crate::api::{ApiError, AppState};
 use crate::audit::{AuditFilter, DEFAULT_QUERY_LIMIT, Outcome};
 
@@ -18,8 +20,8 @@ pub const MAX_LIMIT: usize = 1000;
 const PARAMETERS: [&str; 6] = ["user", "connector", "outcome", "since", "until", "limit"];
 
 /// The audit route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/audit", get(query))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(query))
 }
 
 fn filter(params: &HashMap<String, String>) -> AdminResult<AuditFilter> {
@@ -64,6 +66,29 @@ fn filter(params: &HashMap<String, String>) -> AdminResult<AuditFilter> {
     })
 }
 
+/// Audit records, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    tag = "admin",
+    params(
+        ("user" = Option<String>, Query, description = "Only this caller's records"),
+        ("connector" = Option<String>, Query, description = "Only this connector's records (id or name)"),
+        ("outcome" = Option<String>, Query, description = "issued, refused, plugin_denied, plugin_fault, failed or changed"),
+        ("since" = Option<String>, Query, description = "Records from this time (RFC 3339)"),
+        ("until" = Option<String>, Query, description = "Records until this time (RFC 3339)"),
+        ("limit" = Option<usize>, Query, description = "At most this many records (1 to 1000)"),
+    ),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"records\": [...]}`", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+    )
+)]
 async fn query(
     State(state): State<AppState>,
     _admin: Admin,

@@ -3,28 +3,28 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Admin, AdminError, AdminResult, blocking, find_connector};
 use crate::api::AppState;
 use crate::api::extract::JsonBody;
+use crate::api::openapi::ErrorBody;
 use crate::model::{BindingSpec, Limits};
 use crate::store::{Store, check_digest};
 
 /// The binding routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/connectors/{c}/bindings", get(list).post(create))
-        .route(
-            "/admin/connectors/{c}/bindings/{binding_id}",
-            delete(remove),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(remove))
 }
 
 /// A binding as answers show it (the configuration as JSON).
@@ -62,7 +62,8 @@ pub async fn check_binding(state: &AppState, spec: &BindingSpec) -> AdminResult<
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+/// A binding's limits (the runtime's defaults where left out).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LimitsInput {
     #[serde(default)]
@@ -71,18 +72,39 @@ struct LimitsInput {
     memory_bytes: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new binding of a stored plugin to a connector.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BindingInput {
+    /// The plugin's digest.
     plugin: String,
+    /// The plugin's configuration (`{}` if left out), checked by its `validate-config`.
     #[serde(default)]
     config: Option<Value>,
+    /// Where in the chain (the end if left out).
     #[serde(default)]
     position: Option<usize>,
     #[serde(default)]
     limits: Option<LimitsInput>,
 }
 
+/// The plugins bound to a connector, in chain order.
+#[utoipa::path(
+    get,
+    path = "/admin/connectors/{c}/bindings",
+    tag = "admin",
+    params(("c" = String, Path, description = "The connector's id or name")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"connector\", \"connector_id\", \"bindings\": [...]}`", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     _admin: Admin,
@@ -97,6 +119,29 @@ async fn list(
     })))
 }
 
+/// Binds a stored plugin to a connector.
+#[utoipa::path(
+    post,
+    path = "/admin/connectors/{c}/bindings",
+    tag = "admin",
+    params(("c" = String, Path, description = "The connector's id or name")),
+    request_body = BindingInput,
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "The binding", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`), or a plugin that cannot be loaded or refuses the configuration (with `pointer`)", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     admin: Admin,
@@ -156,6 +201,25 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// Removes a binding from a connector.
+#[utoipa::path(
+    delete,
+    path = "/admin/connectors/{c}/bindings/{binding_id}",
+    tag = "admin",
+    params(("c" = String, Path, description = "The connector's id or name"), ("binding_id" = String, Path, description = "The binding's id")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 204, description = "The binding is removed"),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     admin: Admin,

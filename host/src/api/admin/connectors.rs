@@ -1,29 +1,29 @@
 //! `GET|POST /admin/connectors`, `GET|PUT|DELETE /admin/connectors/{id_or_name}`. Connectors are checked
 //! by the store (`check_connector`: STS's rules, the field and the rule named in the message).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::bindings::{binding_json, check_binding};
 use super::{Admin, AdminError, AdminResult, find_connector};
 use crate::api::AppState;
 use crate::api::extract::JsonBody;
+use crate::api::openapi::ErrorBody;
 use crate::model::{BindingSpec, Connector, Principal};
 use crate::store::Store;
 
 /// The connector routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/connectors", get(list).post(create))
-        .route(
-            "/admin/connectors/{id_or_name}",
-            get(show).put(replace).delete(delete),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, replace, delete))
 }
 
 fn yes() -> bool {
@@ -32,7 +32,7 @@ fn yes() -> bool {
 
 /// A connector as an administrator writes it: the server assigns the id; bindings are added through
 /// `/bindings` (a `PUT` may give them, else keeps them).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ConnectorInput {
     #[serde(default)]
@@ -41,6 +41,8 @@ struct ConnectorInput {
     #[serde(default)]
     description: String,
     account: String,
+    /// `{"type": "assumed-role" | "federated-user" | "iam-user", …}`.
+    #[schema(value_type = Object)]
     principal: Principal,
     #[serde(default)]
     policy: Option<String>,
@@ -57,6 +59,7 @@ struct ConnectorInput {
     #[serde(default = "yes")]
     enabled: bool,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     bindings: Option<Vec<BindingSpec>>,
 }
 
@@ -100,12 +103,44 @@ pub fn connector_json(c: &Connector) -> Value {
     })
 }
 
+/// Every connector, in full.
+#[utoipa::path(
+    get,
+    path = "/admin/connectors",
+    tag = "admin",
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"connectors\": [...]}`", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+    )
+)]
 async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
     let connectors = state.service.store.list_connectors()?;
     let connectors: Vec<Value> = connectors.iter().map(connector_json).collect();
     Ok(Json(json!({ "connectors": connectors })))
 }
 
+/// A connector, in full.
+#[utoipa::path(
+    get,
+    path = "/admin/connectors/{id_or_name}",
+    tag = "admin",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The connector", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     _admin: Admin,
@@ -114,6 +149,28 @@ async fn show(
     Ok(Json(connector_json(&find_connector(&state, &id_or_name)?)))
 }
 
+/// Creates a connector (the server assigns its id; bind plugins through `/bindings`).
+#[utoipa::path(
+    post,
+    path = "/admin/connectors",
+    tag = "admin",
+    request_body = ConnectorInput,
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 201, description = "The connector", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     admin: Admin,
@@ -145,6 +202,29 @@ async fn create(
     Ok((StatusCode::CREATED, Json(connector_json(&connector))))
 }
 
+/// Replaces a connector (its bindings kept unless given).
+#[utoipa::path(
+    put,
+    path = "/admin/connectors/{id_or_name}",
+    tag = "admin",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    request_body = ConnectorInput,
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The connector", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+        (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`), or a binding a plugin refuses", body = ErrorBody),
+    )
+)]
 async fn replace(
     State(state): State<AppState>,
     admin: Admin,
@@ -197,6 +277,25 @@ async fn replace(
     Ok(Json(connector_json(&connector)))
 }
 
+/// Deletes a connector and its bindings.
+#[utoipa::path(
+    delete,
+    path = "/admin/connectors/{id_or_name}",
+    tag = "admin",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 204, description = "The connector is deleted"),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+    )
+)]
 async fn delete(
     State(state): State<AppState>,
     admin: Admin,

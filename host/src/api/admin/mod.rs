@@ -16,12 +16,12 @@ mod plugins;
 mod policy_examples;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::extract::Authenticated;
 use super::{ApiError, AppState, REQUEST_ID, error_body};
@@ -31,8 +31,8 @@ use crate::plugins::{BindError, LoadError};
 use crate::store::{Store, StoreError};
 
 /// The admin routes (relative to `/api/v1`).
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(accounts::router())
         .merge(connectors::router())
         .merge(plugins::router())

@@ -1,15 +1,17 @@
 //! `GET|POST /admin/plugins`, `DELETE /admin/plugins/{digest}`. An upload is the component's bytes
 //! (`Content-Type: application/wasm`), checked by the plugin runtime before it is stored.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::{Admin, AdminError, AdminResult, blocking};
+use crate::api::openapi::ErrorBody;
 use crate::api::{ApiError, AppState, rfc3339};
 use crate::store::Store;
 
@@ -17,17 +19,27 @@ use crate::store::Store;
 pub const PLUGIN_BODY_LIMIT: usize = 32 << 20;
 
 /// The plugin routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/admin/plugins",
-            get(list)
-                .post(upload)
-                .layer(DefaultBodyLimit::max(PLUGIN_BODY_LIMIT)),
-        )
-        .route("/admin/plugins/{digest}", delete(remove))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, upload).layer(DefaultBodyLimit::max(PLUGIN_BODY_LIMIT)))
+        .routes(routes!(remove))
 }
 
+/// The stored plugins and where they are bound.
+#[utoipa::path(
+    get,
+    path = "/admin/plugins",
+    tag = "admin",
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"plugins\": [...]}`", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+    )
+)]
 async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
     let store = &state.service.store;
     let plugins = store.list_plugins()?;
@@ -57,6 +69,29 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     Ok(Json(json!({ "plugins": plugins })))
 }
 
+/// Stores a plugin component, checked by the plugin runtime first.
+#[utoipa::path(
+    post,
+    path = "/admin/plugins",
+    tag = "admin",
+    request_body(content = Vec<u8>, description = "The WebAssembly component's bytes", content_type = "application/wasm"),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"digest\", \"size\"}`: the plugin was already stored", body = serde_json::Value),
+        (status = 201, description = "`{\"digest\", \"size\"}`: the plugin is stored", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+        (status = 413, description = "The component is over the limit", body = ErrorBody),
+        (status = 415, description = "The body is not `application/wasm` (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "Not a component, or one idfed cannot run", body = ErrorBody),
+    )
+)]
 async fn upload(
     State(state): State<AppState>,
     admin: Admin,
@@ -116,6 +151,25 @@ async fn upload(
     Ok((status, Json(json!({"digest": digest, "size": size}))))
 }
 
+/// Removes a stored plugin (refused while it is bound).
+#[utoipa::path(
+    delete,
+    path = "/admin/plugins/{digest}",
+    tag = "admin",
+    params(("digest" = String, Path, description = "The plugin's digest")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 204, description = "The plugin is removed"),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     admin: Admin,

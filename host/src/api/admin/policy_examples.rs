@@ -1,13 +1,15 @@
 //! `GET /admin/policy-examples`: a few IAM session policies to start a connector's `policy` from. Each one
 //! passes STS's limits (see the tests); placeholders are in capitals (`BUCKET`, `eu-west-1`…).
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Admin, AdminResult};
 use crate::api::AppState;
+use crate::api::openapi::ErrorBody;
 
 /// An example session policy.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -185,10 +187,25 @@ const EXAMPLES: &[PolicyExample] = &[
 ];
 
 /// The policy examples route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/policy-examples", get(list))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
+/// IAM policy examples for connectors and vends.
+#[utoipa::path(
+    get,
+    path = "/admin/policy-examples",
+    tag = "admin",
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"examples\": [{\"name\", \"description\", \"policy\"}]}`", body = serde_json::Value),
+        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+    )
+)]
 async fn list(_admin: Admin) -> AdminResult<Json<Value>> {
     let examples: Vec<Value> = EXAMPLES
         .iter()

@@ -1,0 +1,126 @@
+//! The OpenAPI 3.1 document of the API, generated from the handlers' `#[utoipa::path]` annotations and
+//! served at `GET /api/v1/openapi.json` (no authentication).
+//!
+//! The router and the document cannot drift apart: [`super::app`] takes its routes from
+//! [`super::routes`], an [`utoipa_axum::router::OpenApiRouter`] whose every route is added with
+//! `routes!(handler, …)`, which registers the handler with axum at the method and path of its
+//! annotation and adds the same operation to the document. A route cannot be served without being
+//! documented, nor documented at another path or method than the one it is served at.
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// The security scheme for `Authorization: Bearer <idfs_… session token | idfed_… API key>`.
+pub const BEARER: &str = "bearer";
+/// The security scheme for HTTP Basic (`user:password`, checked against the directory).
+pub const BASIC: &str = "basic";
+/// The security scheme of the container-credentials endpoint: the raw token in `Authorization`.
+pub const CONTAINER_TOKEN: &str = "container_token";
+
+/// Every error the API answers (except the container-credentials endpoint's).
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"error": {"code": "connector_not_found", "message": "no connector \"prod\""}}))]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error's code and message.
+#[derive(Debug, ToSchema)]
+pub struct ErrorDetail {
+    /// The stable code (`invalid_request`, `unauthenticated`, `forbidden`, `connector_not_found`, …).
+    pub code: String,
+    /// The message for the caller.
+    pub message: String,
+    /// Where in a plugin configuration the problem is, when the plugin said (admin bindings only).
+    #[schema(nullable = false)]
+    pub pointer: Option<String>,
+}
+
+/// An error of the container-credentials endpoint, in the ECS endpoint's shape.
+#[derive(Debug, ToSchema)]
+#[allow(non_snake_case)]
+pub struct EcsErrorBody {
+    /// The stable code.
+    pub Code: String,
+    /// The message for the caller.
+    pub Message: String,
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token (`idfs_…`, from POST /api/v1/login) or an API key (`idfed_…`)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            BASIC,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("A directory user's name and password"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            CONTAINER_TOKEN,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "The raw session token or API key, no scheme (AWS_CONTAINER_AUTHORIZATION_TOKEN)",
+            ))),
+        );
+    }
+}
+
+/// The document's base: its information, tags, security schemes and shared schemas. The paths are added
+/// by [`super::routes`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "idfed",
+        description = "Identity broker that vends temporary AWS credentials. Every error is JSON \
+                       `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`; every response carries an \
+                       `x-request-id`."
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(ErrorBody, ErrorDetail, EcsErrorBody)),
+    tags(
+        (name = "session", description = "Logging in and out"),
+        (name = "connectors", description = "Connectors and the credentials they vend"),
+        (name = "admin", description = "Administration (administrators only)"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The API's OpenAPI document (built once).
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOCUMENT.get_or_init(|| super::routes().into_openapi())
+}
+
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses(
+        (status = 200, description = "This OpenAPI 3.1 document", body = serde_json::Value),
+    )
+)]
+pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(document())
+}

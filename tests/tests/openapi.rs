@@ -1,0 +1,274 @@
+//! The OpenAPI document at `GET /api/v1/openapi.json`, checked against the router itself.
+//!
+//! `idfed::api::app()` takes its routes from an `OpenApiRouter` whose every route is added with utoipa-axum's
+//! `routes!`, so a route is served exactly at the method and path its `#[utoipa::path]` documents. These
+//! tests check that from the outside, with no hand-kept list of routes: every documented operation is
+//! served (not the fallback's 404, not 405), no other method is served on a documented path, and the API's
+//! sources add no route any other way. Only the expected number of operations is written down, so that
+//! removing a route is noticed.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use idfed::api::{ApiLimits, AppState, app};
+use idfed::config::Config;
+use idfed::service::Service;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// Every operation the API serves: 20 under `/api/v1/admin`, 11 other ones under `/api/v1` (session 3,
+/// connectors 4, console-url 1, container-credentials 1, openapi.json 1… and caller-identity among the
+/// connectors'), and `/healthz`, `/readyz`, `/metrics`.
+const OPERATIONS: usize = 33;
+
+const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: AppState,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users.toml");
+        std::fs::write(&users, "").unwrap();
+        let config = Config::parse(&format!(
+            "[server]\nplain_http = true\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
+            dir.path().join("data"),
+            users
+        ))
+        .unwrap();
+        config.check().unwrap();
+        let service = Service::open(&config).unwrap();
+        let state = AppState::new(Arc::new(service), ApiLimits::from(&config.server));
+        Fixture { _dir: dir, state }
+    }
+
+    async fn send(&self, method: &str, path: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap())
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 4 << 20)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, body)
+    }
+
+    async fn document(&self) -> Value {
+        let (status, document) = self.send("get", "/api/v1/openapi.json").await;
+        assert_eq!(status, StatusCode::OK, "{document}");
+        document
+    }
+}
+
+/// The answer of the router's fallback: no route here.
+fn is_unknown_route(status: StatusCode, body: &Value) -> bool {
+    status == StatusCode::NOT_FOUND
+        && body["error"]["code"] == "not_found"
+        && body["error"]["message"] == "no such resource"
+}
+
+/// `path` with its `{parameters}` filled with a dummy value.
+fn fill(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').unwrap() + start;
+        out.push_str(&rest[..start]);
+        out.push_str("dummy");
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every (method, path) in the document.
+fn operations(document: &Value) -> Vec<(String, String)> {
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in METHODS {
+            if item.get(method).is_some() {
+                operations.push((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    operations
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_with_the_security_schemes() {
+    let fixture = Fixture::new();
+    let document = fixture.document().await;
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        document["openapi"]
+    );
+    assert_eq!(document["info"]["title"], "idfed");
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
+    assert_eq!(schemes["basic"]["scheme"], "basic", "{schemes}");
+    let error = &document["components"]["schemas"]["ErrorBody"];
+    assert_eq!(
+        error["properties"]["error"]["$ref"], "#/components/schemas/ErrorDetail",
+        "{error}"
+    );
+    let detail = &document["components"]["schemas"]["ErrorDetail"];
+    let mut required: Vec<&str> = detail["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    required.sort();
+    assert_eq!(required, ["code", "message"], "{detail}");
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_served_and_nothing_else() {
+    let fixture = Fixture::new();
+    // The check below can tell an unknown route.
+    for (method, path) in [("get", "/api/v1/nope"), ("get", "/nope")] {
+        let (status, body) = fixture.send(method, path).await;
+        assert!(is_unknown_route(status, &body), "{path}: {status} {body}");
+    }
+    let document = fixture.document().await;
+    let operations = operations(&document);
+    assert_eq!(operations.len(), OPERATIONS, "{operations:#?}");
+    for wanted in [
+        ("post", "/api/v1/login"),
+        ("post", "/api/v1/connectors/{id_or_name}/credentials"),
+        ("get", "/api/v1/connectors/{id_or_name}/caller-identity"),
+        ("post", "/api/v1/connectors/{id_or_name}/console-url"),
+        ("get", "/api/v1/container-credentials/{id_or_name}"),
+        ("get", "/api/v1/openapi.json"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+    ] {
+        assert!(
+            operations.contains(&(wanted.0.to_owned(), wanted.1.to_owned())),
+            "{wanted:?} is not documented"
+        );
+    }
+    for (method, path) in &operations {
+        let (status, body) = fixture.send(method, &fill(path)).await;
+        assert!(
+            !is_unknown_route(status, &body) && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is documented but not served: {status} {body}"
+        );
+    }
+    // No method is served on a documented path that is not documented there.
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in METHODS {
+            if item.get(method).is_none() {
+                let (status, body) = fixture.send(method, &fill(path)).await;
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is served but not documented: {body}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_operation_documents_its_errors_and_security() {
+    let fixture = Fixture::new();
+    let document = fixture.document().await;
+    let public = [
+        "/api/v1/login",
+        "/api/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+    for (method, path) in operations(&document) {
+        let operation = &document["paths"][&path][&method];
+        let responses = operation["responses"].as_object().unwrap();
+        assert!(
+            responses.keys().any(|s| s.starts_with('2')),
+            "{method} {path}: no success response"
+        );
+        for (status, response) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                assert!(
+                    schema == "#/components/schemas/ErrorBody"
+                        || schema == "#/components/schemas/EcsErrorBody",
+                    "{method} {path} {status}: not the error schema: {response}"
+                );
+            }
+        }
+        if public.contains(&path.as_str()) {
+            continue;
+        }
+        let security = operation["security"].as_array();
+        assert!(
+            security.is_some_and(|s| !s.is_empty()),
+            "{method} {path}: no security"
+        );
+        assert!(
+            responses.keys().any(|s| s.starts_with('4')),
+            "{method} {path}: no error response"
+        );
+        for parameter in path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        {
+            let documented = operation["parameters"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["name"] == parameter && p["in"] == "path")
+            });
+            assert!(documented, "{method} {path}: {parameter} is not documented");
+        }
+    }
+}
+
+/// The API's sources add routes only through `routes!` (which documents them): no `axum::routing`, no
+/// `Router::new()`, no `.route(…)`.
+#[test]
+fn routes_are_only_added_documented() {
+    fn visit(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                visit(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src/api");
+    let mut files = Vec::new();
+    visit(&root, &mut files);
+    assert!(files.len() > 10, "{files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            let bad = code.contains(".route(")
+                || code.contains(".route_service(")
+                || code.contains(".nest_service(")
+                || code.contains("axum::routing")
+                || code
+                    .replace("OpenApiRouter::new", "")
+                    .contains("Router::new");
+            assert!(
+                !bad,
+                "{}:{}: a route added without routes!: {line}",
+                file.display(),
+                n + 1
+            );
+        }
+    }
+}
