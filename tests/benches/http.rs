@@ -178,8 +178,8 @@ fn main() {
         "idfed vending endpoint over HTTP (wrk on loopback, an STS that answers at once, 5 s a run)\n"
     );
     println!(
-        "{:<10} {:>12} {:>12} {:>10} {:>10}",
-        "connector", "connections", "requests/s", "p50", "p99"
+        "{:<10} {:>12} {:>12} {:>10} {:>10} {:>10}",
+        "connector", "connections", "requests/s", "p50", "p99", "max"
     );
     for name in ["plain", "chained"] {
         let url = format!("http://{addr}/api/v1/connectors/{name}/credentials");
@@ -213,16 +213,23 @@ fn main() {
                     .unwrap_or("?")
                     .to_owned()
             };
+            let max = report
+                .lines()
+                .find(|l| l.trim_start().starts_with("Latency") && !l.contains("Distribution"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .unwrap_or("?")
+                .to_owned();
             let non_2xx = report
                 .lines()
                 .find(|l| l.contains("Non-2xx"))
                 .map(str::trim)
                 .unwrap_or("");
             println!(
-                "{name:<10} {connections:>12} {:>12} {:>10} {:>10} {non_2xx}",
+                "{name:<10} {connections:>12} {:>12} {:>10} {:>10} {:>10} {non_2xx}",
                 field("Requests/sec:"),
                 field("50%"),
-                field("99%")
+                field("99%"),
+                max
             );
         }
     }
