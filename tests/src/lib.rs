@@ -12,6 +12,9 @@ use idfed::plugins::{
 /// A Crowd REST API test server (Atlassian Crowd cannot run here).
 pub mod crowd;
 
+/// A real idfed server on a loopback port, for end-to-end tests.
+pub mod server;
+
 /// Starts and stops moto, the third-party STS the tests run against.
 pub mod moto;
 

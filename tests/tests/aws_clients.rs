@@ -2,31 +2,17 @@
 //! every credentials format parsed back by a real consumer (a shell, python's configparser, serde), boto3
 //! and the AWS CLI through the container-credentials endpoint, and system-scope API keys.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 
-use idfed::api::{ApiLimits, AppState, serve};
-use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
-use idfed::config::Config;
-use idfed::model::{AccountInput, AccountSourceInput, Connector, Principal};
-use idfed::secret::Secret;
-use idfed::service::Service;
+use idfed::model::{Connector, Principal};
 use idfed::store::Store;
 use idfed_tests::moto;
+use idfed_tests::server::{PASSWORD, TestServer, run, user, venv};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const PASSWORD: &str = "correct-horse-battery";
 const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::data/*"]}]}"#;
-
-fn venv(tool: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.venv/bin")
-        .join(tool)
-}
 
 fn connector(name: &str, principal: Principal, groups: &[&str], system_scope: bool) -> Connector {
     Connector {
@@ -46,64 +32,30 @@ fn connector(name: &str, principal: Principal, groups: &[&str], system_scope: bo
     }
 }
 
+/// The shared test server, with alice in `devs`, an assumed-role connector `deploy` for `devs`, two
+/// system-scope connectors and an API key for `ci`.
 struct Server {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
+    inner: TestServer,
     api_key: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    service: Arc<Service>,
-    client: reqwest::Client,
+}
+
+impl std::ops::Deref for Server {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.inner
+    }
 }
 
 impl Server {
     async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let users = dir.path().join("users.toml");
-        add_user(
-            &users,
-            UserEntry {
-                name: "alice".into(),
-                display_name: None,
-                email: None,
-                active: true,
-                groups: vec!["devs".into()],
-                password_hash: hash_password(&Secret::new(PASSWORD)).unwrap(),
-            },
-            false,
-        )
-        .unwrap();
-        let mut config = Config::parse(&format!(
-            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
-            dir.path().join("data"),
-            users
-        ))
-        .unwrap();
-        config.apply_env(|_| None).unwrap();
-        config.check().unwrap();
-        let service = Arc::new(Service::open(&config).unwrap());
-        service
-            .store
-            .put_account(AccountInput {
-                name: "main".into(),
-                description: String::new(),
-                source: AccountSourceInput::IamUser {
-                    access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                    secret_access_key: Some(Secret::new(
-                        "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",
-                    )),
-                },
-                region: Some("us-east-1".into()),
-                sts_endpoint: Some(moto::shared().endpoint()),
-            })
-            .unwrap();
+        let inner = TestServer::start(vec![user("alice", &["devs"])], "").await;
         let role = Principal::AssumedRole {
             role_arn: "arn:aws:iam::123456789012:role/deploy".into(),
             external_id: None,
             session_tags: vec![],
             source_identity: false,
         };
-        let store = &service.store;
+        let store = &inner.service.store;
         store
             .create_connector(connector("deploy", role.clone(), &["devs"], false))
             .unwrap();
@@ -119,42 +71,14 @@ impl Server {
         let (_, key) = store
             .create_api_key("ci-runner", vec![ci.id], None)
             .unwrap();
-
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(service.clone(), ApiLimits::from(&config.server));
-        let task = tokio::spawn(serve(listener, None, state, async move {
-            let _ = stopped.await;
-        }));
         Server {
-            dir,
-            addr,
+            inner,
             api_key: key.expose().to_owned(),
-            stop: Some(stop),
-            task: Some(task),
-            service,
-            client: reqwest::Client::new(),
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
     async fn login(&self) -> String {
-        let response = self
-            .client
-            .post(self.url("/api/v1/login"))
-            .json(&json!({"username": "alice", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
-        body["token"].as_str().unwrap().to_owned()
+        self.inner.login("alice").await
     }
 
     async fn vend(&self, token: &str, connector: &str, format: &str) -> (u16, String) {
@@ -169,61 +93,9 @@ impl Server {
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.take().unwrap().await.unwrap().unwrap();
-        self.service.shutdown().unwrap();
+    async fn stop(self) {
+        self.inner.stop().await;
     }
-
-    /// A command with no AWS settings but `extra`, and config files that are empty files of the test's.
-    fn aws_command(&self, program: &Path) -> Command {
-        let config = self.dir.path().join("aws-config");
-        let credentials = self.dir.path().join("aws-credentials");
-        std::fs::write(&config, "").unwrap();
-        std::fs::write(&credentials, "").unwrap();
-        let mut command = Command::new(program);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("AWS_") {
-                command.env_remove(name);
-            }
-        }
-        command
-            .env("AWS_CONFIG_FILE", config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null());
-        command
-    }
-}
-
-fn run(command: &mut Command, stdin: Option<&str>) -> String {
-    use std::io::Write;
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    let mut child = command.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{:?} failed: {}",
-        command,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 #[derive(Deserialize)]

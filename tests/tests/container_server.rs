@@ -2,29 +2,14 @@
 //! with moto as STS, serving a local container-credentials endpoint that boto3 and the AWS CLI read.
 
 use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 
-use idfed::api::{ApiLimits, AppState, serve};
-use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
-use idfed::config::Config;
-use idfed::model::{AccountInput, AccountSourceInput, Connector, Principal};
-use idfed::secret::Secret;
-use idfed::service::Service;
+use idfed::model::{Connector, Principal};
 use idfed::store::Store;
 use idfed_tests::moto;
+use idfed_tests::server::{PASSWORD, TestServer, run, user, venv};
 use serde_json::Value;
 use uuid::Uuid;
-
-const PASSWORD: &str = "correct-horse-battery";
-
-fn venv(tool: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.venv/bin")
-        .join(tool)
-}
 
 /// Kills the child when dropped, also when the test fails.
 struct KillOnDrop(Child);
@@ -34,55 +19,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn run(command: &mut Command, stdin: Option<&str>) -> String {
-    use std::io::Write;
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    let mut child = command.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{:?} failed: {}",
-        command,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// A command with no AWS settings, empty AWS config files of the test's, and the region set.
-fn aws_command(dir: &Path, program: &Path) -> Command {
-    let config = dir.join("aws-config");
-    let credentials = dir.join("aws-credentials");
-    std::fs::write(&config, "").unwrap();
-    std::fs::write(&credentials, "").unwrap();
-    let mut command = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("AWS_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("AWS_CONFIG_FILE", config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
 }
 
 fn issued(metrics: &str, connector: &str) -> u64 {
@@ -95,44 +31,9 @@ fn issued(metrics: &str, connector: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_and_the_cli_read_the_local_container_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users.toml");
-    add_user(
-        &users,
-        UserEntry {
-            name: "alice".into(),
-            display_name: None,
-            email: None,
-            active: true,
-            groups: vec!["devs".into()],
-            password_hash: hash_password(&Secret::new(PASSWORD)).unwrap(),
-        },
-        false,
-    )
-    .unwrap();
-    let mut config = Config::parse(&format!(
-        "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
-        dir.path().join("data"),
-        users
-    ))
-    .unwrap();
-    config.apply_env(|_| None).unwrap();
-    config.check().unwrap();
-    let service = Arc::new(Service::open(&config).unwrap());
-    service
-        .store
-        .put_account(AccountInput {
-            name: "main".into(),
-            description: String::new(),
-            source: AccountSourceInput::IamUser {
-                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_access_key: Some(Secret::new("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")),
-            },
-            region: Some("us-east-1".into()),
-            sts_endpoint: Some(moto::shared().endpoint()),
-        })
-        .unwrap();
-    service
+    let server = TestServer::start(vec![user("alice", &["devs"])], "").await;
+    server
+        .service
         .store
         .create_connector(Connector {
             id: Uuid::new_v4(),
@@ -155,17 +56,9 @@ async fn boto3_and_the_cli_read_the_local_container_server() {
             bindings: vec![],
         })
         .unwrap();
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(service.clone(), ApiLimits::from(&config.server));
-    let task = tokio::spawn(serve(listener, None, state, async move {
-        let _ = stopped.await;
-    }));
-    let server_url = format!("http://{addr}");
-    let client = reqwest::Client::new();
+    let dir = &server.dir;
+    let server_url = server.url("");
+    let client = server.client.clone();
     let vends = || {
         let client = client.clone();
         let url = format!("{server_url}/metrics");
@@ -239,7 +132,7 @@ async fn boto3_and_the_cli_read_the_local_container_server() {
 
     let endpoint = moto::shared().endpoint();
     let out = run(
-        aws_command(dir.path(), &venv("python"))
+        server.aws_command(&venv("python"))
             .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)
             .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token)
             .arg("-c")
@@ -250,7 +143,8 @@ async fn boto3_and_the_cli_read_the_local_container_server() {
     assert!(out.contains(":assumed-role/deploy/alice"), "{out}");
 
     let out = run(
-        aws_command(dir.path(), &venv("aws"))
+        server
+            .aws_command(&venv("aws"))
             .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)
             .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token)
             .args([
@@ -330,7 +224,5 @@ async fn boto3_and_the_cli_read_the_local_container_server() {
     );
 
     drop(child);
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
-    service.shutdown().unwrap();
+    server.stop().await;
 }

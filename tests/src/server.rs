@@ -1,0 +1,182 @@
+//! A real idfed server for end-to-end tests: `idfed serve`'s service on 127.0.0.1 (a free port, plain
+//! HTTP), a static users file, and an account `main` whose STS is moto. Each test adds its connectors
+//! through `service.store`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use idfed::api::{ApiLimits, AppState, serve};
+use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
+use idfed::config::Config;
+use idfed::model::{AccountInput, AccountSourceInput};
+use idfed::secret::Secret;
+use idfed::service::Service;
+use idfed::store::Store;
+
+use crate::moto;
+
+/// Every test user's password.
+pub const PASSWORD: &str = "correct-horse-battery";
+/// The account's secret access key: tests look for it where it must never be.
+pub const ACCOUNT_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETzz";
+
+/// A user with [`PASSWORD`], active, in `groups`.
+pub fn user(name: &str, groups: &[&str]) -> UserEntry {
+    UserEntry {
+        name: name.into(),
+        display_name: None,
+        email: None,
+        active: true,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        password_hash: hash_password(&Secret::new(PASSWORD)).unwrap(),
+    }
+}
+
+/// A running server.
+pub struct TestServer {
+    /// The data directory, users file and whatever else the test writes.
+    pub dir: tempfile::TempDir,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The service behind it.
+    pub service: Arc<Service>,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with these users; `extra_config` is appended to its TOML (e.g. an `[auth]` section).
+    pub async fn start(users: Vec<UserEntry>, extra_config: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let users_file = dir.path().join("users.toml");
+        for entry in users {
+            add_user(&users_file, entry, false).unwrap();
+        }
+        let mut config = Config::parse(&format!(
+            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n{extra_config}",
+            dir.path().join("data"),
+            users_file
+        ))
+        .unwrap();
+        config.apply_env(|_| None).unwrap();
+        config.check().unwrap();
+        let service = Arc::new(Service::open(&config).unwrap());
+        service
+            .store
+            .put_account(AccountInput {
+                name: "main".into(),
+                description: String::new(),
+                source: AccountSourceInput::IamUser {
+                    access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                    secret_access_key: Some(Secret::new(ACCOUNT_SECRET)),
+                },
+                region: Some("us-east-1".into()),
+                sts_endpoint: Some(moto::shared().endpoint()),
+            })
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState::new(service.clone(), ApiLimits::from(&config.server));
+        let task = tokio::spawn(serve(listener, None, state, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            dir,
+            addr,
+            service,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Logs `user` in with [`PASSWORD`]; the session token.
+    pub async fn login(&self, user: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/v1/login"))
+            .json(&serde_json::json!({"username": user, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops serving after requests in flight, and flushes the service.
+    pub async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap().unwrap();
+        self.service.shutdown().unwrap();
+    }
+
+    /// An AWS tool with no AWS settings of the machine's: empty config files of the test's, the region set.
+    pub fn aws_command(&self, program: &Path) -> Command {
+        let config = self.dir.path().join("aws-config");
+        let credentials = self.dir.path().join("aws-credentials");
+        std::fs::write(&config, "").unwrap();
+        std::fs::write(&credentials, "").unwrap();
+        let mut command = Command::new(program);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("AWS_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("AWS_CONFIG_FILE", config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", credentials)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null());
+        command
+    }
+}
+
+/// A tool from the tests' `.venv` (`scripts/setup-test-env`): `aws`, `python`.
+pub fn venv(tool: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv/bin")
+        .join(tool)
+}
+
+/// Runs `command` (feeding `stdin`), asserts it succeeded, and returns its stdout.
+pub fn run(command: &mut Command, stdin: Option<&str>) -> String {
+    use std::io::Write;
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = command.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
