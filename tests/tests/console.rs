@@ -12,19 +12,13 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use idfed::api::{ApiLimits, AppState, serve};
 use idfed::audit::{AuditFilter, Outcome};
-use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
-use idfed::config::{Config, ConsoleConfig};
-use idfed::model::{AccountInput, AccountSourceInput, Connector, Principal};
-use idfed::secret::Secret;
-use idfed::service::Service;
+use idfed::config::ConsoleConfig;
+use idfed::model::{Connector, Principal};
 use idfed::store::Store;
-use idfed_tests::moto;
+use idfed_tests::server::{PASSWORD, TestServer, user};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-const PASSWORD: &str = "correct-horse-battery";
 
 /// What the stand-in federation endpoint saw, and whether it should fail.
 #[derive(Default)]
@@ -89,17 +83,6 @@ fn connector(name: &str, principal: Principal, groups: &[&str]) -> Connector {
     }
 }
 
-fn user(name: &str, groups: &[&str]) -> UserEntry {
-    UserEntry {
-        name: name.into(),
-        display_name: None,
-        email: None,
-        active: true,
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        password_hash: hash_password(&Secret::new(PASSWORD)).unwrap(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_sign_in_urls() {
     let (fed_addr, fed) = start_federation().await;
@@ -110,32 +93,9 @@ async fn console_sign_in_urls() {
         ..ConsoleConfig::default()
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users.toml");
-    add_user(&users, user("alice", &["devs"]), false).unwrap();
-    add_user(&users, user("bob", &["others"]), false).unwrap();
-    let mut config = Config::parse(&format!(
-        "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
-        dir.path().join("data"),
-        users
-    ))
-    .unwrap();
-    config.apply_env(|_| None).unwrap();
-    config.check().unwrap();
-    let service = Arc::new(Service::open(&config).unwrap());
-    service
-        .store
-        .put_account(AccountInput {
-            name: "main".into(),
-            description: String::new(),
-            source: AccountSourceInput::IamUser {
-                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_access_key: Some(Secret::new("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")),
-            },
-            region: Some("us-east-1".into()),
-            sts_endpoint: Some(moto::shared().endpoint()),
-        })
-        .unwrap();
+    let server =
+        TestServer::start(vec![user("alice", &["devs"]), user("bob", &["others"])], "").await;
+    let service = server.service.clone();
     let role = Principal::AssumedRole {
         role_arn: "arn:aws:iam::123456789012:role/deploy".into(),
         external_id: None,
@@ -151,17 +111,8 @@ async fn console_sign_in_urls() {
         .create_connector(connector("keys", Principal::IamUser, &["devs"]))
         .unwrap();
 
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(service.clone(), ApiLimits::from(&config.server));
-    let task = tokio::spawn(serve(listener, None, state, async move {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::new();
-    let url = |path: &str| format!("http://{addr}{path}");
+    let client = server.client.clone();
+    let url = |path: &str| server.url(path);
     let login = |name: &'static str| {
         let client = client.clone();
         let login_url = url("/api/v1/login");
@@ -310,7 +261,6 @@ async fn console_sign_in_urls() {
     // Nothing secret in the error.
     assert!(!body.to_string().contains("ASIA"), "{body}");
 
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
-    service.shutdown().unwrap();
+    drop(service);
+    server.stop().await;
 }
