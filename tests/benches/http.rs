@@ -8,7 +8,6 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use idfed::api::{ApiLimits, AppState, serve};
 use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
@@ -17,42 +16,9 @@ use idfed::model::{AccountInput, AccountSourceInput, BindingSpec, Connector, Pri
 use idfed::secret::Secret;
 use idfed::service::Service;
 use idfed::store::Store;
-use idfed::sts::{
-    AccountAccess, BoxFuture, CallerIdentity, CredentialIssuer, IssueRequest, IssuedCredentials,
-    StsError,
-};
 use idfed::vend::Vendor;
-use idfed_tests::fixtures;
+use idfed_tests::{InstantSts, fixtures};
 use uuid::Uuid;
-
-struct InstantSts;
-
-impl CredentialIssuer for InstantSts {
-    fn issue<'a>(
-        &'a self,
-        request: &'a IssueRequest,
-    ) -> BoxFuture<'a, Result<IssuedCredentials, StsError>> {
-        let duration = Duration::from_secs(request.duration_seconds.into());
-        Box::pin(async move {
-            Ok(IssuedCredentials {
-                access_key_id: "ASIABENCHMARKEXAMPLE".into(),
-                secret_access_key: Secret::new("benchmark-secret"),
-                session_token: Secret::new("benchmark-token"),
-                expiration: SystemTime::now() + duration,
-                principal_arn: None,
-                packed_policy_size: None,
-            })
-        })
-    }
-
-    fn caller_identity<'a>(
-        &'a self,
-        _: &'a AccountAccess,
-        _: &'a IssuedCredentials,
-    ) -> BoxFuture<'a, Result<CallerIdentity, StsError>> {
-        unimplemented!("not measured")
-    }
-}
 
 const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::data/*"]}]}"#;
 

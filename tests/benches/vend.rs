@@ -6,7 +6,7 @@
 //! plugin and with a chain of three, at 1 and at 64 concurrent callers. Asserts nothing about time.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use idfed::audit::AuditLog;
 use idfed::model::{
@@ -15,43 +15,9 @@ use idfed::model::{
 use idfed::plugins::{KvStore, PluginRuntime, RuntimeConfig};
 use idfed::secret::Secret;
 use idfed::store::{KeySource, SledStore, Store};
-use idfed::sts::{
-    AccountAccess, BoxFuture, CallerIdentity, CredentialIssuer, IssueRequest, IssuedCredentials,
-    StsError,
-};
 use idfed::vend::{VendOptions, Vendor};
-use idfed_tests::fixtures;
+use idfed_tests::{InstantSts, fixtures};
 use uuid::Uuid;
-
-/// An STS that answers at once, with fixed credentials.
-struct InstantSts;
-
-impl CredentialIssuer for InstantSts {
-    fn issue<'a>(
-        &'a self,
-        request: &'a IssueRequest,
-    ) -> BoxFuture<'a, Result<IssuedCredentials, StsError>> {
-        let duration = Duration::from_secs(request.duration_seconds.into());
-        Box::pin(async move {
-            Ok(IssuedCredentials {
-                access_key_id: "ASIABENCHMARKEXAMPLE".into(),
-                secret_access_key: Secret::new("benchmark-secret"),
-                session_token: Secret::new("benchmark-token"),
-                expiration: SystemTime::now() + duration,
-                principal_arn: None,
-                packed_policy_size: None,
-            })
-        })
-    }
-
-    fn caller_identity<'a>(
-        &'a self,
-        _: &'a AccountAccess,
-        _: &'a IssuedCredentials,
-    ) -> BoxFuture<'a, Result<CallerIdentity, StsError>> {
-        unimplemented!("not measured")
-    }
-}
 
 const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::data","arn:aws:s3:::data/*"]}]}"#;
 /// Vends measured per configuration, shared among the callers.
