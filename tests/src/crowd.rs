@@ -9,8 +9,12 @@
 //! - `POST /authentication?username=`, `GET /user?username=`, `GET /user/group/nested` and `/user/group/direct`
 //!   (`start-index`/`max-results` paging, `expand=group`), `POST /session?validate-password=`,
 //!   `POST|GET|DELETE /session/{token}`; reason-coded errors `{"reason": ..., "message": ...}`.
+//! - `GET /search?entity-type=group|user` (every group or user, sorted by name ignoring case, `start-index`/
+//!   `max-results` paging, `expand=group|user` for full entities; a missing or other entity type is 400
+//!   `ILLEGAL_ARGUMENT`). Of Crowd's CQL `restriction` it understands only `active=true` and `active=false` (anything
+//!   else is 400 `ILLEGAL_ARGUMENT`); the `POST /search` form with a restriction body is not served.
 //! - User and group names are case-insensitive, as in Crowd; entities keep the spelling they were created with.
-//! - Tests set it up and change it while it runs: users, groups, memberships (user→group, group→group, resolved
+//! - Tests set it up and change it while it runs: users, groups (active or not), memberships (user→group, group→group, resolved
 //!   transitively), SSO tokens, hanging (requests are read and never answered), going down (port closed,
 //!   connections dropped) and coming back, and a log of the requests it received.
 //!
@@ -131,6 +135,8 @@ pub struct RecordedRequest {
 struct Group {
     name: String,
     description: String,
+    /// Whether the group is active (what its entity's `active` says; search can filter on it).
+    active: bool,
     /// Lower-cased names of the users that are direct members.
     users: BTreeSet<String>,
     /// Lower-cased names of the groups that are direct members (nested groups).
@@ -170,6 +176,7 @@ impl Directory {
             .or_insert_with(|| Group {
                 name: name.to_owned(),
                 description: format!("{name} (test group)"),
+                active: true,
                 users: BTreeSet::new(),
                 groups: BTreeSet::new(),
             })
@@ -414,6 +421,22 @@ impl CrowdServer {
         }
     }
 
+    /// Activates or deactivates a group (created if missing). Memberships are unchanged: only what the group's
+    /// entity says (`active`) and what a search restricted on `active` finds.
+    pub fn set_group_active(&self, name: &str, active: bool) {
+        self.shared.lock().group_mut(name).active = active;
+    }
+
+    /// Every group's name as spelled at creation, in the order a search answers them (by name, ignoring case).
+    pub fn group_names(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .groups
+            .values()
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
     /// Removes a group and every membership of and in it.
     pub fn remove_group(&self, name: &str) {
         let key = name.to_lowercase();
@@ -559,6 +582,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{API_PATH}/user"), get(user))
         .route(&format!("{API_PATH}/user/group/nested"), get(nested_groups))
         .route(&format!("{API_PATH}/user/group/direct"), get(direct_groups))
+        .route(&format!("{API_PATH}/search"), get(search))
         .route(&format!("{API_PATH}/session"), post(create_session))
         .route(
             &format!("{API_PATH}/session/{{token}}"),
@@ -748,7 +772,7 @@ fn group_entity(api: &str, group: &Group, expand: bool) -> Value {
             "name": group.name,
             "description": group.description,
             "type": "GROUP",
-            "active": true,
+            "active": group.active,
             "attributes": {"link": link(format!("{api}/group/attribute?groupname={}", encode(&group.name)), "self")},
         })
     } else {
@@ -912,16 +936,9 @@ fn memberships(
     let Some(name) = param(&query, "username").filter(|n| !n.is_empty()) else {
         return illegal_argument("username must be specified");
     };
-    let Ok(start) = param(&query, "start-index").unwrap_or("0").parse::<usize>() else {
-        return illegal_argument("start-index must be a number of 0 or more");
-    };
-    let max = match param(&query, "max-results") {
-        None => DEFAULT_MAX_RESULTS,
-        Some(v) => match v.parse::<i64>() {
-            Ok(-1) => usize::MAX,
-            Ok(n) if n >= 0 => n as usize,
-            _ => return illegal_argument("max-results must be a number of -1 or more"),
-        },
+    let (start, max) = match paging(&query) {
+        Ok(paging) => paging,
+        Err(e) => return e.into_response(),
     };
     let d = shared.lock();
     if d.user(name).is_none() {
@@ -941,6 +958,111 @@ fn memberships(
         .map(|key| group_entity(&api, &d.groups[key], expand))
         .collect();
     json_response(StatusCode::OK, json!({"expand": "group", "groups": groups}))
+}
+
+/// `start-index` (default 0) and `max-results` (default [`DEFAULT_MAX_RESULTS`]; -1 for all).
+fn paging(query: &[(String, String)]) -> Result<(usize, usize), CrowdError> {
+    let Ok(start) = param(query, "start-index").unwrap_or("0").parse::<usize>() else {
+        return Err(CrowdError::bad_request(
+            "ILLEGAL_ARGUMENT",
+            "start-index must be a number of 0 or more".into(),
+        ));
+    };
+    let max = match param(query, "max-results") {
+        None => DEFAULT_MAX_RESULTS,
+        Some(v) => match v.parse::<i64>() {
+            Ok(-1) => usize::MAX,
+            Ok(n) if n >= 0 => n as usize,
+            _ => {
+                return Err(CrowdError::bad_request(
+                    "ILLEGAL_ARGUMENT",
+                    "max-results must be a number of -1 or more".into(),
+                ));
+            }
+        },
+    };
+    Ok((start, max))
+}
+
+/// The one CQL restriction this server understands: `active=true|false` (spaces and the value's case are free).
+/// `None` for no restriction.
+fn active_restriction(query: &[(String, String)]) -> Result<Option<bool>, CrowdError> {
+    let Some(restriction) = param(query, "restriction").map(str::trim) else {
+        return Ok(None);
+    };
+    if restriction.is_empty() {
+        return Ok(None);
+    }
+    let parsed = match restriction.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("active") => {
+            match value.trim().trim_matches('"').to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match parsed {
+        Some(active) => Ok(Some(active)),
+        None => Err(CrowdError::bad_request(
+            "ILLEGAL_ARGUMENT",
+            format!(
+                "this test server understands only the restrictions active=true and active=false, not {restriction:?}"
+            ),
+        )),
+    }
+}
+
+/// `GET /search?entity-type=group|user`: every group (or user), sorted by name ignoring case, paged.
+async fn search(State(shared): State<Arc<Shared>>, Query(query): QueryList) -> Response {
+    let entity_type = param(&query, "entity-type").unwrap_or("");
+    let groups = if entity_type.eq_ignore_ascii_case("group") {
+        true
+    } else if entity_type.eq_ignore_ascii_case("user") {
+        false
+    } else {
+        return illegal_argument("entity-type must be user or group");
+    };
+    let (start, max) = match paging(&query) {
+        Ok(paging) => paging,
+        Err(e) => return e.into_response(),
+    };
+    let active = match active_restriction(&query) {
+        Ok(active) => active,
+        Err(e) => return e.into_response(),
+    };
+    let d = shared.lock();
+    let api = shared.api_url();
+    if groups {
+        let expand = expands(&query, "group");
+        let found: Vec<Value> = d
+            .groups
+            .values()
+            .filter(|g| active.is_none_or(|a| g.active == a))
+            .skip(start)
+            .take(max)
+            .map(|g| group_entity(&api, g, expand))
+            .collect();
+        json_response(StatusCode::OK, json!({"expand": "group", "groups": found}))
+    } else {
+        let expand = expands(&query, "user");
+        let found: Vec<Value> = d
+            .users
+            .values()
+            .filter(|u| active.is_none_or(|a| u.active == a))
+            .skip(start)
+            .take(max)
+            .map(|u| {
+                if expand {
+                    user_entity(&api, u)
+                } else {
+                    user_reference(&api, u)
+                }
+            })
+            .collect();
+        json_response(StatusCode::OK, json!({"expand": "user", "users": found}))
+    }
 }
 
 async fn create_session(

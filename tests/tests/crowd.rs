@@ -546,3 +546,258 @@ async fn the_test_server_answers_as_the_notes_say() {
     .await
     .unwrap();
 }
+
+// ---- listing the directory's groups ----
+
+/// Every group of [`populated`], in the order Crowd answers (by name).
+const ALL_GROUPS: [&str; 7] = [
+    "dev",
+    "engineering",
+    "finance",
+    "oncall",
+    "ops",
+    "readers",
+    "staff",
+];
+
+fn search_requests(server: &CrowdServer) -> Vec<String> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path == "/search")
+        .map(|r| r.query.unwrap_or_default())
+        .collect()
+}
+
+fn group_search(start: usize, page: usize) -> String {
+    format!("entity-type=group&start-index={start}&max-results={page}&expand=group")
+}
+
+#[tokio::test]
+async fn listing_groups_pages_through_crowds_search_and_leaves_inactive_groups_out() {
+    let server = populated().await;
+    assert_eq!(server.group_names(), ALL_GROUPS);
+    let crowd = directory(&server);
+
+    // Seven groups, two a page: three full pages and a short one.
+    server.reset_requests();
+    assert_eq!(guarded(crowd.list_groups(1000)).await.unwrap(), ALL_GROUPS);
+    assert_eq!(
+        search_requests(&server),
+        [0, 2, 4, 6].map(|i| group_search(i, 2))
+    );
+    assert_eq!(server.request_count(), 4, "nothing but the search");
+
+    // An inactive group is left out; paging still counts it (Crowd sent it).
+    server.set_group_active("oncall", false);
+    server.reset_requests();
+    assert_eq!(
+        guarded(crowd.list_groups(1000)).await.unwrap(),
+        ["dev", "engineering", "finance", "ops", "readers", "staff"]
+    );
+    assert_eq!(search_requests(&server).len(), 4);
+
+    // Names as Crowd spells them, sorted ignoring case, whatever needs encoding.
+    server.add_group("AWS-Admins");
+    server.add_group("Zeta & co/ü");
+    let listed = guarded(crowd.list_groups(1000)).await.unwrap();
+    assert_eq!(
+        listed,
+        [
+            "AWS-Admins",
+            "dev",
+            "engineering",
+            "finance",
+            "ops",
+            "readers",
+            "staff",
+            "Zeta & co/ü"
+        ]
+    );
+
+    // A limit stops the paging: the first three Crowd answers (aws-admins, dev, engineering), two pages.
+    server.reset_requests();
+    assert_eq!(
+        guarded(crowd.list_groups(3)).await.unwrap(),
+        ["AWS-Admins", "dev", "engineering"]
+    );
+    assert_eq!(
+        search_requests(&server),
+        [group_search(0, 2), group_search(2, 2)]
+    );
+    server.reset_requests();
+    assert!(guarded(crowd.list_groups(0)).await.unwrap().is_empty());
+    assert_eq!(server.request_count(), 0);
+
+    // A page size that divides the count (nine groups, three a page): the last page comes back empty.
+    let mut three = config(&server.base_url(), APPLICATION_PASSWORD);
+    three.page_size = 3;
+    let crowd = CrowdDirectory::new(three).unwrap();
+    server.reset_requests();
+    assert_eq!(guarded(crowd.list_groups(1000)).await.unwrap(), listed);
+    assert_eq!(
+        search_requests(&server),
+        [0, 3, 6, 9].map(|i| group_search(i, 3))
+    );
+}
+
+#[tokio::test]
+async fn listing_more_groups_than_one_default_page() {
+    let server = CrowdServer::start().await;
+    let names: Vec<String> = (0..450).map(|i| format!("team-{i:04}")).collect();
+    for name in &names {
+        server.add_group(name);
+    }
+    // The default configuration: 200 a page.
+    let crowd = CrowdDirectory::new(CrowdConfig::new(
+        server.base_url(),
+        APPLICATION_NAME,
+        Secret::new(APPLICATION_PASSWORD),
+    ))
+    .unwrap();
+    assert_eq!(guarded(crowd.list_groups(10_000)).await.unwrap(), names);
+    assert_eq!(
+        search_requests(&server),
+        [0, 200, 400].map(|i| group_search(i, 200))
+    );
+    server.reset_requests();
+    assert_eq!(guarded(crowd.list_groups(201)).await.unwrap(), names[..201]);
+    assert_eq!(search_requests(&server).len(), 2);
+}
+
+#[tokio::test]
+async fn listing_groups_fails_closed_when_crowd_cannot_be_used() {
+    let server = populated().await;
+    let unavailable = |outcome: Result<Vec<String>, AuthError>| {
+        let e = outcome.unwrap_err();
+        assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
+        assert!(!format!("{e:?} {e}").contains("not-the-application-password"));
+    };
+
+    let wrong =
+        CrowdDirectory::new(config(&server.base_url(), "not-the-application-password")).unwrap();
+    unavailable(guarded(wrong.list_groups(100)).await);
+
+    let crowd = directory(&server);
+    server.refuse_application_address(true);
+    unavailable(guarded(crowd.list_groups(100)).await);
+    server.refuse_application_address(false);
+
+    let mut quick = config(&server.base_url(), APPLICATION_PASSWORD);
+    quick.timeout = Duration::from_millis(500);
+    let quick = CrowdDirectory::new(quick).unwrap();
+    server.set_hanging(true);
+    unavailable(guarded(quick.list_groups(100)).await);
+    server.set_hanging(false);
+
+    server.go_down().await;
+    unavailable(guarded(crowd.list_groups(100)).await);
+    server.come_back().await.unwrap();
+    assert_eq!(guarded(crowd.list_groups(100)).await.unwrap(), ALL_GROUPS);
+}
+
+#[tokio::test]
+async fn the_test_server_searches_as_crowd_does() {
+    let server = populated().await;
+    server.set_group_active("oncall", false);
+    let app = basic(APPLICATION_NAME, APPLICATION_PASSWORD);
+    let server = std::sync::Arc::new(server);
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || {
+        let server = &*s;
+        let get = |target: &str| {
+            let (status, head, body) = raw(server, &http("GET", target, &app, None));
+            let json = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default();
+            (status, head, body, json)
+        };
+        let names = |json: &serde_json::Value, list: &str| -> Vec<String> {
+            json[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+
+        // The application must authenticate, as everywhere.
+        let (status, _, body) = raw(
+            server,
+            &http(
+                "GET",
+                "/search?entity-type=group",
+                &basic(APPLICATION_NAME, "x"),
+                None,
+            ),
+        );
+        assert_eq!((status, body.as_str()), (401, APPLICATION_AUTH_FAILED));
+
+        // References by default (link and name), paged, sorted by name.
+        let (status, head, body, page) =
+            get("/search?entity-type=group&start-index=1&max-results=3");
+        assert_eq!(status, 200, "{body}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert_eq!(page["expand"], "group");
+        assert_eq!(names(&page, "groups"), ALL_GROUPS[1..4]);
+        let first = page["groups"][0].as_object().unwrap();
+        assert_eq!(
+            first.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["link", "name"]
+        );
+        assert_eq!(first["link"]["rel"], "self");
+        assert!(
+            first["link"]["href"]
+                .as_str()
+                .unwrap()
+                .ends_with("/rest/usermanagement/1/group?groupname=engineering"),
+            "{body}"
+        );
+
+        // Full entities with expand=group, saying which groups are active; without paging, all of them
+        // (Crowd's default page is larger than this directory).
+        let (status, _, body, all) = get("/search?entity-type=GROUP&expand=group");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(names(&all, "groups"), ALL_GROUPS);
+        let oncall = &all["groups"][3];
+        assert_eq!(oncall["name"], "oncall");
+        assert_eq!(oncall["active"], false);
+        assert_eq!(oncall["type"], "GROUP");
+        assert_eq!(all["groups"][0]["active"], true);
+        assert!(all["groups"][0]["description"].is_string());
+
+        // The one CQL restriction understood: active.
+        let (_, _, _, active) = get("/search?entity-type=group&restriction=active%3Dtrue");
+        assert_eq!(names(&active, "groups").len(), 6);
+        let (_, _, _, inactive) = get("/search?entity-type=group&restriction=active%20%3D%20false");
+        assert_eq!(names(&inactive, "groups"), ["oncall"]);
+        let (status, _, body, _) = get("/search?entity-type=group&restriction=name%3D%22dev%2A%22");
+        assert_eq!(status, 400);
+        assert!(body.contains("ILLEGAL_ARGUMENT"), "{body}");
+
+        // Past the end: an empty page. Users too.
+        let (status, _, _, past) = get("/search?entity-type=group&start-index=7&max-results=2");
+        assert_eq!(status, 200);
+        assert_eq!(names(&past, "groups"), Vec::<String>::new());
+        let (status, _, _, users) = get("/search?entity-type=user&max-results=2");
+        assert_eq!(status, 200);
+        assert_eq!(users["expand"], "user");
+        assert_eq!(names(&users, "users"), ["alice", "bob"]);
+        let (_, _, _, users) =
+            get("/search?entity-type=user&expand=user&restriction=active%3Dfalse");
+        assert_eq!(names(&users, "users"), ["bob"]);
+        assert_eq!(users["users"][0]["active"], false);
+
+        // What Crowd refuses.
+        for target in [
+            "/search",
+            "/search?entity-type=role",
+            "/search?entity-type=group&max-results=x",
+            "/search?entity-type=group&start-index=-1",
+        ] {
+            let (status, _, body, error) = get(target);
+            assert_eq!(status, 400, "{target}: {body}");
+            assert_eq!(error["reason"], "ILLEGAL_ARGUMENT", "{target}: {body}");
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -134,6 +134,28 @@ impl Authenticator {
         self.directory.kind()
     }
 
+    /// The groups whose members are administrators, as configured (compared case-insensitively).
+    pub fn admin_groups(&self) -> &[String] {
+        &self.config.admin_groups
+    }
+
+    /// Every group the directory has, at most `limit`, sorted (see [`Directory::list_groups`]): for an
+    /// administrator picking a connector's groups, never for authorization. Asks the directory each time
+    /// (nothing cached). `Unsupported` when the directory cannot list its groups.
+    pub async fn list_groups(&self, limit: usize) -> Result<Vec<String>, AuthError> {
+        match self.directory.list_groups(limit).await {
+            Ok(mut groups) => {
+                groups.truncate(limit);
+                Ok(groups)
+            }
+            Err(AuthError::Unavailable(detail)) => {
+                tracing::warn!(directory = self.directory.kind(), %detail, "directory unavailable for listing groups");
+                Err(AuthError::Unavailable(detail))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
     /// The sessions (for administration: listing, ending a user's).
     pub fn sessions(&self) -> &SessionStore {
         &self.sessions
@@ -450,6 +472,10 @@ mod tests {
         slow: AtomicBool,
         auth_calls: AtomicUsize,
         group_calls: AtomicUsize,
+        /// The `limit`s `list_groups` was called with.
+        list_limits: Mutex<Vec<usize>>,
+        /// Makes `list_groups` answer `Unsupported`, as a directory without a listing does.
+        cannot_list: AtomicBool,
     }
 
     impl TestDirectory {
@@ -553,6 +579,29 @@ mod tests {
                     .ok_or(AuthError::InvalidSession)
             })
         }
+
+        /// Every user's groups (inactive users' too), sorted, ignoring `limit` (the authenticator enforces it).
+        fn list_groups<'a>(
+            &'a self,
+            limit: usize,
+        ) -> BoxFuture<'a, Result<Vec<String>, AuthError>> {
+            Box::pin(async move {
+                self.list_limits.lock().unwrap().push(limit);
+                if self.cannot_list.load(Ordering::SeqCst) {
+                    return Err(AuthError::Unsupported);
+                }
+                self.check()?;
+                let mut groups: Vec<String> = self
+                    .users
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .flat_map(|u| u.groups.clone())
+                    .collect();
+                crate::auth::sort_group_names(&mut groups);
+                Ok(groups)
+            })
+        }
     }
 
     struct Fixture {
@@ -642,6 +691,48 @@ mod tests {
             .unwrap();
         assert!(user(&root).2, "bootstrap administrator without groups");
         assert!(!f.auth.is_admin("Root", &[]), "bootstrap names are exact");
+    }
+
+    #[test]
+    fn admin_groups_are_those_configured() {
+        let f = fixture(config());
+        assert_eq!(f.auth.admin_groups(), ["idfed-admins"]);
+        let f = fixture(AuthConfig::default());
+        assert!(f.auth.admin_groups().is_empty());
+    }
+
+    #[tokio::test]
+    async fn listing_groups_asks_the_directory_each_time_and_keeps_to_the_limit() {
+        let f = fixture(config());
+        // alice: dev, Idfed-Admins; bob: dev; root: none.
+        assert_eq!(
+            f.auth.list_groups(100).await.unwrap(),
+            ["dev", "Idfed-Admins"]
+        );
+        f.directory.set_user("carol", "carol-pw", &["audit"], false);
+        assert_eq!(
+            f.auth.list_groups(100).await.unwrap(),
+            ["audit", "dev", "Idfed-Admins"]
+        );
+        // The directory here ignores the limit: the authenticator keeps to it all the same.
+        assert_eq!(f.auth.list_groups(2).await.unwrap(), ["audit", "dev"]);
+        assert!(f.auth.list_groups(0).await.unwrap().is_empty());
+        assert_eq!(*f.directory.list_limits.lock().unwrap(), [100, 100, 2, 0]);
+
+        f.directory.unavailable.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            f.auth.list_groups(10).await,
+            Err(AuthError::Unavailable(_))
+        ));
+        f.directory.unavailable.store(false, Ordering::SeqCst);
+        f.directory.cannot_list.store(true, Ordering::SeqCst);
+        assert_eq!(f.auth.list_groups(10).await, Err(AuthError::Unsupported));
+        // Listing is not a login: nothing counted, nothing cached.
+        assert_eq!(f.auth.lockout.len(), 0);
+        assert_eq!(
+            (f.directory.auth_calls(), f.directory.group_calls()),
+            (0, 0)
+        );
     }
 
     #[tokio::test]

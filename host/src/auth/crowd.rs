@@ -12,6 +12,10 @@
 //! - SSO tokens: `POST /session/{token}` with the validation factors (the token is *validated*, not just read), then
 //!   `GET /session/{token}?expand=user`, then the nested groups. An unknown, expired or mismatched token is
 //!   [`AuthError::InvalidSession`].
+//! - Listing the directory's groups (for pickers): `GET /search?entity-type=group&expand=group`, paged with
+//!   `start-index`/`max-results` (the configured page size) until a short page or the caller's limit; groups whose
+//!   entity says `"active": false` are left out. Any refusal, and a full page with nothing new (a server that does
+//!   not page), is [`AuthError::Unavailable`], logged.
 //! - It fails closed: 401 (idfed's application credentials refused), 403 (this host's address refused), redirects,
 //!   5xx, timeouts, connection errors, answers that are too large or do not parse, and any refusal it does not know are
 //!   [`AuthError::Unavailable`], with the operator's details logged. Nothing but a 2xx with a well-formed user entity
@@ -27,7 +31,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{AuthError, Directory, Person};
+use super::{AuthError, Directory, Person, sort_group_names};
 use crate::secret::Secret;
 use crate::sts::BoxFuture;
 
@@ -37,6 +41,8 @@ pub const API_PATH: &str = "/rest/usermanagement/1";
 const MAX_BODY_BYTES: usize = 4 << 20;
 /// The most groups one person may have (a guard against a server that never sends a short page).
 const MAX_GROUPS: usize = 100_000;
+/// The most entries read when listing every group (a guard against a server that never sends a short page).
+const MAX_LISTED_GROUPS: usize = 100_000;
 /// The longest piece of a Crowd message kept for the log.
 const MAX_LOGGED_CHARS: usize = 300;
 
@@ -76,7 +82,8 @@ pub struct CrowdConfig {
     pub connect_timeout: Duration,
     /// A CA certificate (or several) in PEM, trusted in addition to the platform's roots.
     pub ca_certificate_pem: Option<String>,
-    /// How many groups to ask for per page. Default 200.
+    /// How many groups to ask for per page (a user's groups, and the directory's groups when listing them).
+    /// Default 200.
     pub page_size: u32,
 }
 
@@ -375,6 +382,80 @@ impl CrowdDirectory {
         }
     }
 
+    /// Every active group Crowd lets idfed's application see, at most `limit`, sorted: `GET /search?entity-type=group`
+    /// with `expand=group` (so each entity says whether it is active), page by page until a short page or `limit`.
+    async fn list_groups_inner(&self, limit: usize) -> Result<Vec<String>, AuthError> {
+        const OP: &str = "list groups";
+        let page_size = self.page_size as usize;
+        let max_results = self.page_size.to_string();
+        let mut groups = Vec::new();
+        let mut seen = HashSet::new();
+        let mut start = 0usize;
+        while groups.len() < limit {
+            let start_index = start.to_string();
+            let answer = self
+                .call(
+                    OP,
+                    self.request(
+                        Method::GET,
+                        "search",
+                        &[
+                            ("entity-type", "group"),
+                            ("start-index", &start_index),
+                            ("max-results", &max_results),
+                            ("expand", "group"),
+                        ],
+                    ),
+                )
+                .await?;
+            let page: GroupsEntity = match answer {
+                Answer::Success(body) => parse(OP, &body)?,
+                Answer::Refused { status, error } => {
+                    return Err(unexpected(OP, status, error.as_ref()));
+                }
+            };
+            let count = page.groups.len();
+            let mut fresh = 0;
+            for group in page.groups {
+                // Crowd's group names are case-insensitive: one group, however a page spells it.
+                if seen.insert(group.name.to_lowercase()) {
+                    fresh += 1;
+                    if group.active != Some(false) {
+                        groups.push(group.name);
+                    }
+                }
+            }
+            if count < page_size {
+                break;
+            }
+            if fresh == 0 {
+                tracing::error!(
+                    directory = "crowd",
+                    op = OP,
+                    start_index = start,
+                    "Crowd sent a full page of groups it had sent before: it does not page its search"
+                );
+                return Err(AuthError::Unavailable(
+                    "Crowd's answer could not be understood".into(),
+                ));
+            }
+            start += count;
+            if start >= MAX_LISTED_GROUPS {
+                tracing::warn!(
+                    directory = "crowd",
+                    op = OP,
+                    limit = MAX_LISTED_GROUPS,
+                    "Crowd keeps sending groups: listing only those read so far"
+                );
+                break;
+            }
+        }
+        groups.truncate(limit);
+        sort_group_names(&mut groups);
+        tracing::debug!(directory = "crowd", groups = groups.len(), "groups listed");
+        Ok(groups)
+    }
+
     /// One step of SSO token validation: `InvalidSession` when Crowd says the token is not valid.
     async fn session_call(
         &self,
@@ -503,6 +584,10 @@ impl Directory for CrowdDirectory {
         remote_address: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Person, AuthError>> {
         Box::pin(self.validate_sso_token_inner(token, remote_address))
+    }
+
+    fn list_groups<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Vec<String>, AuthError>> {
+        Box::pin(self.list_groups_inner(limit))
     }
 }
 
@@ -756,9 +841,12 @@ struct GroupsEntity {
     groups: Vec<GroupEntity>,
 }
 
+/// A group: a reference (`link`, `name`), or with `expand=group` the full entity, which says whether it is active.
 #[derive(Debug, Deserialize)]
 struct GroupEntity {
     name: String,
+    #[serde(default)]
+    active: Option<bool>,
 }
 
 /// A session: `{"token": ..., "user": {...}, ...}`; the user is a full entity when expanded.
@@ -1296,6 +1384,136 @@ P0ezFUEXvz0RFjUf
                 "{shown}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn listing_groups_pages_through_search_skips_inactive_groups_and_sorts() {
+        let page = |groups: &str| {
+            (
+                200,
+                "application/json",
+                format!(r#"{{"expand":"group","groups":[{groups}]}}"#),
+            )
+        };
+        let (base, server) = canned_server(vec![
+            // Two a page: full, full (with a name already seen, spelled otherwise), short.
+            page(
+                r#"{"link":{"href":"x","rel":"self"},"name":"dev","description":"","type":"GROUP","active":true},
+                   {"name":"Ops","type":"GROUP","active":false}"#,
+            ),
+            page(r#"{"name":"alpha"},{"name":"DEV","active":true}"#),
+            page(r#"{"name":"Zeta","active":true}"#),
+            // limit 1: one full page is enough.
+            page(r#"{"name":"b"},{"name":"a"}"#),
+            // Refusals and nonsense.
+            (
+                403,
+                "application/json",
+                r#"{"reason":"APPLICATION_PERMISSION_DENIED","message":"no"}"#.into(),
+            ),
+            (
+                401,
+                "text/plain",
+                "Application failed to authenticate".into(),
+            ),
+            (200, "application/xml", "<groups/>".into()),
+            // A server that ignores start-index: the same full page again.
+            page(r#"{"name":"a"},{"name":"b","active":false}"#),
+            page(r#"{"name":"B"},{"name":"a"}"#),
+        ]);
+        let (log, _guard) = Log::capture();
+        let mut config = CrowdConfig::new(&base, "idfed", Secret::new(APP_PASSWORD));
+        config.page_size = 2;
+        let directory = CrowdDirectory::new(config).unwrap();
+        assert_eq!(
+            directory.list_groups(100).await.unwrap(),
+            ["alpha", "dev", "Zeta"]
+        );
+        assert_eq!(directory.list_groups(1).await.unwrap(), ["b"]);
+        let unavailable = |m: &str| Err(AuthError::Unavailable(m.into()));
+        assert_eq!(
+            directory.list_groups(100).await,
+            unavailable("Crowd refused the request (APPLICATION_PERMISSION_DENIED)")
+        );
+        assert_eq!(
+            directory.list_groups(100).await,
+            unavailable("Crowd refused idfed's application credentials")
+        );
+        assert_eq!(
+            directory.list_groups(100).await,
+            unavailable("Crowd's answer could not be understood")
+        );
+        assert_eq!(
+            directory.list_groups(100).await,
+            unavailable("Crowd's answer could not be understood")
+        );
+
+        let requests = server.join().unwrap();
+        let lines: Vec<&str> = requests
+            .iter()
+            .map(|r| r.split("\r\n").next().unwrap())
+            .collect();
+        let search = |start: usize| {
+            format!(
+                "GET /rest/usermanagement/1/search?entity-type=group&start-index={start}&max-results=2&expand=group HTTP/1.1"
+            )
+        };
+        assert_eq!(
+            lines,
+            [
+                search(0),
+                search(2),
+                search(4),
+                search(0),
+                search(0),
+                search(0),
+                search(0),
+                search(0),
+                search(2),
+            ]
+        );
+        for request in &requests {
+            let lower = request.to_lowercase();
+            assert!(
+                lower.contains("\r\naccept: application/json\r\n"),
+                "{request}"
+            );
+            assert!(lower.contains("\r\nauthorization: basic "), "{request}");
+        }
+        let log = log.text();
+        assert!(!log.contains(APP_PASSWORD), "{log}");
+        assert!(log.contains("list groups"), "{log}");
+    }
+
+    #[tokio::test]
+    async fn listing_no_groups_asks_crowd_nothing() {
+        // Port 9 on loopback: nothing listens; asking would be Unavailable.
+        let directory = CrowdDirectory::new(CrowdConfig::new(
+            "http://127.0.0.1:9",
+            "idfed",
+            Secret::new("pw"),
+        ))
+        .unwrap();
+        assert_eq!(directory.list_groups(0).await, Ok(Vec::new()));
+        assert!(matches!(
+            directory.list_groups(1).await,
+            Err(AuthError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn group_entities_may_say_whether_they_are_active() {
+        let g: GroupsEntity = parse(
+            "t",
+            br#"{"expand":"group","groups":[{"name":"a","active":false,"type":"GROUP"},{"name":"b","active":true},{"name":"c"}]}"#,
+        )
+        .unwrap();
+        let seen: Vec<_> = g
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.active))
+            .collect();
+        assert_eq!(seen, [("a", Some(false)), ("b", Some(true)), ("c", None)]);
     }
 
     #[tokio::test]

@@ -93,4 +93,64 @@ pub trait Directory: Send + Sync {
         let _ = (token, remote_address);
         Box::pin(async { Err(AuthError::Unsupported) })
     }
+
+    /// Every group the directory has, for pickers (an administrator choosing a connector's groups), never for
+    /// authorization: at most `limit` names, without duplicates, in [`sort_group_names`]'s order. When the
+    /// directory has more than `limit`, which ones are kept is the directory's choice. `Unsupported` when the
+    /// directory cannot list its groups.
+    fn list_groups<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Vec<String>, AuthError>> {
+        let _ = limit;
+        Box::pin(async { Err(AuthError::Unsupported) })
+    }
+}
+
+/// Sorts group names for people: ignoring case first, then as written (so `Dev` comes before `dev`, and both
+/// between `alpha` and `Zeta`), and drops exact duplicates.
+pub fn sort_group_names(groups: &mut Vec<String>) {
+    groups.sort_by(|a, b| {
+        a.to_lowercase()
+            .cmp(&b.to_lowercase())
+            .then_with(|| a.cmp(b))
+    });
+    groups.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names_sort_ignoring_case_then_as_written_without_duplicates() {
+        let mut groups: Vec<String> = ["Zeta", "dev", "alpha", "Dev", "dev", "beta-2", "Beta-1"]
+            .map(String::from)
+            .to_vec();
+        sort_group_names(&mut groups);
+        assert_eq!(groups, ["alpha", "Beta-1", "beta-2", "Dev", "dev", "Zeta"]);
+    }
+
+    struct Bare;
+
+    impl Directory for Bare {
+        fn kind(&self) -> &'static str {
+            "bare"
+        }
+
+        fn authenticate<'a>(
+            &'a self,
+            _user: &'a str,
+            _password: &'a Secret,
+        ) -> BoxFuture<'a, Result<Person, AuthError>> {
+            Box::pin(async { Err(AuthError::InvalidCredentials) })
+        }
+
+        fn groups<'a>(&'a self, _user: &'a str) -> BoxFuture<'a, Result<Vec<String>, AuthError>> {
+            Box::pin(async { Err(AuthError::InvalidCredentials) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_cannot_list_its_groups_says_so() {
+        assert_eq!(Bare.list_groups(10).await, Err(AuthError::Unsupported));
+        assert_eq!(AuthError::Unsupported.code(), "unsupported");
+    }
 }

@@ -27,6 +27,8 @@
 //! changed. A file that no longer loads is reported in the log and the users loaded before are kept.
 //! [`StaticDirectory::reload`] reloads at once.
 //!
+//! [`Directory::list_groups`] names every group any user of the file lists (inactive users included), sorted.
+//!
 //! Authentication takes the same time, and gives the same [`AuthError::InvalidCredentials`], for an unknown
 //! user (checked against a fixed dummy hash), a wrong password and an inactive account. Hashes are checked
 //! on tokio's blocking pool, at most as many at once as the machine has cores. Neither passwords nor hashes
@@ -43,7 +45,7 @@ use argon2::{ARGON2ID_IDENT, Argon2, Params, PasswordHash, PasswordHasher, Passw
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::{AuthError, Directory, Person};
+use super::{AuthError, Directory, Person, sort_group_names};
 use crate::secret::Secret;
 use crate::sts::BoxFuture;
 
@@ -611,6 +613,23 @@ impl Directory for StaticDirectory {
             }
         })
     }
+
+    /// Every group some user of the file (active or not) lists: the file's groups are flat, so there are no
+    /// other groups to name. Duplicates are dropped as written (`Dev` and `dev` are two entries).
+    fn list_groups<'a>(&'a self, limit: usize) -> BoxFuture<'a, Result<Vec<String>, AuthError>> {
+        Box::pin(async move {
+            let users = self.current();
+            let mut groups: Vec<String> = users
+                .values()
+                .flat_map(|user| user.groups.iter().cloned())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            sort_group_names(&mut groups);
+            groups.truncate(limit);
+            Ok(groups)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -736,6 +755,42 @@ mod tests {
             directory.validate_sso_token(&token, None).await,
             Err(AuthError::Unsupported)
         );
+    }
+
+    #[tokio::test]
+    async fn lists_every_group_of_the_file_sorted_without_duplicates_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        // alice: developers, Aws-Admins; bob (inactive): ops, developers; carol: aws-admins, Zeta; dave: none.
+        let mut bob = entry("bob", "bob-password");
+        bob.active = false;
+        bob.groups = vec!["ops".into(), "developers".into()];
+        let mut carol = entry("carol", "carol-password");
+        carol.groups = vec!["aws-admins".into(), "Zeta".into()];
+        let mut dave = entry("dave", "dave-password");
+        dave.groups.clear();
+        let path = write(
+            dir.path(),
+            &file_of(&[entry("alice", "alice-password"), bob, carol, dave]),
+        );
+        let directory = StaticDirectory::load(&path)
+            .unwrap()
+            .with_reload_interval(None);
+        let all = ["Aws-Admins", "aws-admins", "developers", "ops", "Zeta"];
+        assert_eq!(directory.list_groups(100).await.unwrap(), all);
+        assert_eq!(directory.list_groups(5).await.unwrap(), all);
+        assert_eq!(directory.list_groups(3).await.unwrap(), all[..3]);
+        assert!(directory.list_groups(0).await.unwrap().is_empty());
+
+        // A reloaded file is listed as it is now; a file of nobody has no groups.
+        fs::write(&path, file_of(&[entry("erin", "erin-password")])).unwrap();
+        directory.reload().unwrap();
+        assert_eq!(
+            directory.list_groups(100).await.unwrap(),
+            ["Aws-Admins", "developers"]
+        );
+        fs::write(&path, "").unwrap();
+        directory.reload().unwrap();
+        assert!(directory.list_groups(100).await.unwrap().is_empty());
     }
 
     #[tokio::test]
