@@ -1559,7 +1559,8 @@ async fn serve(path: &Path) -> Result<ExitCode, Failure> {
     eprintln!("idfed listening on {scheme}://{listen}");
     tracing::info!(%listen, scheme, "serving");
     let state =
-        crate::api::AppState::new(service.clone(), crate::api::ApiLimits::from(&config.server));
+        crate::api::AppState::new(service.clone(), crate::api::ApiLimits::from(&config.server))
+            .with_web(config.web.clone());
     let served = crate::api::serve(listener, tls, state, crate::api::shutdown_signal()).await;
     let flushed = service.shutdown();
     served.map_err(|e| Failure(format!("server: {e}")))?;

@@ -68,6 +68,29 @@ pub struct Config {
     /// `[console]`: AWS console sign-in URLs.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// `[web]`: the web UI.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// `[web]`: the web UI served at `/`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve the web UI (default true). The API is served either way.
+    pub enabled: bool,
+    /// The directory's SSO cookie: with Crowd, a browser that brings a valid one is logged in without a
+    /// password (default `crowd.token_key`, Crowd's own; an empty name turns SSO off).
+    pub sso_cookie: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            sso_cookie: "crowd.token_key".into(),
+        }
+    }
 }
 
 /// `[console]`: how console sign-in URLs are made (`POST /api/v1/connectors/{id}/console-url`).

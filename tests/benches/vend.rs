@@ -111,7 +111,9 @@ fn main() {
     };
     let bind = |path: &str, config: &str| BindingSpec {
         id: Uuid::new_v4().to_string(),
-        plugin: store.put_plugin(&std::fs::read(path).unwrap()).unwrap(),
+        plugin: store
+            .put_plugin(&std::fs::read(path).unwrap(), None)
+            .unwrap(),
         config: config.into(),
         limits: None,
     };

@@ -83,7 +83,8 @@ impl TestServer {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(service.clone(), ApiLimits::from(&config.server));
+        let state = AppState::new(service.clone(), ApiLimits::from(&config.server))
+            .with_web(config.web.clone());
         let task = tokio::spawn(serve(listener, None, state, async move {
             let _ = stopped.await;
         }));

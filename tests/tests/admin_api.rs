@@ -642,3 +642,137 @@ async fn policy_examples_are_valid_session_policies() {
         assert!(text.contains(wanted), "{wanted}");
     }
 }
+
+fn named_upload(token: &str, name: &str, bytes: Vec<u8>) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/admin/plugins?name={name}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/wasm")
+        .body(Body::from(bytes))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn plugins_have_names_groups_are_listed_and_the_audit_filters_by_plugin() {
+    use idfed::audit::{AuditEvent, Outcome};
+    let f = Fixture::new();
+    let root = f.login("root").await;
+    let alice = f.login("alice").await;
+
+    // The directory's groups, for pickers: administrators only.
+    let (s, b) = f
+        .call("GET", "/api/v1/admin/groups", &root, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["groups"], json!(["devs", "idfed-admins"]));
+    assert_eq!(b["admin_groups"], json!(["idfed-admins"]));
+    assert_eq!(b["truncated"], false);
+    let (s, b) = f
+        .call("GET", "/api/v1/admin/groups", &alice, Value::Null)
+        .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "admin_only");
+
+    // A plugin's uploads of one name are its versions; a re-upload may rename; bad names are refused.
+    let cap = std::fs::read(fixtures::DURATION_CAP).unwrap();
+    let guard = std::fs::read(fixtures::POLICY_GUARD).unwrap();
+    let (s, b) = f.send(named_upload(&root, "limits", cap.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["name"], "limits");
+    let cap_digest = b["digest"].as_str().unwrap().to_owned();
+    let (s, b) = f.send(named_upload(&root, "duration-cap", cap)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = f.send(named_upload(&root, "bad/name", guard.clone())).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
+    let (s, b) = f.send(upload(&root, guard)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let guard_digest = b["digest"].as_str().unwrap().to_owned();
+    let (_, b) = f
+        .call("GET", "/api/v1/admin/plugins", &root, Value::Null)
+        .await;
+    let name_of = |digest: &str| {
+        b["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["digest"] == digest)
+            .map(|p| p["name"].clone())
+            .unwrap()
+    };
+    assert_eq!(name_of(&cap_digest), "duration-cap");
+    assert_eq!(name_of(&guard_digest), Value::Null);
+
+    // Denials and faults by plugin: those of its bindings only.
+    let (s, b) = f
+        .call("PUT", "/api/v1/admin/accounts/main", &root, account())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = f
+        .call(
+            "POST",
+            "/api/v1/admin/connectors",
+            &root,
+            json!({"name": "dev", "account": "main", "groups": ["devs"], "principal": {"type": "assumed-role", "role_arn": "arn:aws:iam::123456789012:role/dev"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = f
+        .call(
+            "POST",
+            "/api/v1/admin/connectors/dev/bindings",
+            &root,
+            json!({"plugin": cap_digest, "config": {}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let binding = b["id"].as_str().unwrap().to_owned();
+    for (binding, outcome, reason) in [
+        (binding.as_str(), Outcome::PluginDenied, "too long"),
+        ("another-binding", Outcome::PluginDenied, "not this one"),
+        (binding.as_str(), Outcome::PluginFault, "trapped"),
+    ] {
+        f.state
+            .service
+            .audit
+            .append(AuditEvent {
+                request_id: "r".into(),
+                action: "vend".into(),
+                caller: Some("alice".into()),
+                connector: Some("dev".into()),
+                outcome,
+                binding: Some(binding.into()),
+                reason: Some(reason.into()),
+                ..AuditEvent::default()
+            })
+            .unwrap();
+    }
+    let (s, b) = f
+        .call(
+            "GET",
+            &format!("/api/v1/admin/audit?plugin={cap_digest}"),
+            &root,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let reasons: Vec<&str> = b["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["trapped", "too long"]);
+    let (_, b) = f
+        .call(
+            "GET",
+            &format!("/api/v1/admin/audit?plugin={guard_digest}"),
+            &root,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(b["records"], json!([]));
+    let (s, b) = f
+        .call("GET", "/api/v1/admin/audit?plugin=nope", &root, Value::Null)
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
+}

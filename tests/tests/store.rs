@@ -387,10 +387,10 @@ fn plugin_files_are_named_only_by_digest() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path(), env_source().0).unwrap();
     let wasm = b"\0asm\x0d\x00\x01\x00 a component".to_vec();
-    let digest = store.put_plugin(&wasm).unwrap();
+    let digest = store.put_plugin(&wasm, None).unwrap();
     assert_eq!(digest.len(), 64);
     assert!(dir.path().join(format!("plugins/{digest}.wasm")).is_file());
-    assert_eq!(store.put_plugin(&wasm).unwrap(), digest, "idempotent");
+    assert_eq!(store.put_plugin(&wasm, None).unwrap(), digest, "idempotent");
     assert_eq!(store.get_plugin(&digest).unwrap().unwrap(), wasm);
     let listed = store.list_plugins().unwrap();
     assert_eq!(listed.len(), 1);

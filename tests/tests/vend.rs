@@ -147,7 +147,7 @@ impl Harness {
     fn bind(&self, connector: &Connector, plugin: &str, config: &str) -> Connector {
         let digest = self
             .store
-            .put_plugin(&std::fs::read(plugin).unwrap())
+            .put_plugin(&std::fs::read(plugin).unwrap(), None)
             .unwrap();
         let mut updated = connector.clone();
         updated.bindings.push(BindingSpec {

@@ -37,6 +37,9 @@ pub enum ApiError {
     ConnectorNotFound(String),
     /// The caller may not use this connector (403).
     Forbidden(String),
+    /// A browser request authenticated by the session cookie without proof that idfed's own page sent it
+    /// (no or a wrong `X-CSRF-Token`, or another site's request) (403).
+    CsrfFailed(&'static str),
     /// No such route (404).
     NotFound,
     /// idfed itself failed (500): the detail is logged, not shown.
@@ -212,6 +215,7 @@ impl ApiError {
                 message: format!("you may not use connector {name:?}"),
                 retry_after: None,
             },
+            ApiError::CsrfFailed(why) => simple(StatusCode::FORBIDDEN, "csrf_failed", why),
             ApiError::NotFound => simple(StatusCode::NOT_FOUND, "not_found", "no such resource"),
             ApiError::Internal(_) => simple(
                 StatusCode::INTERNAL_SERVER_ERROR,

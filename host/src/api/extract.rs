@@ -20,7 +20,8 @@ pub const SESSION_PREFIX: &str = "idfs_";
 /// The prefix of system-scope API keys.
 pub const API_KEY_PREFIX: &str = "idfed_";
 
-/// The caller, authenticated by a session token, an API key (both `Bearer`) or HTTP Basic.
+/// The caller, authenticated by a session token, an API key (both `Bearer`), HTTP Basic, or (without an
+/// `Authorization` header) the web UI's session cookie.
 #[derive(Debug)]
 pub struct Authenticated {
     /// Who, from where.
@@ -78,10 +79,17 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::MissingCredentials)?
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            // A browser: the session cookie set by `POST /api/v1/web/session`, with CSRF checks.
+            let (token, identity) = super::web_session::authenticate_cookie(parts, state)
+                .await?
+                .ok_or(ApiError::MissingCredentials)?;
+            return Ok(Authenticated {
+                caller: caller(parts, identity),
+                session_token: Some(token),
+            });
+        };
+        let value = value
             .to_str()
             .map_err(|_| ApiError::InvalidRequest("the Authorization header is not ASCII".into()))?
             .trim();

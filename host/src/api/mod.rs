@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod openapi;
 mod server;
 mod session;
+pub mod web;
+pub mod web_session;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,7 +41,7 @@ pub use extract::{API_KEY_PREFIX, Authenticated, SESSION_PREFIX};
 pub use metrics::Metrics;
 pub use server::{load_tls, serve, shutdown_signal};
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, WebConfig};
 use crate::model::Caller;
 use crate::service::Service;
 use crate::store::Store;
@@ -82,6 +84,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The limits.
     pub limits: ApiLimits,
+    /// The web UI's settings.
+    pub web: Arc<WebConfig>,
 }
 
 impl AppState {
@@ -91,7 +95,14 @@ impl AppState {
             service,
             metrics: Arc::new(Metrics::default()),
             limits,
+            web: Arc::new(WebConfig::default()),
         }
+    }
+
+    /// The same state with these web UI settings.
+    pub fn with_web(mut self, web: WebConfig) -> Self {
+        self.web = Arc::new(web);
+        self
     }
 
     /// Vends, counting the outcome.
@@ -144,7 +155,7 @@ pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// Every route, documented: `/api/v1/…`, `/healthz`, `/readyz`, `/metrics`. Each route is added with
+/// Every route, documented: `/api/v1/…`, the web UI (`/`, `/assets/…`), `/healthz`, `/readyz`, `/metrics`. Each route is added with
 /// `routes!`, which serves a handler at the method and path of its `#[utoipa::path]` and adds the same
 /// operation to the OpenAPI document ([`openapi`]), so no route can be served undocumented.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -154,9 +165,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(connectors::router())
         .merge(container::router())
         .merge(console::router())
+        .merge(web_session::router())
         .routes(routes!(openapi::openapi_json));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", api)
+        .merge(web::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics::metrics))
@@ -189,6 +202,7 @@ pub fn app(state: AppState) -> Router {
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(middleware::from_fn(web::security_headers))
                 .layer(middleware::from_fn(json_errors))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,

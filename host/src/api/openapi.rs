@@ -17,6 +17,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 pub const BEARER: &str = "bearer";
 /// The security scheme for HTTP Basic (`user:password`, checked against the directory).
 pub const BASIC: &str = "basic";
+/// The security scheme of the web UI: its session cookie (changes also need `X-CSRF-Token`).
+pub const COOKIE: &str = "cookie";
 /// The security scheme of the container-credentials endpoint: the raw token in `Authorization`.
 pub const CONTAINER_TOKEN: &str = "container_token";
 
@@ -76,6 +78,14 @@ impl Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            COOKIE,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                super::web_session::SESSION_COOKIE,
+                "The web UI's session (from POST /api/v1/web/session), accepted wherever `bearer` is, from \
+                 idfed's own page only; every change must also send `X-CSRF-Token`",
+            ))),
+        );
+        components.add_security_scheme(
             CONTAINER_TOKEN,
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "Authorization",
@@ -101,6 +111,7 @@ impl Modify for SecuritySchemes {
         (name = "session", description = "Logging in and out"),
         (name = "connectors", description = "Connectors and the credentials they vend"),
         (name = "admin", description = "Administration (administrators only)"),
+        (name = "web", description = "The web UI: its files and its cookie sessions"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]

@@ -68,7 +68,7 @@ struct LoginResponse {
     user: IdentityBody,
 }
 
-fn identity_json(identity: &Identity) -> Value {
+pub(super) fn identity_json(identity: &Identity) -> Value {
     match identity {
         Identity::User {
             name,

@@ -121,6 +121,8 @@ pub struct AuditFilter {
     pub connector: Option<String>,
     /// Only those that ended so.
     pub outcome: Option<Outcome>,
+    /// Only denials and faults of these plugin bindings (by binding id).
+    pub bindings: Option<Vec<String>>,
     /// Only those appended at or after.
     pub since: Option<SystemTime>,
     /// Only those appended before.
@@ -135,6 +137,7 @@ impl Default for AuditFilter {
             caller: None,
             connector: None,
             outcome: None,
+            bindings: None,
             since: None,
             until: None,
             limit: DEFAULT_QUERY_LIMIT,
@@ -152,6 +155,12 @@ impl AuditFilter {
                 event.connector_id.as_ref() == Some(c) || event.connector.as_ref() == Some(c)
             })
             && self.outcome.is_none_or(|o| event.outcome == o)
+            && self.bindings.as_ref().is_none_or(|ids| {
+                event
+                    .binding
+                    .as_ref()
+                    .is_some_and(|binding| ids.contains(binding))
+            })
             && self.since.is_none_or(|since| record.time >= since)
             && self.until.is_none_or(|until| record.time < until)
     }

@@ -531,6 +531,26 @@ fn query_filters_newest_first_with_a_limit() {
         }),
         [a2.seq, b1.seq]
     );
+    let denied_by = |binding: &str| {
+        let mut e = event("carol", "prod", Outcome::PluginDenied);
+        e.binding = Some(binding.into());
+        log.append(e).unwrap().seq
+    };
+    let (d1, _d2, d3) = (denied_by("b-1"), denied_by("b-2"), denied_by("b-3"));
+    assert_eq!(
+        query(AuditFilter {
+            bindings: Some(vec!["b-1".into(), "b-3".into()]),
+            ..AuditFilter::default()
+        }),
+        [d3, d1]
+    );
+    assert_eq!(
+        query(AuditFilter {
+            bindings: Some(vec![]),
+            ..AuditFilter::default()
+        }),
+        Vec::<u64>::new()
+    );
     assert_eq!(
         query(AuditFilter {
             caller: Some("alice".into()),

@@ -66,8 +66,10 @@ pub trait Store: Send + Sync {
     /// Deletes an API key.
     fn delete_api_key(&self, id: Uuid) -> Result<(), StoreError>;
 
-    /// Stores a plugin component; returns its SHA-256 (hex), by which bindings name it.
-    fn put_plugin(&self, wasm: &[u8]) -> Result<String, StoreError>;
+    /// Stores a plugin component; returns its SHA-256 (hex), by which bindings name it. A `name` (the
+    /// plugin's, e.g. `policy-guard`: uploads of one name are its versions) is recorded, replacing any
+    /// name the same bytes had; `None` keeps it.
+    fn put_plugin(&self, wasm: &[u8], name: Option<&str>) -> Result<String, StoreError>;
     /// A stored plugin component; `Invalid` unless `digest` is 64 lowercase hex characters.
     fn get_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every stored plugin, by digest.
@@ -90,6 +92,9 @@ pub struct PluginInfo {
     pub size: u64,
     /// When it was first stored.
     pub stored: SystemTime,
+    /// The plugin's name, when the uploader gave one (uploads of one name are its versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Why a store operation failed. Messages name records, never a secret.

@@ -789,9 +789,12 @@ impl Store for SledStore {
         self.durable()
     }
 
-    fn put_plugin(&self, wasm: &[u8]) -> Result<String, StoreError> {
+    fn put_plugin(&self, wasm: &[u8], plugin_name: Option<&str>) -> Result<String, StoreError> {
         if wasm.is_empty() {
             return Err(StoreError::Invalid("an empty plugin".into()));
+        }
+        if let Some(plugin_name) = plugin_name {
+            check_name("plugin", plugin_name)?;
         }
         let digest = hex::encode(Sha256::digest(wasm));
         let name = Self::plugin_file(&digest);
@@ -825,6 +828,9 @@ impl Store for SledStore {
         let info = PluginInfo {
             digest: digest.clone(),
             size: wasm.len() as u64,
+            name: plugin_name
+                .map(str::to_owned)
+                .or_else(|| existing.as_ref().and_then(|e| e.name.clone())),
             stored: existing.map_or_else(SystemTime::now, |e| e.stored),
         };
         self.trees
@@ -1052,6 +1058,7 @@ fn migrate_v0_to_v1(trees: &Trees, plugins: &Dir) -> Result<(), StoreError> {
         let info = PluginInfo {
             digest: digest.to_owned(),
             size: metadata.len(),
+            name: None,
             stored: metadata
                 .modified()
                 .map(|t| t.into_std())
@@ -1437,7 +1444,7 @@ mod tests {
             "store_invalid",
             "the plugin is not stored"
         );
-        let digest = store.put_plugin(b"\0asm component").unwrap();
+        let digest = store.put_plugin(b"\0asm component", None).unwrap();
         bound.bindings[0].plugin = digest.clone();
         let bound = store.create_connector(bound).unwrap();
         let mut twin = connector("twin", "prod");

@@ -1,4 +1,5 @@
-//! `GET /admin/audit?user=&connector=&outcome=&since=&until=&limit=`: audit records, newest first.
+//! `GET /admin/audit?user=&connector=&plugin=&outcome=&since=&until=&limit=`: audit records, newest first.
+//! `plugin` (a digest) selects the denials and faults of that plugin's current bindings.
 
 use std::collections::HashMap;
 
@@ -13,18 +14,31 @@ use super::{Admin, AdminError, AdminResult, parse_time};
 use crate::api::openapi::ErrorBody;
 use crate::api::{ApiError, AppState};
 use crate::audit::{AuditFilter, DEFAULT_QUERY_LIMIT, Outcome};
+use crate::store::{Store, check_digest};
 
 /// The most records one query returns.
 pub const MAX_LIMIT: usize = 1000;
 
-const PARAMETERS: [&str; 6] = ["user", "connector", "outcome", "since", "until", "limit"];
+const PARAMETERS: [&str; 7] = [
+    "user",
+    "connector",
+    "plugin",
+    "outcome",
+    "since",
+    "until",
+    "limit",
+];
 
 /// The audit route.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(query))
 }
 
-fn filter(params: &HashMap<String, String>) -> AdminResult<AuditFilter> {
+/// The filter the query parameters ask for; `plugin_bindings` gives a plugin's binding ids.
+fn filter(
+    params: &HashMap<String, String>,
+    plugin_bindings: impl FnOnce(&str) -> AdminResult<Vec<String>>,
+) -> AdminResult<AuditFilter> {
     if let Some(unknown) = params.keys().find(|k| !PARAMETERS.contains(&k.as_str())) {
         return Err(AdminError::invalid(format!(
             "unknown query parameter {unknown:?}; use {}",
@@ -54,12 +68,14 @@ fn filter(params: &HashMap<String, String>) -> AdminResult<AuditFilter> {
                 ))
             })?,
     };
+    let bindings = text("plugin").map(plugin_bindings).transpose()?;
     let since = text("since").map(|t| parse_time("since", t)).transpose()?;
     let until = text("until").map(|t| parse_time("until", t)).transpose()?;
     Ok(AuditFilter {
         caller: text("user").map(str::to_owned),
         connector: text("connector").map(str::to_owned),
         outcome,
+        bindings,
         since,
         until,
         limit,
@@ -74,6 +90,7 @@ fn filter(params: &HashMap<String, String>) -> AdminResult<AuditFilter> {
     params(
         ("user" = Option<String>, Query, description = "Only this caller's records"),
         ("connector" = Option<String>, Query, description = "Only this connector's records (id or name)"),
+        ("plugin" = Option<String>, Query, description = "Only the denials and faults of this plugin's (digest) bindings"),
         ("outcome" = Option<String>, Query, description = "issued, refused, plugin_denied, plugin_fault, failed or changed"),
         ("since" = Option<String>, Query, description = "Records from this time (RFC 3339)"),
         ("until" = Option<String>, Query, description = "Records until this time (RFC 3339)"),
@@ -96,7 +113,18 @@ async fn query(
 ) -> AdminResult<Json<Value>> {
     let Query(params) =
         params.map_err(|_| AdminError::invalid("the query string could not be read"))?;
-    let filter = filter(&params)?;
+    let filter = filter(&params, |digest| {
+        check_digest(digest)?;
+        Ok(state
+            .service
+            .store
+            .list_connectors()?
+            .iter()
+            .flat_map(|c| &c.bindings)
+            .filter(|b| b.plugin == digest)
+            .map(|b| b.id.clone())
+            .collect())
+    })?;
     let records = state
         .service
         .audit
@@ -116,20 +144,37 @@ mod tests {
             .collect()
     }
 
+    fn no_plugins(digest: &str) -> AdminResult<Vec<String>> {
+        Ok(vec![format!("binding-of-{digest}")])
+    }
+
     #[test]
     fn filters() {
-        let f = filter(&params(&[
-            ("user", "alice"),
-            ("outcome", "changed"),
-            ("limit", "5"),
-            ("since", "2026-01-01T00:00:00Z"),
-        ]))
+        let f = filter(
+            &params(&[
+                ("user", "alice"),
+                ("outcome", "changed"),
+                ("limit", "5"),
+                ("since", "2026-01-01T00:00:00Z"),
+            ]),
+            no_plugins,
+        )
         .unwrap();
         assert_eq!(f.caller.as_deref(), Some("alice"));
         assert_eq!(f.outcome, Some(Outcome::Changed));
         assert_eq!(f.limit, 5);
         assert!(f.since.is_some() && f.until.is_none());
-        assert_eq!(filter(&params(&[])).unwrap().limit, DEFAULT_QUERY_LIMIT);
+        assert_eq!(f.bindings, None);
+        assert_eq!(
+            filter(&params(&[]), no_plugins).unwrap().limit,
+            DEFAULT_QUERY_LIMIT
+        );
+        assert_eq!(
+            filter(&params(&[("plugin", "abc")]), no_plugins)
+                .unwrap()
+                .bindings,
+            Some(vec!["binding-of-abc".to_owned()])
+        );
         for bad in [
             ("outcome", "great"),
             ("limit", "0"),
@@ -138,7 +183,7 @@ mod tests {
             ("since", "today"),
             ("users", "alice"),
         ] {
-            assert!(filter(&params(&[bad])).is_err(), "{bad:?}");
+            assert!(filter(&params(&[bad]), no_plugins).is_err(), "{bad:?}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The admin API under `/api/v1/admin`: accounts, connectors, plugins and their bindings, system-scope API
-//! keys, the audit log and IAM policy examples. Administrators only (`Identity::User { is_admin: true }`);
+//! keys, the audit log, the directory's groups and IAM policy examples. Administrators only (`Identity::User { is_admin: true }`);
 //! anyone else gets 403 `admin_only`, system-scope API keys always. Every change is audited
 //! (`admin.<resource>.<verb>`, outcome `changed`), never with a secret.
 //!
@@ -12,6 +12,7 @@ mod api_keys;
 mod audit;
 mod bindings;
 mod connectors;
+mod groups;
 mod plugins;
 mod policy_examples;
 
@@ -39,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(bindings::router())
         .merge(api_keys::router())
         .merge(audit::router())
+        .merge(groups::router())
         .merge(policy_examples::router())
 }
 

@@ -1,10 +1,11 @@
 //! `GET|POST /admin/plugins`, `DELETE /admin/plugins/{digest}`. An upload is the component's bytes
-//! (`Content-Type: application/wasm`), checked by the plugin runtime before it is stored.
+//! (`Content-Type: application/wasm`), checked by the plugin runtime before it is stored, with an optional
+//! `?name=` (uploads of one name are that plugin's versions).
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
@@ -60,6 +61,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
                 .collect();
             json!({
                 "digest": p.digest,
+                "name": p.name,
                 "size": p.size,
                 "stored": rfc3339(p.stored),
                 "bindings": bound,
@@ -74,6 +76,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     post,
     path = "/admin/plugins",
     tag = "admin",
+    params(("name" = Option<String>, Query, description = "The plugin's name (A-Za-z0-9._-): uploads of one name are its versions")),
     request_body(content = Vec<u8>, description = "The WebAssembly component's bytes", content_type = "application/wasm"),
     security(("bearer" = []), ("basic" = [])),
     responses(
@@ -96,8 +99,21 @@ async fn upload(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
+    Query(query): Query<std::collections::HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
+    if let Some(unknown) = query.keys().find(|k| k.as_str() != "name") {
+        return Err(AdminError::invalid(format!(
+            "unknown query parameter {unknown:?}; use name"
+        )));
+    }
+    let name = query
+        .get("name")
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    if let Some(name) = &name {
+        crate::store::check_name("plugin", name)?;
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -124,31 +140,36 @@ async fn upload(
     let size = body.len();
     let store = state.service.store.clone();
     let runtime = state.service.plugins.clone();
+    let label = name.clone();
     let (digest, existed) = blocking(move || -> AdminResult<(String, bool)> {
         let plugin = runtime.load("upload", &body)?;
         let existed = store
             .list_plugins()?
             .iter()
             .any(|p| p.digest == plugin.digest());
-        Ok((store.put_plugin(&body)?, existed))
+        Ok((store.put_plugin(&body, label.as_deref())?, existed))
     })
     .await??;
-    admin.audit(
-        &state,
-        "admin.plugin.upload",
-        None,
+    admin.audit(&state, "admin.plugin.upload", None, {
+        let named = name
+            .as_deref()
+            .map(|n| format!(" as {n:?}"))
+            .unwrap_or_default();
         if existed {
-            format!("plugin {digest} uploaded again ({size} bytes; already stored)")
+            format!("plugin {digest} uploaded again{named} ({size} bytes; already stored)")
         } else {
-            format!("plugin {digest} stored ({size} bytes)")
-        },
-    )?;
+            format!("plugin {digest} stored{named} ({size} bytes)")
+        }
+    })?;
     let status = if existed {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(json!({"digest": digest, "size": size}))))
+    Ok((
+        status,
+        Json(json!({"digest": digest, "name": name, "size": size})),
+    ))
 }
 
 /// Removes a stored plugin (refused while it is bound).

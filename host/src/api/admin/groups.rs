@@ -1,0 +1,49 @@
+//! `GET /admin/groups`: the directory's groups, for choosing who may use a connector.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Admin, AdminResult};
+use crate::api::openapi::ErrorBody;
+use crate::api::{ApiError, AppState};
+
+/// The most groups one answer lists.
+pub const MAX_GROUPS: usize = 5000;
+
+/// The groups route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
+}
+
+/// The directory's groups (sorted, at most 5,000) and the administrators' groups.
+#[utoipa::path(
+    get,
+    path = "/admin/groups",
+    tag = "admin",
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "`{\"groups\": [...], \"admin_groups\": [...], \"truncated\": bool}`", body = serde_json::Value),
+        (status = 400, description = "The directory cannot list its groups (`unsupported`)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The directory cannot be used now", body = ErrorBody),
+    )
+)]
+async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+    let auth = &state.service.auth;
+    let groups = auth
+        .list_groups(MAX_GROUPS + 1)
+        .await
+        .map_err(ApiError::from)?;
+    let truncated = groups.len() > MAX_GROUPS;
+    let groups = &groups[..groups.len().min(MAX_GROUPS)];
+    Ok(Json(json!({
+        "groups": groups,
+        "admin_groups": auth.admin_groups(),
+        "truncated": truncated,
+    })))
+}
