@@ -213,7 +213,7 @@ async function api(method, path, { json, body, contentType, session = false } = 
       err.message || `The server answered ${response.status} ${response.statusText}.`,
       err.pointer,
     );
-    if (response.status === 401 && !session && state.user) sessionEnded(error.message);
+    if (response.status === 401 && !session && state.user) sessionEnded();
     throw error;
   }
   return data;
@@ -462,7 +462,13 @@ function markNav(route) {
   }
 }
 
+function clearStatus() {
+  clearTimeout(toastTimer);
+  clear(document.getElementById('status'));
+}
+
 function adopt(session) {
+  clearStatus();
   state.user = session.user;
   state.csrf = session.csrf_token;
   state.expires = session.expires;
@@ -479,12 +485,13 @@ function closeAllDialogs() {
 
 let endedNotice = null;
 
-function sessionEnded(message) {
+function sessionEnded() {
   state.user = null;
   state.csrf = null;
   closeAllDialogs();
+  clearStatus();
   setChrome();
-  endedNotice = message || 'Your session has ended. Log in again.';
+  endedNotice = 'Your session has ended. Log in again to continue.';
   renderLogin();
 }
 
@@ -497,6 +504,7 @@ async function logout() {
   state.user = null;
   state.csrf = null;
   closeAllDialogs();
+  clearStatus();
   setChrome();
   endedNotice = null;
   renderLogin('You are logged out.');
@@ -623,6 +631,7 @@ function connectorCard(c) {
       clear(result, loading('Asking AWS for a console sign-in link…'));
       try {
         const answer = await api('POST', `/api/v1/connectors/${enc(c.name)}/console-url`, { json: {} });
+        if (!/^https?:\/\//i.test(answer.url || '')) throw new ApiError(502, 'bad_url', 'The server answered a sign-in link that is not an http(s) URL.');
         clear(result, h('div', { class: 'alert alert-ok' },
           h('strong', { text: 'Your console sign-in link is ready.' }),
           h('a', { href: answer.url, target: '_blank', rel: 'noopener noreferrer', class: 'btn btn-primary btn-sm', text: 'Open the AWS console ↗' }),
@@ -1212,8 +1221,8 @@ async function openConnectorDialog(name, onSaved) {
       const saved = editing
         ? await api('PUT', `/api/v1/admin/connectors/${enc(existing.id)}`, { json: body })
         : await api('POST', '/api/v1/admin/connectors', { json: body });
-      announce(editing ? `Connector ${saved.name} saved.` : `Connector ${saved.name} created.`);
       d.close();
+      announce(editing ? `Connector ${saved.name} saved.` : `Connector ${saved.name} created.`);
       if (onSaved) onSaved(saved);
     } catch (e) {
       save.disabled = false;
@@ -1284,8 +1293,8 @@ async function openAccountDialog(name, onSaved) {
       if (!await confirmDialog({ title: `Delete account ${name}?`, message: 'Its stored secret is destroyed. Connectors that use it must be moved to another account first.' })) return;
       try {
         await api('DELETE', `/api/v1/admin/accounts/${enc(name)}`);
-        announce(`Account ${name} deleted.`);
         d.close();
+        announce(`Account ${name} deleted.`);
         if (onSaved) onSaved(null);
       } catch (e) {
         formError.replaceChildren(errorAlert(e, 'The account was not deleted'));
@@ -1324,8 +1333,8 @@ async function openAccountDialog(name, onSaved) {
     try {
       const saved = await api('PUT', `/api/v1/admin/accounts/${enc(accountName)}`, { json: body });
       f.secret.input.value = '';
-      announce(editing ? `Account ${saved.name} saved.` : `Account ${saved.name} added.`);
       d.close();
+      announce(editing ? `Account ${saved.name} saved.` : `Account ${saved.name} added.`);
       if (onSaved) onSaved(saved);
     } catch (e) {
       save.disabled = false;
@@ -1409,8 +1418,8 @@ async function openBindDialog({ connector = null, plugin = null, onBound }) {
       const answer = await api('POST', `/api/v1/admin/connectors/${enc(connectorId)}/bindings`, {
         json: { plugin: plugSel.value, config: JSON.parse(config.value), position: Number(posSel.value) },
       });
-      announce(`Plugin bound to ${answer.connector || 'the connector'} at position ${(answer.position ?? 0) + 1}.`);
       d.close();
+      announce(`Plugin bound to ${answer.connector || 'the connector'} at position ${(answer.position ?? 0) + 1}.`);
       if (onBound) onBound(answer);
     } catch (e) {
       bind.disabled = false;
@@ -1674,7 +1683,7 @@ function auditTable(records, { compact = false } = {}) {
       compact ? null : h('td', { class: 'mono small', text: e.action || '' }),
       h('td', { text: e.caller || '—' }),
       compact ? null : h('td', { text: e.connector || '' }),
-      h('td', {}, outcomeBadge(e.outcome), e.code ? h('span', { class: 'sub mono', text: e.code }) : null),
+      h('td', {}, outcomeBadge(e.outcome), e.code && e.code !== e.outcome ? h('span', { class: 'sub mono', text: e.code }) : null),
       h('td', { class: 'reason' }, e.reason || '', e.access_key_id ? h('span', { class: 'sub' }, 'Key ', h('code', { text: e.access_key_id })) : null,
         e.duration_seconds ? h('span', { class: 'sub', text: `${fmtDuration(e.duration_seconds)}${e.capped ? ' (capped)' : ''}` }) : null),
       compact ? null : h('td', { class: 'small', text: e.source_ip || '' })));
