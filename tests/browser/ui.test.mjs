@@ -355,6 +355,25 @@ async function main() {
   await edlg.getByRole('button', { name: 'Cancel' }).click();
   await edlg.waitFor({ state: 'detached' });
 
+  log('an edit is saved (PUT), the plugin chain kept');
+  await page.getByRole('button', { name: `Edit ${CONNECTOR}` }).click();
+  await visible(edlg.getByRole('list', { name: 'Plugin chain, in order' }), 'the edit dialog');
+  await edlg.getByLabel('Description').fill('Read-only access to the data bucket (S3)');
+  await edlg.getByRole('button', { name: 'Save' }).click();
+  await edlg.waitFor({ state: 'detached' });
+  await visible(page.getByRole('row').filter({ hasText: 'Read-only access to the data bucket (S3)' }).filter({ hasText: '1 plugin' }), 'the saved description, with its plugin');
+
+  log("an account is edited without its secret: the secret field is write-only and blank keeps it");
+  await page.getByRole('button', { name: `Edit account ${ACCOUNT}` }).click();
+  const eadlg = dialog(`Edit account ${ACCOUNT}`);
+  await visible(eadlg, 'the account edit dialog');
+  const secretInput = eadlg.getByLabel('Secret access key');
+  check(await secretInput.inputValue() === '', 'the account secret field is prefilled');
+  check(await secretInput.getAttribute('type') === 'password', 'the account secret field is not a password field');
+  check(await eadlg.getByLabel('STS endpoint').inputValue() === STS_ENDPOINT, 'the account edit dialog lost the STS endpoint');
+  await eadlg.getByRole('button', { name: 'Save account' }).click();
+  await eadlg.waitFor({ state: 'detached' });
+
   // --- admin: a system-scope API key ---------------------------------------------------------------------
   await nav('API keys', 'System-scope API keys');
   await page.getByLabel('Key name').fill('ci-deploy');
@@ -500,6 +519,21 @@ async function main() {
   check(await page.getByRole('article', { name: CONNECTOR }).count() === 0, `${OUTSIDER} sees ${CONNECTOR}`);
   const listed = await page.evaluate(async () => (await (await fetch('/api/v1/connectors', { credentials: 'same-origin' })).json()).connectors.map((c) => c.name));
   check(!listed.includes('dev-s3'), `the API lists ${listed} to ${OUTSIDER}`);
+  await logout();
+
+  // --- admin again: the plugin's recent denials; deleting an API key --------------------------------------
+  await login(ADMIN);
+  await nav('Plugins', 'Plugins');
+  await page.getByRole('button', { name: /^Recent denials and faults of rate-limit/ }).click();
+  await visible(page.getByRole('cell', { name: /rate limit reached/ }), "the plugin's recent denials");
+  await visible(page.getByRole('cell', { name: USER, exact: true }), 'the denied user in the recent denials');
+  await shot('07-plugins-denials');
+  await nav('API keys', 'System-scope API keys');
+  await page.getByRole('button', { name: 'Delete API key ci-deploy' }).click();
+  const confirm = dialog('Delete API key ci-deploy?');
+  await visible(confirm, 'the confirmation');
+  await confirm.getByRole('button', { name: 'Delete' }).click();
+  await visible(page.getByText('No API key yet.'), 'the key list after the deletion');
   await logout();
 
   // --- no console errors, no CSP violations ------------------------------------------------------------------
