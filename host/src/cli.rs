@@ -259,6 +259,9 @@ enum PluginsCommand {
     Upload {
         /// The component (`.wasm`).
         file: PathBuf,
+        /// The plugin's name (A-Za-z0-9._-): uploads of one name are its versions.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Lists the stored plugins and where they are bound.
     List,
@@ -1032,12 +1035,17 @@ impl ConnectorsCommand {
 impl PluginsCommand {
     async fn run(self, json: bool) -> Result<ExitCode, Failure> {
         match self {
-            PluginsCommand::Upload { file } => {
+            PluginsCommand::Upload { file, name } => {
+                let path = match &name {
+                    Some(name) => {
+                        crate::store::check_name("plugin", name)
+                            .map_err(|e| Failure(e.to_string()))?;
+                        format!("/admin/plugins?name={name}")
+                    }
+                    None => "/admin/plugins".to_owned(),
+                };
                 let wasm = read(&file)?;
-                let answer =
-                    api(
-                        crate::client::post_bytes("/admin/plugins", "application/wasm", wasm).await,
-                    )?;
+                let answer = api(crate::client::post_bytes(&path, "application/wasm", wasm).await)?;
                 if json {
                     return print_json(&answer);
                 }
@@ -1067,6 +1075,7 @@ impl PluginsCommand {
                             .map(|b| format!("{}/{}", text(&b["connector"]), text(&b["binding"])))
                             .collect::<Vec<_>>();
                         vec![
+                            p["name"].as_str().unwrap_or("-").to_owned(),
                             text(&p["digest"]).into_owned(),
                             text(&p["size"]).into_owned(),
                             text(&p["stored"]).into_owned(),
@@ -1078,7 +1087,7 @@ impl PluginsCommand {
                         ]
                     })
                     .collect::<Vec<_>>();
-                print_table(&["DIGEST", "SIZE", "STORED", "BOUND TO"], &rows);
+                print_table(&["NAME", "DIGEST", "SIZE", "STORED", "BOUND TO"], &rows);
                 Ok(ExitCode::SUCCESS)
             }
             PluginsCommand::Delete { digest } => {

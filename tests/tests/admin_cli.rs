@@ -301,6 +301,8 @@ async fn an_administrator_sets_everything_up_from_the_command_line() {
             "plugins",
             "upload",
             fixtures::DURATION_CAP,
+            "--name",
+            "duration-cap",
             "--json",
         ],
         None,
@@ -309,6 +311,7 @@ async fn an_administrator_sets_everything_up_from_the_command_line() {
     assert_eq!(digest.len(), 64);
     let out = ok(&root, &["admin", "plugins", "list"], None);
     assert!(out.contains(&digest), "{out}");
+    assert!(out.contains("duration-cap"), "{out}");
     let config = files.join("cap.json");
     std::fs::write(&config, r#"{"default_max_duration_seconds": 900}"#).unwrap();
     let out = ok(
