@@ -37,6 +37,7 @@ async fn web_login(server: &TestServer, name: &str) -> (String, Value) {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
     let (cookie, set) = session_cookie(response.headers());
     for attribute in [
         "Path=/",

@@ -138,6 +138,9 @@ fn session_response(state: &AppState, token: &Secret, identity: &Identity, new: 
         "expires": rfc3339(expires),
     }))
     .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if new {
         let max_age = expires
             .duration_since(SystemTime::now())
