@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
@@ -63,17 +63,24 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
-/// Refuses a request another site's page made: `Sec-Fetch-Site` other than `same-origin` or `none`, or an
-/// `Origin` whose host is not the request's `Host`.
-fn check_same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if fetch_site.is_some_and(|site| site != "same-origin" && site != "none") {
-        return Err(ApiError::CsrfFailed(
-            "this request came from another site's page",
-        ));
+/// Refuses a request another site's page made. Browsers that send `Sec-Fetch-Site` are taken at their word
+/// (`same-origin`, or `none` for what the user typed); for older ones, an `Origin` must name the host the
+/// request was sent to (`Host`, or the HTTP/2 authority). Not comparing `Origin` when `Sec-Fetch-Site` is
+/// there keeps a reverse proxy that rewrites `Host` from breaking every change.
+fn check_same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ => Err(ApiError::CsrfFailed(
+                "this request came from another site's page",
+            )),
+        };
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()));
         let origin_host = origin
             .to_str()
             .ok()
@@ -102,7 +109,7 @@ pub async fn authenticate_cookie(
         return Ok(None);
     };
     let token = Secret::new(token);
-    check_same_origin(&parts.headers)?;
+    check_same_origin(&parts.headers, &parts.uri)?;
     if !matches!(parts.method, Method::GET | Method::HEAD) {
         let presented = parts.headers.get(CSRF_HEADER).ok_or(ApiError::CsrfFailed(
             "send the X-CSRF-Token header with every change made with the session cookie",
@@ -187,9 +194,10 @@ struct WebSessionBody {
 async fn current(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_same_origin(&headers)?;
+    check_same_origin(&headers, &uri)?;
     let auth = &state.service.auth;
     let mut stale = false;
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
@@ -250,10 +258,11 @@ struct WebLogin {
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    uri: Uri,
     headers: HeaderMap,
     JsonBody(request): JsonBody<WebLogin>,
 ) -> Result<Response, ApiError> {
-    check_same_origin(&headers)?;
+    check_same_origin(&headers, &uri)?;
     if request.username.trim().is_empty() {
         return Err(ApiError::InvalidRequest("username is empty".into()));
     }
@@ -327,22 +336,46 @@ mod tests {
 
     #[test]
     fn other_sites_requests_are_refused() {
-        assert!(check_same_origin(&headers(&[("sec-fetch-site", "same-origin")])).is_ok());
-        assert!(check_same_origin(&headers(&[])).is_ok());
-        assert!(check_same_origin(&headers(&[("sec-fetch-site", "cross-site")])).is_err());
-        assert!(check_same_origin(&headers(&[("sec-fetch-site", "same-site")])).is_err());
-        let same = headers(&[
-            ("host", "127.0.0.1:8443"),
-            ("origin", "http://127.0.0.1:8443"),
-        ]);
-        assert!(check_same_origin(&same).is_ok());
-        let other = headers(&[
-            ("host", "127.0.0.1:8443"),
-            ("origin", "https://evil.example"),
-        ]);
-        assert!(check_same_origin(&other).is_err());
-        let null = headers(&[("host", "127.0.0.1:8443"), ("origin", "null")]);
-        assert!(check_same_origin(&null).is_err());
+        let check =
+            |pairs: &[(&str, &str)]| check_same_origin(&headers(pairs), &Uri::from_static("/"));
+        assert!(check(&[("sec-fetch-site", "same-origin")]).is_ok());
+        assert!(check(&[("sec-fetch-site", "none")]).is_ok());
+        assert!(check(&[]).is_ok());
+        assert!(check(&[("sec-fetch-site", "cross-site")]).is_err());
+        assert!(check(&[("sec-fetch-site", "same-site")]).is_err());
+        assert!(
+            check(&[
+                ("host", "127.0.0.1:8443"),
+                ("origin", "http://127.0.0.1:8443")
+            ])
+            .is_ok()
+        );
+        assert!(
+            check(&[
+                ("host", "127.0.0.1:8443"),
+                ("origin", "https://evil.example")
+            ])
+            .is_err()
+        );
+        assert!(check(&[("host", "127.0.0.1:8443"), ("origin", "null")]).is_err());
+        // A browser that says where the request came from is believed over a Host a proxy rewrote.
+        let proxied = [
+            ("host", "backend:8443"),
+            ("origin", "https://idfed.example.com"),
+            ("sec-fetch-site", "same-origin"),
+        ];
+        assert!(check(&proxied).is_ok());
+        // HTTP/2 has no Host header: the authority stands in.
+        let h2 = check_same_origin(
+            &headers(&[("origin", "https://idfed.example.com")]),
+            &Uri::from_static("https://idfed.example.com/api/v1/web/session"),
+        );
+        assert!(h2.is_ok());
+        let h2_other = check_same_origin(
+            &headers(&[("origin", "https://evil.example")]),
+            &Uri::from_static("https://idfed.example.com/api/v1/web/session"),
+        );
+        assert!(h2_other.is_err());
     }
 
     #[test]
