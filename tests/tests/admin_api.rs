@@ -102,10 +102,12 @@ fn request(method: &str, uri: &str, token: Option<&str>, body: Value) -> Request
     }
 }
 
-fn upload(token: &str, bytes: Vec<u8>) -> Request<Body> {
+/// A plugin upload, named when `name` is given.
+fn upload(token: &str, name: Option<&str>, bytes: Vec<u8>) -> Request<Body> {
+    let query = name.map(|n| format!("?name={n}")).unwrap_or_default();
     Request::builder()
         .method("POST")
-        .uri("/api/v1/admin/plugins")
+        .uri(format!("/api/v1/admin/plugins{query}"))
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONTENT_TYPE, "application/wasm")
         .body(Body::from(bytes))
@@ -117,6 +119,11 @@ fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) 
     assert_eq!(status, want, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
+}
+
+/// Connector `dev` of account `main`, for group `devs`.
+fn dev_connector() -> Value {
+    json!({"name": "dev", "account": "main", "groups": ["devs"], "principal": {"type": "assumed-role", "role_arn": "arn:aws:iam::123456789012:role/dev"}})
 }
 
 fn account() -> Value {
@@ -295,12 +302,7 @@ async fn accounts_connectors_plugins_bindings_keys_and_audit() {
         .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
     let (s, b) = f
-        .call(
-            "POST",
-            "/api/v1/admin/connectors",
-            &root,
-            json!({"name": "dev", "account": "main", "groups": ["devs"], "principal": {"type": "assumed-role", "role_arn": "arn:aws:iam::123456789012:role/dev"}}),
-        )
+        .call("POST", "/api/v1/admin/connectors", &root, dev_connector())
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let id = b["id"].as_str().unwrap().to_owned();
@@ -335,15 +337,17 @@ async fn accounts_connectors_plugins_bindings_keys_and_audit() {
         wasm.len() > 4096,
         "bigger than the API's default body limit"
     );
-    let (s, b) = f.send(upload(&root, wasm.clone())).await;
+    let (s, b) = f.send(upload(&root, None, wasm.clone())).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let digest = b["digest"].as_str().unwrap().to_owned();
     assert_eq!(b["size"], wasm.len());
-    let (s, b) = f.send(upload(&root, b"not a component".to_vec())).await;
+    let (s, b) = f
+        .send(upload(&root, None, b"not a component".to_vec()))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(b["error"]["code"], "plugin_not_a_component", "{b}");
     let core_module = b"\0asm\x01\0\0\0".to_vec();
-    let (s, b) = f.send(upload(&root, core_module)).await;
+    let (s, b) = f.send(upload(&root, None, core_module)).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let (s, b) = f
         .call("POST", "/api/v1/admin/plugins", &root, json!({}))
@@ -643,16 +647,6 @@ async fn policy_examples_are_valid_session_policies() {
     }
 }
 
-fn named_upload(token: &str, name: &str, bytes: Vec<u8>) -> Request<Body> {
-    Request::builder()
-        .method("POST")
-        .uri(format!("/api/v1/admin/plugins?name={name}"))
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/wasm")
-        .body(Body::from(bytes))
-        .unwrap()
-}
-
 #[tokio::test]
 async fn plugins_have_names_groups_are_listed_and_the_audit_filters_by_plugin() {
     use idfed::audit::{AuditEvent, Outcome};
@@ -676,15 +670,15 @@ async fn plugins_have_names_groups_are_listed_and_the_audit_filters_by_plugin() 
     // A plugin's uploads of one name are its versions; a re-upload may rename; bad names are refused.
     let cap = std::fs::read(fixtures::DURATION_CAP).unwrap();
     let guard = std::fs::read(fixtures::POLICY_GUARD).unwrap();
-    let (s, b) = f.send(named_upload(&root, "limits", cap.clone())).await;
+    let (s, b) = f.send(upload(&root, Some("limits"), cap.clone())).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["name"], "limits");
     let cap_digest = b["digest"].as_str().unwrap().to_owned();
-    let (s, b) = f.send(named_upload(&root, "duration-cap", cap)).await;
+    let (s, b) = f.send(upload(&root, Some("duration-cap"), cap)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b) = f.send(named_upload(&root, "bad/name", guard.clone())).await;
+    let (s, b) = f.send(upload(&root, Some("bad/name"), guard.clone())).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
-    let (s, b) = f.send(upload(&root, guard)).await;
+    let (s, b) = f.send(upload(&root, None, guard)).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let guard_digest = b["digest"].as_str().unwrap().to_owned();
     let (_, b) = f
@@ -708,12 +702,7 @@ async fn plugins_have_names_groups_are_listed_and_the_audit_filters_by_plugin() 
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, b) = f
-        .call(
-            "POST",
-            "/api/v1/admin/connectors",
-            &root,
-            json!({"name": "dev", "account": "main", "groups": ["devs"], "principal": {"type": "assumed-role", "role_arn": "arn:aws:iam::123456789012:role/dev"}}),
-        )
+        .call("POST", "/api/v1/admin/connectors", &root, dev_connector())
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let (s, b) = f
