@@ -61,7 +61,7 @@ async fn web_login(server: &TestServer, name: &str) -> (String, Value) {
 }
 
 #[tokio::test]
-async fn the_cookie_authenticates_reads_and_changes_need_the_csrf_token() {
+async fn the_cookie_authenticates_every_request_with_the_csrf_token() {
     let server = TestServer::start(
         vec![user("alice", &["devs"]), user("root", &["admins"])],
         "[auth]\nadmin_groups = [\"admins\"]\n",
@@ -73,7 +73,8 @@ async fn the_cookie_authenticates_reads_and_changes_need_the_csrf_token() {
     let csrf = body["csrf_token"].as_str().unwrap().to_owned();
     assert_eq!(csrf.len(), 43);
 
-    // The session answers with the same CSRF token; reads need nothing more than the cookie.
+    // The session answers with the same CSRF token; every other request needs it with the cookie, reads
+    // too (some reads vend).
     let again: Value = server
         .client
         .get(server.url("/api/v1/web/session"))
@@ -85,14 +86,22 @@ async fn the_cookie_authenticates_reads_and_changes_need_the_csrf_token() {
         .await
         .unwrap();
     assert_eq!(again["csrf_token"], csrf.as_str());
-    let me = server
-        .client
-        .get(server.url("/api/v1/me"))
-        .header("cookie", &cookie)
+    let me = |token: Option<&str>| {
+        let request = server
+            .client
+            .get(server.url("/api/v1/me"))
+            .header("cookie", &cookie);
+        match token {
+            Some(token) => request.header("x-csrf-token", token),
+            None => request,
+        }
         .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
+    };
+    assert_eq!(me(Some(&csrf)).await.unwrap().status(), 200);
+    let refused = me(None).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "csrf_failed", "{error}");
 
     // A change without the token, with another session's, or from another site is refused, and changes
     // nothing.
@@ -129,6 +138,7 @@ async fn the_cookie_authenticates_reads_and_changes_need_the_csrf_token() {
             .client
             .get(server.url(&format!("/api/v1/admin/accounts/{name}")))
             .header("cookie", &cookie)
+            .header("x-csrf-token", &csrf)
             .send()
     };
     assert_eq!(account("web-made").await.unwrap().status(), 404);
@@ -144,6 +154,7 @@ async fn the_cookie_authenticates_reads_and_changes_need_the_csrf_token() {
         .client
         .get(server.url("/api/v1/connectors"))
         .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
         .header("sec-fetch-site", "cross-site")
         .send()
         .await
@@ -159,6 +170,31 @@ async fn the_cookie_authenticates_reads_and_changes_need_the_csrf_token() {
         .unwrap();
     assert_eq!(forged_login.status(), 403);
     assert!(forged_login.headers().get(SET_COOKIE).is_none());
+    // A login must say it is JSON (a form post without a content type needs no CORS preflight).
+    let untyped = server
+        .client
+        .post(server.url("/api/v1/web/session"))
+        .body(json!({"username": "alice", "password": PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untyped.status(), 415);
+
+    // Logging in again ends the session the browser had.
+    let relogin = server
+        .client
+        .post(server.url("/api/v1/web/session"))
+        .header("cookie", &cookie)
+        .json(&json!({"username": "root", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(relogin.status(), 200);
+    assert_eq!(
+        me(Some(&csrf)).await.unwrap().status(),
+        401,
+        "the old session is over"
+    );
 
     // Logout needs the token, ends the session and clears the cookie.
     let logout = |token: &str| {
@@ -175,6 +211,19 @@ async fn the_cookie_authenticates_reads_and_changes_need_the_csrf_token() {
     let (cleared, set) = session_cookie(response.headers());
     assert_eq!(cleared, format!("{COOKIE}="));
     assert!(set.contains("Max-Age=0"), "{set}");
+    let paused: Vec<&str> = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .filter(|v| v.starts_with("__Host-idfed_sso_paused=1"))
+        .collect();
+    assert_eq!(paused.len(), 1, "SSO is paused");
+    assert!(
+        paused[0].contains("HttpOnly") && !paused[0].contains("Max-Age"),
+        "{}",
+        paused[0]
+    );
     let after = server
         .client
         .get(server.url("/api/v1/web/session"))
@@ -250,6 +299,14 @@ async fn the_ui_is_served_with_a_strict_content_security_policy() {
     let server = TestServer::start(vec![user("alice", &[])], "[web]\nenabled = false\n").await;
     let response = server.client.get(server.url("/")).send().await.unwrap();
     assert_eq!(response.status(), 404);
+    let login = server
+        .client
+        .post(server.url("/api/v1/web/session"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 404);
     server.stop().await;
 }
 
@@ -318,6 +375,42 @@ async fn a_valid_crowd_sso_cookie_logs_the_browser_in() {
     let (status, headers, body) = send(&state, session(format!("crowd.token_key={ended}"))).await;
     assert_eq!(status, 401, "{body}");
     assert!(headers.get(SET_COOKIE).is_none());
+    // …and is not taken to Crowd again on the next page load; nor is what cannot be a token.
+    let asked = crowd.requests().len();
+    send(&state, session(format!("crowd.token_key={ended}"))).await;
+    send(&state, session("crowd.token_key=not a token".into())).await;
+    assert_eq!(crowd.requests().len(), asked);
+
+    // After a logout SSO is paused: Crowd's cookie logs nobody in until the person asks for SSO.
+    let token = crowd.create_sso_token("carol", None);
+    let both = format!("crowd.token_key={token}; __Host-idfed_sso_paused=1");
+    let (status, _, body) = send(&state, session(both.clone())).await;
+    assert_eq!(status, 401, "{body}");
+    let ask = Request::post("/api/v1/web/session")
+        .header("cookie", &both)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"sso": true}"#))
+        .unwrap();
+    let (status, headers, body) = send(&state, ask).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["name"], "carol");
+    let set: Vec<&str> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(set.iter().any(|c| c.starts_with(COOKIE)), "{set:?}");
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("__Host-idfed_sso_paused=;") && c.contains("Max-Age=0")),
+        "{set:?}"
+    );
+    let ask_without_cookie = Request::post("/api/v1/web/session")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"sso": true}"#))
+        .unwrap();
+    let (status, _, body) = send(&state, ask_without_cookie).await;
+    assert_eq!(status, 401, "{body}");
 
     // The cookie's name is the configured one.
     let renamed = state.clone().with_web(idfed::config::WebConfig {

@@ -86,6 +86,8 @@ pub struct AppState {
     pub limits: ApiLimits,
     /// The web UI's settings.
     pub web: Arc<WebConfig>,
+    /// What limits logins from the directory's SSO cookie.
+    pub sso_guard: Arc<web_session::SsoGuard>,
 }
 
 impl AppState {
@@ -96,6 +98,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             limits,
             web: Arc::new(WebConfig::default()),
+            sso_guard: Arc::default(),
         }
     }
 

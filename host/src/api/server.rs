@@ -119,14 +119,20 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         None => {
+            let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
         Some(acceptor) => {
+            // Served over TLS: browsers are told to use nothing else from now on.
+            let service = app(state)
+                .layer(axum::middleware::from_fn(
+                    super::web::strict_transport_security,
+                ))
+                .into_make_service_with_connect_info::<SocketAddr>();
             // `tap_io` makes axum give the listener's address type (SocketAddr) as ConnectInfo.
             let listener = TlsListener::new(listener, acceptor)?.tap_io(|_| {});
             axum::serve(listener, service)

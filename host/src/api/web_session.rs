@@ -6,14 +6,19 @@
 //! refused, and any method but GET/HEAD must carry `X-CSRF-Token` — a value derived from the session token,
 //! handed to the page in the session's JSON, which another site's page can neither read nor compute.
 //! A valid directory SSO cookie (Crowd's `crowd.token_key`, named by `[web] sso_cookie`) logs the browser
-//! in without a password.
+//! in without a password. Logging out pauses that (cookie [`SSO_PAUSED_COOKIE`], until the browser closes
+//! or the person asks for SSO again), so that a logout lasts while Crowd's cookie does. SSO tokens are
+//! only sent to the directory when they look like one, at most [`SSO_CHECKS_PER_MINUTE`] a minute per
+//! client address, and a refused one is not asked about again for [`SSO_REFUSAL_MEMORY`].
 
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
@@ -35,6 +40,14 @@ use crate::secret::Secret;
 pub const SESSION_COOKIE: &str = "__Host-idfed_session";
 /// The header that proves a cookie-authenticated request came from idfed's page.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Set by a logout: no SSO login from the directory's cookie until the browser closes or SSO is asked for.
+pub const SSO_PAUSED_COOKIE: &str = "__Host-idfed_sso_paused";
+/// How many SSO tokens one client address may have checked with the directory a minute.
+pub const SSO_CHECKS_PER_MINUTE: u32 = 30;
+/// How long a token the directory refused is refused without asking again.
+pub const SSO_REFUSAL_MEMORY: Duration = Duration::from_secs(5 * 60);
+const SSO_TRACKED_MAX: usize = 10_000;
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// The web session routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -105,30 +118,158 @@ pub async fn authenticate_cookie(
     parts: &Parts,
     state: &AppState,
 ) -> Result<Option<(Secret, Identity)>, ApiError> {
+    if !state.web.enabled {
+        return Ok(None);
+    }
     let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     let token = Secret::new(token);
     check_same_origin(&parts.headers, &parts.uri)?;
-    if !matches!(parts.method, Method::GET | Method::HEAD) {
-        let presented = parts.headers.get(CSRF_HEADER).ok_or(ApiError::CsrfFailed(
-            "send the X-CSRF-Token header with every change made with the session cookie",
-        ))?;
-        if !constant_time_eq(presented.as_bytes(), csrf_token(&token).as_bytes()) {
-            return Err(ApiError::CsrfFailed(
-                "the X-CSRF-Token header does not match the session",
-            ));
-        }
+    // Every request, reads too: some reads vend (caller-identity), and a browser without
+    // Sec-Fetch-Site sends a SameSite cookie along with a sibling subdomain's <img>.
+    let presented = parts.headers.get(CSRF_HEADER).ok_or(ApiError::CsrfFailed(
+        "send the X-CSRF-Token header with every request made with the session cookie",
+    ))?;
+    if !constant_time_eq(presented.as_bytes(), csrf_token(&token).as_bytes()) {
+        return Err(ApiError::CsrfFailed(
+            "the X-CSRF-Token header does not match the session",
+        ));
     }
     let identity = state.service.auth.session(&token).await?;
     Ok(Some((token, identity)))
 }
 
-fn set_cookie(value: &str, max_age_seconds: u64) -> HeaderValue {
+/// A `__Host-` cookie: `Secure`, `HttpOnly`, `SameSite=Strict`, `Path=/`; with `Max-Age` if given (none:
+/// until the browser closes).
+fn host_cookie(name: &str, value: &str, max_age_seconds: Option<u64>) -> HeaderValue {
+    let max_age = max_age_seconds
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}"
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict{max_age}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("__Host-idfed_session=; Path=/; Max-Age=0"))
+}
+
+fn set_cookie(value: &str, max_age_seconds: u64) -> HeaderValue {
+    host_cookie(SESSION_COOKIE, value, Some(max_age_seconds))
+}
+
+fn add_cookie(response: &mut Response, cookie: HeaderValue) {
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+}
+
+/// Keeps SSO from being a free way to make idfed call the directory: a client address may have at most
+/// [`SSO_CHECKS_PER_MINUTE`] tokens checked a minute, and a refused token is refused without asking again
+/// for [`SSO_REFUSAL_MEMORY`] (a browser's stale cookie is checked once, not on every page load). Kept
+/// apart from the password lockout, which a stale cookie must not feed.
+#[derive(Debug, Default)]
+pub struct SsoGuard {
+    inner: Mutex<SsoGuardState>,
+}
+
+#[derive(Debug, Default)]
+struct SsoGuardState {
+    /// Per address: when its minute started and how many checks it had.
+    addresses: HashMap<String, (Instant, u32)>,
+    /// SHA-256 of refused tokens, and until when they stay refused.
+    refused: HashMap<[u8; 32], Instant>,
+}
+
+impl SsoGuard {
+    fn digest(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// Whether `token` may be checked with the directory now; counts the check.
+    pub fn allow(&self, token: &str, address: Option<&str>) -> bool {
+        self.allow_at(token, address, Instant::now())
+    }
+
+    fn allow_at(&self, token: &str, address: Option<&str>, now: Instant) -> bool {
+        let plausible = (8..=256).contains(&token.len())
+            && token.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'.')
+            });
+        if !plausible {
+            return false;
+        }
+        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if state
+            .refused
+            .get(&Self::digest(token))
+            .is_some_and(|until| *until > now)
+        {
+            return false;
+        }
+        if state.addresses.len() >= SSO_TRACKED_MAX {
+            state
+                .addresses
+                .retain(|_, (start, _)| now.duration_since(*start) < MINUTE);
+            if state.addresses.len() >= SSO_TRACKED_MAX {
+                state.addresses.clear();
+            }
+        }
+        let entry = state
+            .addresses
+            .entry(address.unwrap_or("-").to_owned())
+            .or_insert((now, 0));
+        if now.duration_since(entry.0) >= MINUTE {
+            *entry = (now, 0);
+        }
+        if entry.1 >= SSO_CHECKS_PER_MINUTE {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+
+    /// Remembers that the directory refused `token`.
+    pub fn refused(&self, token: &str) {
+        self.refused_at(token, Instant::now());
+    }
+
+    fn refused_at(&self, token: &str, now: Instant) {
+        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if state.refused.len() >= SSO_TRACKED_MAX {
+            state.refused.retain(|_, until| *until > now);
+            if state.refused.len() >= SSO_TRACKED_MAX {
+                state.refused.clear();
+            }
+        }
+        state
+            .refused
+            .insert(Self::digest(token), now + SSO_REFUSAL_MEMORY);
+    }
+}
+
+/// Logs in from the directory's SSO cookie, if SSO is on, the browser has one, and the guard lets it be
+/// checked; `None` otherwise or when the directory refuses it.
+async fn sso_login(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: Option<&str>,
+) -> Result<Option<(Secret, Identity)>, ApiError> {
+    let auth = &state.service.auth;
+    let name = state.web.sso_cookie.as_str();
+    if name.is_empty() || auth.directory_kind() != "crowd" {
+        return Ok(None);
+    }
+    let Some(sso_token) = cookie(headers, name) else {
+        return Ok(None);
+    };
+    if !state.sso_guard.allow(sso_token, ip) {
+        return Ok(None);
+    }
+    match auth.login_sso(&Secret::new(sso_token), ip).await {
+        Ok(session) => Ok(Some(session)),
+        Err(AuthError::InvalidSession | AuthError::Unsupported) => {
+            state.sso_guard.refused(sso_token);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The answer for a live session; with `Set-Cookie` when `new`.
@@ -152,17 +293,13 @@ fn session_response(state: &AppState, token: &Secret, identity: &Identity, new: 
         let max_age = expires
             .duration_since(SystemTime::now())
             .map_or(0, |d| d.as_secs());
-        response
-            .headers_mut()
-            .insert(header::SET_COOKIE, set_cookie(token.expose(), max_age));
+        add_cookie(&mut response, set_cookie(token.expose(), max_age));
     }
     response
 }
 
 fn clear_cookie(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie("", 0));
+    add_cookie(&mut response, set_cookie("", 0));
     response
 }
 
@@ -197,6 +334,9 @@ async fn current(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if !state.web.enabled {
+        return Err(ApiError::NotFound);
+    }
     check_same_origin(&headers, &uri)?;
     let auth = &state.service.auth;
     let mut stale = false;
@@ -208,14 +348,10 @@ async fn current(
             Err(e) => return Err(e.into()),
         }
     }
-    let sso = Some(state.web.sso_cookie.as_str())
-        .filter(|name| !name.is_empty() && auth.directory_kind() == "crowd");
-    if let Some(sso_token) = sso.and_then(|name| cookie(&headers, name)) {
-        match auth.login_sso(&Secret::new(sso_token), ip.as_deref()).await {
-            Ok((token, identity)) => return Ok(session_response(&state, &token, &identity, true)),
-            Err(AuthError::InvalidSession | AuthError::Unsupported) => {}
-            Err(e) => return Err(e.into()),
-        }
+    if cookie(&headers, SSO_PAUSED_COOKIE).is_none()
+        && let Some((token, identity)) = sso_login(&state, &headers, ip.as_deref()).await?
+    {
+        return Ok(session_response(&state, &token, &identity, true));
     }
     let refusal = if stale {
         ApiError::Auth(AuthError::InvalidSession)
@@ -229,15 +365,22 @@ async fn current(
     })
 }
 
-/// A login from the web UI.
+/// A login from the web UI: a user name and password, or `{"sso": true}` to log in from the directory's
+/// SSO cookie (also after a logout paused that).
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct WebLogin {
-    username: String,
-    #[schema(value_type = String, format = Password)]
-    password: Secret,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    password: Option<Secret>,
+    #[serde(default)]
+    sso: bool,
 }
 
-/// Logs a browser in: the session goes into the cookie, never into the page.
+/// Logs a browser in: the session goes into the cookie, never into the page. A session the browser
+/// already had is ended.
 #[utoipa::path(
     post,
     path = "/web/session",
@@ -245,13 +388,14 @@ struct WebLogin {
     request_body = WebLogin,
     responses(
         (status = 200, description = "A new session, with `Set-Cookie`", body = WebSessionBody),
-        (status = 400, description = "An empty user name (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "A wrong user name or password (`invalid_credentials`)", body = ErrorBody),
+        (status = 400, description = "No user name, or no password (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "A wrong user name or password (`invalid_credentials`), or no valid SSO cookie (`invalid_session`)", body = ErrorBody),
         (status = 403, description = "Another site's request (`csrf_failed`)", body = ErrorBody),
+        (status = 404, description = "The web UI is turned off (`not_found`)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
-        (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
+        (status = 415, description = "The body is not sent as JSON (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
     )
 )]
@@ -262,26 +406,48 @@ async fn login(
     headers: HeaderMap,
     JsonBody(request): JsonBody<WebLogin>,
 ) -> Result<Response, ApiError> {
-    check_same_origin(&headers, &uri)?;
-    if request.username.trim().is_empty() {
-        return Err(ApiError::InvalidRequest("username is empty".into()));
+    if !state.web.enabled {
+        return Err(ApiError::NotFound);
     }
-    let (token, identity) = state
-        .service
-        .auth
-        .login(&request.username, &request.password, ip.as_deref())
-        .await?;
-    Ok(session_response(&state, &token, &identity, true))
+    check_same_origin(&headers, &uri)?;
+    // A form post without a content type needs no CORS preflight: JSON only, said so.
+    if headers.get(header::CONTENT_TYPE).is_none() {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let auth = &state.service.auth;
+    let (token, identity) = if request.sso {
+        sso_login(&state, &headers, ip.as_deref())
+            .await?
+            .ok_or(ApiError::Auth(AuthError::InvalidSession))?
+    } else {
+        let username = request
+            .username
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| ApiError::InvalidRequest("username is empty".into()))?;
+        let password = request
+            .password
+            .ok_or_else(|| ApiError::InvalidRequest("password is missing".into()))?;
+        auth.login(&username, &password, ip.as_deref()).await?
+    };
+    if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+        // Best effort: the new session stands whatever happens to the old one.
+        let _ = auth.logout(&Secret::new(old));
+    }
+    let mut response = session_response(&state, &token, &identity, true);
+    if cookie(&headers, SSO_PAUSED_COOKIE).is_some() {
+        add_cookie(&mut response, host_cookie(SSO_PAUSED_COOKIE, "", Some(0)));
+    }
+    Ok(response)
 }
 
-/// Logs the browser out: ends the session and clears the cookie.
+/// Logs the browser out: ends the session, clears the cookie, and pauses SSO from the directory's cookie.
 #[utoipa::path(
     delete,
     path = "/web/session",
     tag = "web",
     security(("cookie" = [])),
     responses(
-        (status = 204, description = "The session is ended and the cookie cleared"),
+        (status = 204, description = "The session is ended, the cookie cleared and SSO paused"),
         (status = 401, description = "No live session", body = ErrorBody),
         (status = 403, description = "No or a wrong `X-CSRF-Token`, or another site's request (`csrf_failed`)", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
@@ -291,7 +457,9 @@ async fn logout(State(state): State<AppState>, who: Authenticated) -> Result<Res
     if let Some(token) = &who.session_token {
         state.service.auth.logout(token)?;
     }
-    Ok(clear_cookie(StatusCode::NO_CONTENT.into_response()))
+    let mut response = clear_cookie(StatusCode::NO_CONTENT.into_response());
+    add_cookie(&mut response, host_cookie(SSO_PAUSED_COOKIE, "1", None));
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -376,6 +544,36 @@ mod tests {
             &Uri::from_static("https://idfed.example.com/api/v1/web/session"),
         );
         assert!(h2_other.is_err());
+    }
+
+    #[test]
+    fn the_sso_guard_limits_checks_per_address_and_remembers_refusals() {
+        let guard = SsoGuard::default();
+        let now = Instant::now();
+        assert!(!guard.allow_at("short", Some("a"), now), "not a token");
+        assert!(!guard.allow_at("has spaces in it", Some("a"), now));
+        assert!(!guard.allow_at(&"x".repeat(300), Some("a"), now));
+        for i in 0..SSO_CHECKS_PER_MINUTE {
+            assert!(
+                guard.allow_at(&format!("token-{i:04}"), Some("a"), now),
+                "{i}"
+            );
+        }
+        assert!(
+            !guard.allow_at("token-more", Some("a"), now),
+            "over the limit"
+        );
+        assert!(
+            guard.allow_at("token-more", Some("b"), now),
+            "another address"
+        );
+        assert!(
+            guard.allow_at("token-more", Some("a"), now + MINUTE),
+            "a new minute"
+        );
+        guard.refused_at("stale-token", now);
+        assert!(!guard.allow_at("stale-token", Some("c"), now + MINUTE));
+        assert!(guard.allow_at("stale-token", Some("c"), now + SSO_REFUSAL_MEMORY + MINUTE));
     }
 
     #[test]
