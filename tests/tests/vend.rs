@@ -517,6 +517,10 @@ async fn plugin_denials_and_faults_are_refused_and_audited_with_their_binding() 
         deny.event.binding.as_deref(),
         Some(guarded.bindings[0].id.as_str())
     );
+    assert_eq!(
+        deny.event.plugin.as_deref(),
+        Some(guarded.bindings[0].plugin.as_str())
+    );
     assert_eq!(deny.event.caller.as_deref(), Some("alice"));
     let faulted = records
         .iter()
@@ -525,6 +529,10 @@ async fn plugin_denials_and_faults_are_refused_and_audited_with_their_binding() 
     assert_eq!(
         faulted.event.binding.as_deref(),
         Some(broken.bindings[0].id.as_str())
+    );
+    assert_eq!(
+        faulted.event.plugin.as_deref(),
+        Some(broken.bindings[0].plugin.as_str())
     );
     assert!(
         faulted

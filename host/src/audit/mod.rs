@@ -65,6 +65,9 @@ pub struct AuditEvent {
     pub code: Option<String>,
     /// The plugin binding that denied or faulted.
     pub binding: Option<String>,
+    /// That binding's plugin (its digest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
     /// The deny reason or error message (cut to [`MAX_TEXT_BYTES`]); never a secret.
     pub reason: Option<String>,
     /// The duration granted.
@@ -112,6 +115,16 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// A plugin's denials and faults: the records that name it, and older ones (from before records named
+/// plugins) of the bindings given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginRecords {
+    /// The plugin's digest.
+    pub digest: String,
+    /// Its bindings' ids.
+    pub bindings: Vec<String>,
+}
+
 /// Which records [`AuditLog::query`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -121,8 +134,8 @@ pub struct AuditFilter {
     pub connector: Option<String>,
     /// Only those that ended so.
     pub outcome: Option<Outcome>,
-    /// Only denials and faults of these plugin bindings (by binding id).
-    pub bindings: Option<Vec<String>>,
+    /// Only denials and faults of this plugin.
+    pub plugin: Option<PluginRecords>,
     /// Only those appended at or after.
     pub since: Option<SystemTime>,
     /// Only those appended before.
@@ -137,7 +150,7 @@ impl Default for AuditFilter {
             caller: None,
             connector: None,
             outcome: None,
-            bindings: None,
+            plugin: None,
             since: None,
             until: None,
             limit: DEFAULT_QUERY_LIMIT,
@@ -155,11 +168,13 @@ impl AuditFilter {
                 event.connector_id.as_ref() == Some(c) || event.connector.as_ref() == Some(c)
             })
             && self.outcome.is_none_or(|o| event.outcome == o)
-            && self.bindings.as_ref().is_none_or(|ids| {
-                event
-                    .binding
-                    .as_ref()
-                    .is_some_and(|binding| ids.contains(binding))
+            && self.plugin.as_ref().is_none_or(|plugin| {
+                event.plugin.as_ref() == Some(&plugin.digest)
+                    || (event.plugin.is_none()
+                        && event
+                            .binding
+                            .as_ref()
+                            .is_some_and(|binding| plugin.bindings.contains(binding)))
             })
             && self.since.is_none_or(|since| record.time >= since)
             && self.until.is_none_or(|until| record.time < until)

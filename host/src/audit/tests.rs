@@ -531,26 +531,27 @@ fn query_filters_newest_first_with_a_limit() {
         }),
         [a2.seq, b1.seq]
     );
-    let denied_by = |binding: &str| {
+    let denied_by = |binding: &str, plugin: Option<&str>| {
         let mut e = event("carol", "prod", Outcome::PluginDenied);
         e.binding = Some(binding.into());
+        e.plugin = plugin.map(str::to_owned);
         log.append(e).unwrap().seq
     };
-    let (d1, _d2, d3) = (denied_by("b-1"), denied_by("b-2"), denied_by("b-3"));
-    assert_eq!(
-        query(AuditFilter {
-            bindings: Some(vec!["b-1".into(), "b-3".into()]),
-            ..AuditFilter::default()
+    let d1 = denied_by("b-1", None);
+    let _d2 = denied_by("b-2", None);
+    let d3 = denied_by("b-3", Some("p-1"));
+    let _d4 = denied_by("b-1", Some("p-2"));
+    let of_plugin = |digest: &str, bindings: &[&str]| AuditFilter {
+        plugin: Some(PluginRecords {
+            digest: digest.into(),
+            bindings: bindings.iter().map(|b| b.to_string()).collect(),
         }),
-        [d3, d1]
-    );
-    assert_eq!(
-        query(AuditFilter {
-            bindings: Some(vec![]),
-            ..AuditFilter::default()
-        }),
-        Vec::<u64>::new()
-    );
+        ..AuditFilter::default()
+    };
+    // Records that name the plugin, and older ones (naming none) of the bindings given.
+    assert_eq!(query(of_plugin("p-1", &["b-1"])), [d3, d1]);
+    assert_eq!(query(of_plugin("p-1", &[])), [d3]);
+    assert_eq!(query(of_plugin("p-3", &[])), Vec::<u64>::new());
     assert_eq!(
         query(AuditFilter {
             caller: Some("alice".into()),

@@ -260,21 +260,34 @@ impl Vendor {
         };
         event.duration_seconds = Some(request.duration_seconds);
 
-        let chain = self
-            .chains
-            .get(&connector)
-            .await
-            .map_err(|(binding, fault)| VendError::PluginFault {
-                binding,
-                code: fault.code(),
-                detail: fault.to_string(),
-            })?;
+        // The audit record names the plugin too: a binding's id outlives neither an unbinding nor a
+        // rebinding, and administrators look for a plugin's denials.
+        let plugin_of = |binding: &str| {
+            connector
+                .bindings
+                .iter()
+                .find(|b| b.id == binding)
+                .map(|b| b.plugin.clone())
+        };
+        let chain = match self.chains.get(&connector).await {
+            Ok(chain) => chain,
+            Err((binding, fault)) => {
+                event.plugin = plugin_of(&binding);
+                return Err(VendError::PluginFault {
+                    binding,
+                    code: fault.code(),
+                    detail: fault.to_string(),
+                });
+            }
+        };
         let grant = match self.chains.plugins().run_chain(&chain, &request).await {
             ChainOutcome::Allow(grant) => grant,
             ChainOutcome::Deny { binding, reason } => {
+                event.plugin = plugin_of(&binding);
                 return Err(VendError::PluginDenied { binding, reason });
             }
             ChainOutcome::Fault { binding, fault } => {
+                event.plugin = plugin_of(&binding);
                 return Err(VendError::PluginFault {
                     binding,
                     code: fault.code(),

@@ -1,5 +1,6 @@
 //! `GET /admin/audit?user=&connector=&plugin=&outcome=&since=&until=&limit=`: audit records, newest first.
-//! `plugin` (a digest) selects the denials and faults of that plugin's current bindings.
+//! `plugin` (a digest) selects that plugin's denials and faults (older records, which name no plugin, by
+//! its current bindings).
 
 use std::collections::HashMap;
 
@@ -13,7 +14,7 @@ use utoipa_axum::routes;
 use super::{Admin, AdminError, AdminResult, parse_time};
 use crate::api::openapi::ErrorBody;
 use crate::api::{ApiError, AppState};
-use crate::audit::{AuditFilter, DEFAULT_QUERY_LIMIT, Outcome};
+use crate::audit::{AuditFilter, DEFAULT_QUERY_LIMIT, Outcome, PluginRecords};
 use crate::store::{Store, check_digest};
 
 /// The most records one query returns.
@@ -34,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(query))
 }
 
-/// The filter the query parameters ask for; `plugin_bindings` gives a plugin's binding ids.
+/// The filter the query parameters ask for; `plugin_bindings` gives a plugin's current binding ids.
 fn filter(
     params: &HashMap<String, String>,
     plugin_bindings: impl FnOnce(&str) -> AdminResult<Vec<String>>,
@@ -68,14 +69,21 @@ fn filter(
                 ))
             })?,
     };
-    let bindings = text("plugin").map(plugin_bindings).transpose()?;
+    let plugin = text("plugin")
+        .map(|digest| {
+            Ok::<_, AdminError>(PluginRecords {
+                digest: digest.to_owned(),
+                bindings: plugin_bindings(digest)?,
+            })
+        })
+        .transpose()?;
     let since = text("since").map(|t| parse_time("since", t)).transpose()?;
     let until = text("until").map(|t| parse_time("until", t)).transpose()?;
     Ok(AuditFilter {
         caller: text("user").map(str::to_owned),
         connector: text("connector").map(str::to_owned),
         outcome,
-        bindings,
+        plugin,
         since,
         until,
         limit,
@@ -90,7 +98,7 @@ fn filter(
     params(
         ("user" = Option<String>, Query, description = "Only this caller's records"),
         ("connector" = Option<String>, Query, description = "Only this connector's records (id or name)"),
-        ("plugin" = Option<String>, Query, description = "Only the denials and faults of this plugin's (digest) bindings"),
+        ("plugin" = Option<String>, Query, description = "Only the denials and faults of this plugin (its digest)"),
         ("outcome" = Option<String>, Query, description = "issued, refused, plugin_denied, plugin_fault, failed or changed"),
         ("since" = Option<String>, Query, description = "Records from this time (RFC 3339)"),
         ("until" = Option<String>, Query, description = "Records until this time (RFC 3339)"),
@@ -164,7 +172,7 @@ mod tests {
         assert_eq!(f.outcome, Some(Outcome::Changed));
         assert_eq!(f.limit, 5);
         assert!(f.since.is_some() && f.until.is_none());
-        assert_eq!(f.bindings, None);
+        assert_eq!(f.plugin, None);
         assert_eq!(
             filter(&params(&[]), no_plugins).unwrap().limit,
             DEFAULT_QUERY_LIMIT
@@ -172,8 +180,11 @@ mod tests {
         assert_eq!(
             filter(&params(&[("plugin", "abc")]), no_plugins)
                 .unwrap()
-                .bindings,
-            Some(vec!["binding-of-abc".to_owned()])
+                .plugin,
+            Some(PluginRecords {
+                digest: "abc".into(),
+                bindings: vec!["binding-of-abc".to_owned()]
+            })
         );
         for bad in [
             ("outcome", "great"),
