@@ -3,7 +3,7 @@
 // Served under a strict Content-Security-Policy: no inline scripts or handlers, no style attributes, no
 // eval. The DOM is built with createElement/textContent only (never innerHTML), so data from the server
 // (names, descriptions, deny reasons…) can never become markup. The session is an HttpOnly cookie this
-// script never sees; every state-changing request carries the CSRF token from GET /api/v1/web/session.
+// script never sees; every request made with it (reads too) carries the CSRF token from GET /api/v1/web/session.
 
 'use strict';
 
@@ -178,11 +178,11 @@ const state = {
 
 /**
  * Calls the API: JSON in (`json`) or raw bytes (`body` + `contentType`), JSON out; throws ApiError with the
- * server's message. State-changing methods carry the CSRF token.
+ * server's message. Every request carries the CSRF token once there is a session: the server wants it on reads too.
  */
 async function api(method, path, { json, body, contentType, session = false } = {}) {
   const headers = { Accept: 'application/json' };
-  if (!['GET', 'HEAD'].includes(method) && state.csrf) headers['X-CSRF-Token'] = state.csrf;
+  if (state.csrf) headers['X-CSRF-Token'] = state.csrf;
   let payload;
   if (json !== undefined) {
     headers['Content-Type'] = 'application/json';

@@ -517,7 +517,11 @@ async function main() {
   await login(OUTSIDER);
   await visible(page.getByRole('heading', { name: 'No connectors for you yet' }), 'the empty My connectors');
   check(await page.getByRole('article', { name: CONNECTOR }).count() === 0, `${OUTSIDER} sees ${CONNECTOR}`);
-  const listed = await page.evaluate(async () => (await (await fetch('/api/v1/connectors', { credentials: 'same-origin' })).json()).connectors.map((c) => c.name));
+  const listed = await page.evaluate(async () => {
+    const session = await (await fetch('/api/v1/web/session', { credentials: 'same-origin' })).json();
+    const answer = await fetch('/api/v1/connectors', { credentials: 'same-origin', headers: { 'X-CSRF-Token': session.csrf_token } });
+    return (await answer.json()).connectors.map((c) => c.name);
+  });
   check(!listed.includes('dev-s3'), `the API lists ${listed} to ${OUTSIDER}`);
   await logout();
 
