@@ -276,6 +276,62 @@ function copyButton(label, getText, { visible = 'Copy', cls = 'btn btn-sm' } = {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Keeping the keyboard focus when what holds it is rendered again
+
+/** What identifies a control across a re-render: its tag and its accessible name. */
+function focusKey(el) {
+  if (!el || el === document.body || el === document.documentElement || el === main()) return null;
+  return { tag: el.localName, name: el.getAttribute('aria-label') || el.textContent };
+}
+
+/** Focuses the control of `scope` matching `key` (re-rendered since), else the main content. */
+function refocus(key, scope = main()) {
+  const same = key && [...scope.querySelectorAll(key.tag)]
+    .find((el) => (el.getAttribute('aria-label') || el.textContent) === key.name && !el.disabled);
+  if (same) same.focus();
+  else main().focus({ preventScroll: true });
+}
+
+/**
+ * Marks a button busy while its action runs. Not `disabled`: a disabled button drops the keyboard focus (to
+ * the page, so the next Tab starts over from the top); `aria-disabled` keeps it where the person left it.
+ * The action's handler returns early while its button is busy.
+ */
+function setBusy(button, busy) {
+  if (busy) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+}
+
+function isBusy(button) {
+  return button.getAttribute('aria-disabled') === 'true';
+}
+
+/** Runs `render` (async), which renders part of `container` again, keeping the keyboard focus there. */
+async function keepingFocus(container, render) {
+  const restore = focusKeeper(container);
+  try {
+    await render();
+  } finally {
+    restore();
+  }
+}
+
+/**
+ * Before `container` is rendered again: answers a function that, once it is, puts a focus lost with the
+ * old content back on the same control (or on the main content), so keyboard users keep their place.
+ */
+function focusKeeper(container) {
+  const el = document.activeElement;
+  if (!el || !container.contains(el) || el === container) return () => {};
+  const key = focusKey(el);
+  return () => {
+    const now = document.activeElement;
+    if (now && now !== document.body && now.isConnected) return; // the focus moved on meanwhile
+    refocus(key, container);
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Dialogs
 
 const dialogStack = [];
@@ -290,6 +346,7 @@ function topDialog() {
  */
 function openDialog({ title, size = '', describedBy } = {}) {
   const opener = document.activeElement;
+  const openerKey = focusKey(opener);
   const titleId = uid('dlg-title');
   const closers = [];
   const closeBtn = h('button', { type: 'button', class: 'btn icon-btn', 'aria-label': 'Close', text: '×' });
@@ -311,6 +368,7 @@ function openDialog({ title, size = '', describedBy } = {}) {
     dialog.remove();
     for (const fn of closers) fn(result);
     if (opener && opener.isConnected && typeof opener.focus === 'function') opener.focus();
+    else if (!dialogStack.length) refocus(openerKey); // the opener was rendered again meanwhile
   };
   closeBtn.addEventListener('click', () => close());
   dialog.addEventListener('cancel', (event) => { event.preventDefault(); close(); });
@@ -533,12 +591,13 @@ async function renderLogin(notice) {
     h('p', { class: 'login-foot', text: 'Credentials are issued through AWS STS and expire on their own.' }))));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    if (isBusy(submit)) return;
     clear(errorBox);
     setFieldError(fUser, username.value.trim() ? null : 'Enter your user name.');
     setFieldError(fPass, password.value ? null : 'Enter your password.');
     if (!username.value.trim()) { username.focus(); return; }
     if (!password.value) { password.focus(); return; }
-    submit.disabled = true;
+    setBusy(submit, true);
     submit.textContent = 'Logging in…';
     try {
       const session = await api('POST', '/api/v1/web/session', {
@@ -548,10 +607,12 @@ async function renderLogin(notice) {
       adopt(session);
       if (!location.hash || location.hash === '#' || location.hash === '#/') location.hash = '#/connectors';
       else route();
+      // The form is gone: the focus goes to the page's content, as after following a link.
+      main().focus({ preventScroll: true });
     } catch (e) {
       password.value = '';
       errorBox.append(errorAlert(e, e.code === 'too_many_attempts' ? 'Too many attempts' : 'Could not log in'));
-      submit.disabled = false;
+      setBusy(submit, false);
       submit.textContent = 'Log in';
       password.focus();
     }
@@ -611,7 +672,8 @@ function connectorCard(c) {
   for (const b of [getBtn, testBtn, consoleBtn]) if (b) b.setAttribute('aria-describedby', titleId);
   getBtn.addEventListener('click', () => openCredentials(c));
   testBtn.addEventListener('click', async () => {
-    testBtn.disabled = true;
+    if (isBusy(testBtn)) return;
+    setBusy(testBtn, true);
     clear(result, loading('Getting credentials and asking AWS who they are…'));
     try {
       const who = await api('GET', `/api/v1/connectors/${enc(c.name)}/caller-identity`);
@@ -622,12 +684,13 @@ function connectorCard(c) {
     } catch (e) {
       clear(result, denialOrError(e, 'The test failed'));
     } finally {
-      testBtn.disabled = false;
+      setBusy(testBtn, false);
     }
   });
   if (consoleBtn) {
     consoleBtn.addEventListener('click', async () => {
-      consoleBtn.disabled = true;
+      if (isBusy(consoleBtn)) return;
+      setBusy(consoleBtn, true);
       clear(result, loading('Asking AWS for a console sign-in link…'));
       try {
         const answer = await api('POST', `/api/v1/connectors/${enc(c.name)}/console-url`, { json: {} });
@@ -639,7 +702,7 @@ function connectorCard(c) {
       } catch (e) {
         clear(result, denialOrError(e, 'Could not open the AWS console'));
       } finally {
-        consoleBtn.disabled = false;
+        setBusy(consoleBtn, false);
       }
     });
   }
@@ -692,8 +755,9 @@ function openCredentials(connector) {
     h('span', { class: 'spacer' }), done);
 
   async function issue() {
+    if (isBusy(again)) return;
     clearInterval(timer);
-    again.disabled = true;
+    setBusy(again, true);
     clear(content, loading('Getting credentials from AWS STS…'));
     const request = { format: 'json' };
     if (durationSel.value) request.duration_seconds = Number(durationSel.value);
@@ -703,7 +767,7 @@ function openCredentials(connector) {
     } catch (e) {
       clear(content, denialOrError(e, 'Could not get credentials'));
     } finally {
-      again.disabled = false;
+      setBusy(again, false);
     }
   }
 
@@ -809,7 +873,8 @@ async function screenAdminConnectors(root) {
     tablePanel, accountsPanel);
   create.addEventListener('click', () => openConnectorDialog(null, refresh));
 
-  async function refresh() {
+  const refresh = () => keepingFocus(root, load);
+  async function load() {
     clear(tablePanel, h('h2', { id: 'conn-h', class: 'visually-hidden', text: 'All connectors' }), loading());
     clear(accountsPanel, h('div', { class: 'panel-head' }, h('h2', { id: 'acct-h', text: 'AWS accounts' })), loading());
     let connectors; let accounts;
@@ -930,7 +995,7 @@ async function openConnectorDialog(name, onSaved) {
   const fields = {};
 
   // General
-  fields.name = field('Name', textInput({ value: c.name, maxlength: 64, pattern: '[A-Za-z0-9._-]{1,64}' }), { required: true, hint: '1–64 letters, digits, dots, dashes or underscores. People ask for the connector by this name.' });
+  fields.name = field('Name', textInput({ value: c.name, maxlength: 64, pattern: '[A-Za-z0-9._\\-]{1,64}' }), { required: true, hint: '1–64 letters, digits, dots, dashes or underscores. People ask for the connector by this name.' });
   fields.description = field('Description', textInput({ value: c.description }), { hint: 'What it gives access to, for the people who use it.' });
   const accountSel = h('select', {});
   const fillAccounts = (selected) => {
@@ -962,8 +1027,9 @@ async function openConnectorDialog(name, onSaved) {
   const cards = [];
   const radios = {};
   const choiceWrap = h('div', { class: 'choice-cards' });
+  const radioGroup = uid('ptype'); // one name for the three: a radio group, so arrow keys move between them
   for (const [type, p] of Object.entries(PRINCIPALS)) {
-    const radio = h('input', { type: 'radio', name: uid('ptype'), id: uid('pt'), value: type, checked: type === principalType });
+    const radio = h('input', { type: 'radio', name: radioGroup, id: uid('pt'), value: type, checked: type === principalType });
     const hintId = `${radio.id}-hint`;
     radio.setAttribute('aria-describedby', hintId);
     radios[type] = radio;
@@ -1169,6 +1235,7 @@ async function openConnectorDialog(name, onSaved) {
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    if (isBusy(save)) return;
     update();
     if (save.disabled) return;
     clear(formError);
@@ -1216,7 +1283,7 @@ async function openConnectorDialog(name, onSaved) {
       missing[0][0].input.focus();
       return;
     }
-    save.disabled = true;
+    setBusy(save, true);
     try {
       const saved = editing
         ? await api('PUT', `/api/v1/admin/connectors/${enc(existing.id)}`, { json: body })
@@ -1225,7 +1292,7 @@ async function openConnectorDialog(name, onSaved) {
       announce(editing ? `Connector ${saved.name} saved.` : `Connector ${saved.name} created.`);
       if (onSaved) onSaved(saved);
     } catch (e) {
-      save.disabled = false;
+      setBusy(save, false);
       formError.replaceChildren(errorAlert(e, 'The connector was not saved'));
       const match = /^([a-z_.[\]0-9]+): /.exec(e.message || '');
       if (match) {
@@ -1305,6 +1372,7 @@ async function openAccountDialog(name, onSaved) {
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    if (isBusy(save)) return;
     clear(formError);
     for (const x of Object.values(f)) setFieldError(x, null);
     const accountName = f.name.input.value.trim();
@@ -1329,7 +1397,7 @@ async function openAccountDialog(name, onSaved) {
       problems[0][0].input.focus();
       return;
     }
-    save.disabled = true;
+    setBusy(save, true);
     try {
       const saved = await api('PUT', `/api/v1/admin/accounts/${enc(accountName)}`, { json: body });
       f.secret.input.value = '';
@@ -1337,7 +1405,7 @@ async function openAccountDialog(name, onSaved) {
       announce(editing ? `Account ${saved.name} saved.` : `Account ${saved.name} added.`);
       if (onSaved) onSaved(saved);
     } catch (e) {
-      save.disabled = false;
+      setBusy(save, false);
       formError.replaceChildren(errorAlert(e, 'The account was not saved'));
       const match = /^([a-z_]+): /.exec(e.message || '');
       if (match && f[match[1]]) setFieldError(f[match[1]], e.message.slice(match[0].length));
@@ -1409,10 +1477,10 @@ async function openBindDialog({ connector = null, plugin = null, onBound }) {
   check();
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    if (!check()) return;
+    if (!check() || isBusy(bind)) return;
     clear(formError);
     setFieldError(fConfig, null);
-    bind.disabled = true;
+    setBusy(bind, true);
     try {
       const connectorId = connSel.value;
       const answer = await api('POST', `/api/v1/admin/connectors/${enc(connectorId)}/bindings`, {
@@ -1422,7 +1490,7 @@ async function openBindDialog({ connector = null, plugin = null, onBound }) {
       announce(`Plugin bound to ${answer.connector || 'the connector'} at position ${(answer.position ?? 0) + 1}.`);
       if (onBound) onBound(answer);
     } catch (e) {
-      bind.disabled = false;
+      setBusy(bind, false);
       formError.replaceChildren(errorAlert(e, 'The plugin was not bound'));
       setFieldError(fConfig, e.pointer ? `At ${e.pointer}: ${e.message}` : e.message);
       config.focus();
@@ -1465,6 +1533,7 @@ async function screenPlugins(root) {
   });
   uploadForm.addEventListener('submit', async (event) => {
     event.preventDefault();
+    if (isBusy(uploadBtn)) return;
     clear(uploadError);
     setFieldError(fName, null);
     setFieldError(fFile, null);
@@ -1472,7 +1541,7 @@ async function screenPlugins(root) {
     const name = nameInput.value.trim();
     if (!name) { setFieldError(fName, 'Name the plugin.'); nameInput.focus(); return; }
     if (!file) { setFieldError(fFile, 'Choose a .wasm file.'); fileInput.focus(); return; }
-    uploadBtn.disabled = true;
+    setBusy(uploadBtn, true);
     uploadBtn.textContent = 'Uploading…';
     try {
       const bytes = await file.arrayBuffer();
@@ -1484,12 +1553,13 @@ async function screenPlugins(root) {
     } catch (e) {
       uploadError.replaceChildren(errorAlert(e, 'The plugin was not uploaded'));
     } finally {
-      uploadBtn.disabled = false;
+      setBusy(uploadBtn, false);
       uploadBtn.textContent = 'Upload';
     }
   });
 
-  async function refresh() {
+  const refresh = () => keepingFocus(root, load);
+  async function load() {
     clear(listEl, loading());
     let plugins;
     try {
@@ -1508,7 +1578,9 @@ async function screenPlugins(root) {
       const tbody = h('tbody');
       versions.forEach((p, i) => {
         const denialsRow = h('tr', { class: 'detail-row', hidden: true }, h('td', { colspan: 5 }));
-        const bindBtn = h('button', { type: 'button', class: 'btn btn-sm', text: 'Bind to connector…', 'aria-label': `Bind ${name} ${shortDigest(p.digest)} to a connector` });
+        // The visible text starts the accessible name (WCAG 2.5.3): what people see is what they can say.
+        const bindBtn = h('button', { type: 'button', class: 'btn btn-sm' }, 'Bind to connector…',
+          h('span', { class: 'visually-hidden', text: ` (${name} ${shortDigest(p.digest)})` }));
         bindBtn.addEventListener('click', () => openBindDialog({ plugin: p, onBound: refresh }));
         const denialsBtn = h('button', { type: 'button', class: 'btn btn-sm', 'aria-expanded': 'false', text: 'Recent denials', 'aria-label': `Recent denials and faults of ${name} ${shortDigest(p.digest)}` });
         denialsBtn.addEventListener('click', async () => {
@@ -1573,7 +1645,8 @@ async function screenApiKeys(root) {
     formPanel, listPanel);
 
   let connectors = [];
-  async function refresh() {
+  const refresh = () => keepingFocus(root, load);
+  async function load() {
     clear(listPanel, h('h2', { id: 'keys-h', text: 'Keys' }), loading());
     let keys;
     try {
@@ -1629,6 +1702,7 @@ async function screenApiKeys(root) {
     clear(formPanel, h('h2', { id: 'newkey-h', text: 'Create an API key' }), form);
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
+      if (isBusy(create)) return;
       clear(formError);
       setFieldError(fName, null);
       const name = fName.input.value.trim();
@@ -1637,13 +1711,13 @@ async function screenApiKeys(root) {
       if (!chosen.length) { formError.replaceChildren(h('div', { class: 'alert alert-error', role: 'alert', text: 'Choose at least one connector.' })); return; }
       const body = { name, connectors: chosen };
       if (fExpires.input.value) body.expires = new Date(fExpires.input.value).toISOString();
-      create.disabled = true;
+      setBusy(create, true);
       try {
         const key = await api('POST', '/api/v1/admin/api-keys', { json: body });
         showNewKey(key);
         refresh();
       } catch (e) {
-        create.disabled = false;
+        setBusy(create, false);
         formError.replaceChildren(errorAlert(e, 'The key was not created'));
       }
     });

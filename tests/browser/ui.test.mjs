@@ -322,7 +322,7 @@ async function main() {
   await page.getByLabel('Component (.wasm)').setInputFiles(PLUGIN_WASM);
   await page.getByRole('button', { name: 'Upload' }).click();
   await visible(page.getByRole('heading', { level: 2, name: 'rate-limit' }), 'the uploaded plugin');
-  await page.getByRole('button', { name: /^Bind rate-limit .* to a connector$/ }).click();
+  await page.getByRole('button', { name: /^Bind to connector… \(rate-limit [0-9a-f]{12}\)$/ }).click();
   const bdlg = dialog('Bind rate-limit to a connector');
   await visible(bdlg, 'the bind dialog');
   await bdlg.getByLabel('Connector').selectOption({ label: CONNECTOR });
