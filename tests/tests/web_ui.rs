@@ -9,6 +9,13 @@
 //! HttpOnly session cookie, and that the browser reported no console error and no CSP violation. Screenshots
 //! of every main screen go to `target/web-ui-screenshots/`.
 //!
+//! Accessibility: every main screen and dialog gets a label audit (every visible field and button has an
+//! accessible name, by its label, `aria-label` or `aria-labelledby`, and Chromium's accessibility tree
+//! agrees; every dialog is named by its heading); then, in a browser context of its own, the UI is used by
+//! the keyboard alone (skip link, Get credentials with Show, Copy and Escape, Create connector with the
+//! principal type picked by arrow keys, focus returned to what opened a dialog, a visible focus indicator
+//! on every Tab stop).
+//!
 //! Here, the shell exports the script copied from the credentials dialog are then used by the AWS CLI.
 //!
 //! Needs `/usr/bin/chromium` and Node.js (`scripts/setup-browser`); `tests/browser/node_modules` is made
@@ -216,6 +223,8 @@ async fn web_ui_end_to_end_in_chromium() {
         "08-api-keys",
         "09-audit",
         "10-plugin-denied",
+        "11-keyboard-credentials",
+        "11-keyboard-connector-dialog",
     ] {
         let png = shots.join(format!("{screen}.png"));
         let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
