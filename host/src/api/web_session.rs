@@ -3,8 +3,9 @@
 //! A browser never sees its session token: it lives in the cookie [`SESSION_COOKIE`] (`Secure`, `HttpOnly`,
 //! `SameSite=Strict`, `__Host-` so no other host or path can set it). Every request the cookie
 //! authenticates must come from idfed's own page: a `Sec-Fetch-Site` or `Origin` of another site is
-//! refused, and any method but GET/HEAD must carry `X-CSRF-Token` — a value derived from the session token,
-//! handed to the page in the session's JSON, which another site's page can neither read nor compute.
+//! refused, and every request (reads too: some vend) must carry `X-CSRF-Token` — a value derived from the
+//! session token, handed to the page in the session's JSON, which another site's page can neither read nor
+//! compute.
 //! A valid directory SSO cookie (Crowd's `crowd.token_key`, named by `[web] sso_cookie`) logs the browser
 //! in without a password. Logging out pauses that (cookie [`SSO_PAUSED_COOKIE`], until the browser closes
 //! or the person asks for SSO again), so that a logout lasts while Crowd's cookie does. SSO tokens are
