@@ -28,6 +28,20 @@ fn session_cookie(headers: &HeaderMap) -> (String, String) {
     (set.split(';').next().unwrap().to_owned(), set)
 }
 
+/// The `name=value` of the cookie `name` a response sets.
+fn set_cookie_named(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set"))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 async fn web_login(server: &TestServer, name: &str) -> (String, Value) {
     let response = server
         .client
@@ -361,13 +375,36 @@ async fn a_valid_crowd_sso_cookie_logs_the_browser_in() {
         "idfed's own session, not Crowd's token"
     );
 
-    // idfed's session now stands on its own.
-    let (status, headers, body) = send(&state, session(cookie)).await;
+    let bound = set_cookie_named(&headers, "__Host-idfed_sso_bound");
+    assert!(!bound.contains(&token), "a fingerprint, not the token");
+
+    // idfed's session is bound to that Crowd session: it stands while the same Crowd cookie comes along…
+    let with = |crowd: &str| format!("{cookie}; {bound}; crowd.token_key={crowd}");
+    let (status, headers, body) = send(&state, session(with(&token))).await;
     assert_eq!(
         (status, body["user"]["name"].clone()),
         (StatusCode::OK, json!("carol"))
     );
     assert!(headers.get(SET_COOKIE).is_none());
+    // …and ends when someone else has logged in to Crowd in this browser: that person is logged in.
+    crowd.add_user(TestUser::new("dave", "pw"));
+    let dave = crowd.create_sso_token("dave", None);
+    let (status, headers, body) = send(&state, session(with(&dave))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["name"], "dave");
+    let (daves, _) = session_cookie(&headers);
+    let daves_bound = set_cookie_named(&headers, "__Host-idfed_sso_bound");
+    let (status, _, _) = send(&state, session(cookie.clone())).await;
+    assert_eq!(status, 401, "carol's session is over");
+    // Logged out of Crowd (its cookie gone): idfed's session ends too.
+    let (status, headers, _) = send(&state, session(format!("{daves}; {daves_bound}"))).await;
+    assert_eq!(status, 401);
+    assert!(
+        set_cookie_named(&headers, "__Host-idfed_sso_bound").ends_with('='),
+        "the binding is forgotten"
+    );
+    let (status, _, _) = send(&state, session(daves)).await;
+    assert_eq!(status, 401, "dave's session is over");
 
     // An ended Crowd session logs nobody in.
     let ended = crowd.create_sso_token("carol", None);

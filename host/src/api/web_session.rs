@@ -10,7 +10,10 @@
 //! in without a password. Logging out pauses that (cookie [`SSO_PAUSED_COOKIE`], until the browser closes
 //! or the person asks for SSO again), so that a logout lasts while Crowd's cookie does. SSO tokens are
 //! only sent to the directory when they look like one, at most [`SSO_CHECKS_PER_MINUTE`] a minute per
-//! client address, and a refused one is not asked about again for [`SSO_REFUSAL_MEMORY`].
+//! client address, and a refused one is not asked about again for [`SSO_REFUSAL_MEMORY`]. A session
+//! started from SSO is bound to that SSO token ([`SSO_BOUND_COOKIE`]): when the page loads and the
+//! directory's cookie is gone (logged out of Crowd) or another (someone else logged in to Crowd), idfed's
+//! session ends with it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -47,6 +50,8 @@ pub const SSO_PAUSED_COOKIE: &str = "__Host-idfed_sso_paused";
 pub const SSO_CHECKS_PER_MINUTE: u32 = 30;
 /// How long a token the directory refused is refused without asking again.
 pub const SSO_REFUSAL_MEMORY: Duration = Duration::from_secs(5 * 60);
+/// Holds a fingerprint of the SSO token a session was started from.
+pub const SSO_BOUND_COOKIE: &str = "__Host-idfed_sso_bound";
 const SSO_TRACKED_MAX: usize = 10_000;
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -245,26 +250,54 @@ impl SsoGuard {
     }
 }
 
+/// The directory's SSO token in the request, when SSO is on.
+fn sso_token<'a>(state: &AppState, headers: &'a HeaderMap) -> Option<&'a str> {
+    let name = state.web.sso_cookie.as_str();
+    if name.is_empty() || state.service.auth.directory_kind() != "crowd" {
+        return None;
+    }
+    cookie(headers, name)
+}
+
+/// What [`SSO_BOUND_COOKIE`] holds for an SSO token: not the token, and not usable as one.
+fn sso_fingerprint(sso_token: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"idfed-sso-bound-v1\0");
+    hash.update(sso_token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.finalize()[..16])
+}
+
+/// A session started from an SSO token, with that token's fingerprint.
+struct SsoSession {
+    token: Secret,
+    identity: Identity,
+    fingerprint: String,
+}
+
 /// Logs in from the directory's SSO cookie, if SSO is on, the browser has one, and the guard lets it be
 /// checked; `None` otherwise or when the directory refuses it.
 async fn sso_login(
     state: &AppState,
     headers: &HeaderMap,
     ip: Option<&str>,
-) -> Result<Option<(Secret, Identity)>, ApiError> {
-    let auth = &state.service.auth;
-    let name = state.web.sso_cookie.as_str();
-    if name.is_empty() || auth.directory_kind() != "crowd" {
-        return Ok(None);
-    }
-    let Some(sso_token) = cookie(headers, name) else {
+) -> Result<Option<SsoSession>, ApiError> {
+    let Some(sso_token) = sso_token(state, headers) else {
         return Ok(None);
     };
     if !state.sso_guard.allow(sso_token, ip) {
         return Ok(None);
     }
-    match auth.login_sso(&Secret::new(sso_token), ip).await {
-        Ok(session) => Ok(Some(session)),
+    match state
+        .service
+        .auth
+        .login_sso(&Secret::new(sso_token), ip)
+        .await
+    {
+        Ok((token, identity)) => Ok(Some(SsoSession {
+            token,
+            identity,
+            fingerprint: sso_fingerprint(sso_token),
+        })),
         Err(AuthError::InvalidSession | AuthError::Unsupported) => {
             state.sso_guard.refused(sso_token);
             Ok(None)
@@ -343,27 +376,59 @@ async fn current(
     let mut stale = false;
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         let token = Secret::new(token);
-        match auth.session(&token).await {
-            Ok(identity) => return Ok(session_response(&state, &token, &identity, false)),
-            Err(AuthError::InvalidSession) => stale = true,
-            Err(e) => return Err(e.into()),
+        let bound = cookie(&headers, SSO_BOUND_COOKIE);
+        let sso_over =
+            bound.is_some() && sso_token(&state, &headers).map(sso_fingerprint).as_deref() != bound;
+        if sso_over {
+            // Logged out of the directory, or someone else logged in there: this session goes too.
+            auth.logout(&token)?;
+            stale = true;
+        } else {
+            match auth.session(&token).await {
+                Ok(identity) => return Ok(session_response(&state, &token, &identity, false)),
+                Err(AuthError::InvalidSession) => stale = true,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     if cookie(&headers, SSO_PAUSED_COOKIE).is_none()
-        && let Some((token, identity)) = sso_login(&state, &headers, ip.as_deref()).await?
+        && let Some(sso) = sso_login(&state, &headers, ip.as_deref()).await?
     {
-        return Ok(session_response(&state, &token, &identity, true));
+        return Ok(sso_session_response(&state, &headers, &sso));
     }
     let refusal = if stale {
         ApiError::Auth(AuthError::InvalidSession)
     } else {
         ApiError::MissingCredentials
     };
-    Ok(if stale {
-        clear_cookie(refusal.into_response())
-    } else {
-        refusal.into_response()
-    })
+    let mut response = refusal.into_response();
+    if stale {
+        response = clear_cookie(response);
+        forget_sso_binding(&mut response, &headers);
+    }
+    Ok(response)
+}
+
+/// A new session from SSO, bound to its token.
+fn sso_session_response(state: &AppState, headers: &HeaderMap, sso: &SsoSession) -> Response {
+    let mut response = session_response(state, &sso.token, &sso.identity, true);
+    // As long-lived as the session's cookie, so that the session never outlives its binding.
+    let ttl = state.service.auth.sessions().ttl().as_secs();
+    add_cookie(
+        &mut response,
+        host_cookie(SSO_BOUND_COOKIE, &sso.fingerprint, Some(ttl)),
+    );
+    if cookie(headers, SSO_PAUSED_COOKIE).is_some() {
+        add_cookie(&mut response, host_cookie(SSO_PAUSED_COOKIE, "", Some(0)));
+    }
+    response
+}
+
+/// Clears the SSO binding cookie, if the browser has one.
+fn forget_sso_binding(response: &mut Response, headers: &HeaderMap) {
+    if cookie(headers, SSO_BOUND_COOKIE).is_some() {
+        add_cookie(response, host_cookie(SSO_BOUND_COOKIE, "", Some(0)));
+    }
 }
 
 /// A login from the web UI: a user name and password, or `{"sso": true}` to log in from the directory's
@@ -416,28 +481,29 @@ async fn login(
         return Err(ApiError::UnsupportedMediaType);
     }
     let auth = &state.service.auth;
-    let (token, identity) = if request.sso {
-        sso_login(&state, &headers, ip.as_deref())
-            .await?
-            .ok_or(ApiError::Auth(AuthError::InvalidSession))?
-    } else {
-        let username = request
-            .username
-            .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| ApiError::InvalidRequest("username is empty".into()))?;
-        let password = request
-            .password
-            .ok_or_else(|| ApiError::InvalidRequest("password is missing".into()))?;
-        auth.login(&username, &password, ip.as_deref()).await?
-    };
     if let Some(old) = cookie(&headers, SESSION_COOKIE) {
         // Best effort: the new session stands whatever happens to the old one.
         let _ = auth.logout(&Secret::new(old));
     }
+    if request.sso {
+        let sso = sso_login(&state, &headers, ip.as_deref())
+            .await?
+            .ok_or(ApiError::Auth(AuthError::InvalidSession))?;
+        return Ok(sso_session_response(&state, &headers, &sso));
+    }
+    let username = request
+        .username
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| ApiError::InvalidRequest("username is empty".into()))?;
+    let password = request
+        .password
+        .ok_or_else(|| ApiError::InvalidRequest("password is missing".into()))?;
+    let (token, identity) = auth.login(&username, &password, ip.as_deref()).await?;
     let mut response = session_response(&state, &token, &identity, true);
     if cookie(&headers, SSO_PAUSED_COOKIE).is_some() {
         add_cookie(&mut response, host_cookie(SSO_PAUSED_COOKIE, "", Some(0)));
     }
+    forget_sso_binding(&mut response, &headers);
     Ok(response)
 }
 
@@ -460,6 +526,7 @@ async fn logout(State(state): State<AppState>, who: Authenticated) -> Result<Res
     }
     let mut response = clear_cookie(StatusCode::NO_CONTENT.into_response());
     add_cookie(&mut response, host_cookie(SSO_PAUSED_COOKIE, "1", None));
+    add_cookie(&mut response, host_cookie(SSO_BOUND_COOKIE, "", Some(0)));
     Ok(response)
 }
 
