@@ -174,13 +174,44 @@ const state = {
   csrf: null,
   expires: null,
   directory: null,
+  /** Counts session changes (login, logout, ended, another user): an answer to an older one is stale. */
+  generation: 0,
 };
+
+/** What the page says when the server no longer knows the session (`missing_credentials`, `invalid_session`). */
+const SESSION_ENDED = 'Your session has ended. Log in again.';
+
+/**
+ * An error from a call whose session is gone (ended, or replaced by another user's): the page has been
+ * rendered again already, so whoever called must draw nothing.
+ */
+function sessionGone(error) {
+  error.gone = true;
+  return error;
+}
+
+/** Whether `e` is the error of a call whose session is gone: nothing to show, the page moved on. */
+function isGone(e) {
+  return Boolean(e && e.gone);
+}
+
+/** Announces a failed action's message, unless its session is gone (the login page says so). */
+function announceError(e) {
+  if (!isGone(e)) announce(e.message, 'error');
+}
 
 /**
  * Calls the API: JSON in (`json`) or raw bytes (`body` + `contentType`), JSON out; throws ApiError with the
- * server's message. Every request carries the CSRF token once there is a session: the server wants it on reads too.
+ * server's message. Every request carries the CSRF token once there is a session: the server wants it on reads
+ * too. A 403 `csrf_failed` (a login in another tab replaced the browser's session, and with it the token) gets
+ * the session again and, still the same user, the call is made once more. A call that answers after the
+ * session ended or changed hands (401, or a login, logout or another user meanwhile) throws an error marked
+ * gone (`isGone`): the page has been drawn again for what is now, and the caller draws nothing.
+ * `session: true` is for the session's own calls (log in, log out, start): their 401 is theirs to handle;
+ * `anyUser: true` retries after a `csrf_failed` even when the browser's session is now another user's.
  */
-async function api(method, path, { json, body, contentType, session = false } = {}) {
+async function api(method, path, { json, body, contentType, session = false, anyUser = false, retry = true } = {}) {
+  const generation = state.generation;
   const headers = { Accept: 'application/json' };
   if (state.csrf) headers['X-CSRF-Token'] = state.csrf;
   let payload;
@@ -199,24 +230,78 @@ async function api(method, path, { json, body, contentType, session = false } = 
   } catch {
     throw new ApiError(0, 'network', 'Cannot reach the idfed server. Check your connection and try again.');
   }
-  if (response.status === 204) return null;
+  const stale = () => !session && generation !== state.generation;
+  if (response.status === 204) {
+    if (stale()) throw sessionGone(new ApiError(0, 'session_changed', SESSION_ENDED));
+    return null;
+  }
   const text = await response.text();
   let data = null;
   if (text) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
+  if (stale()) throw sessionGone(new ApiError(0, 'session_changed', SESSION_ENDED));
   if (!response.ok) {
     const err = (data && data.error) || {};
-    const error = new ApiError(
-      response.status,
-      err.code || `http_${response.status}`,
-      err.message || `The server answered ${response.status} ${response.statusText}.`,
-      err.pointer,
-    );
-    if (response.status === 401 && !session && state.user) sessionEnded();
+    const code = err.code || `http_${response.status}`;
+    // The API's own wording ("authenticate with Authorization: Bearer …") is for programs, not people.
+    const message = code === 'missing_credentials' || code === 'invalid_session'
+      ? SESSION_ENDED
+      : err.message || `The server answered ${response.status} ${response.statusText}.`;
+    const error = new ApiError(response.status, code, message, err.pointer);
+    if (response.status === 403 && code === 'csrf_failed' && retry && state.user) {
+      const now = await refreshSession();
+      if (now === 'same' || (now === 'changed' && anyUser)) {
+        return api(method, path, { json, body, contentType, session, anyUser, retry: false });
+      }
+      if (now === 'changed' || now === 'ended') throw sessionGone(error);
+      throw error;
+    }
+    if (response.status === 401 && !session) {
+      if (state.user) sessionEnded();
+      throw sessionGone(error);
+    }
     throw error;
   }
   return data;
+}
+
+let refreshing = null;
+
+/**
+ * Gets the browser's session again after a `csrf_failed`: a login in another tab replaced it. Answers
+ * 'same' (the same user: the new CSRF token is stored), 'changed' (another user: the page is drawn again for
+ * them), 'ended' (no session: the login page is shown) or 'failed' (the server could not say). Calls
+ * refused at the same time share one refresh.
+ */
+function refreshSession() {
+  if (!refreshing) {
+    refreshing = (async () => {
+      let session;
+      try {
+        session = await api('GET', '/api/v1/web/session', { session: true, retry: false });
+      } catch (e) {
+        if (e.status !== 401) return 'failed';
+        if (state.user) sessionEnded();
+        return 'ended';
+      }
+      const before = state.user;
+      const same = before && session.user && before.kind === session.user.kind && before.name === session.user.name
+        && Boolean(before.is_admin) === Boolean(session.user.is_admin);
+      if (same) {
+        state.user = session.user;
+        state.csrf = session.csrf_token;
+        state.expires = session.expires;
+        setChrome();
+        return 'same';
+      }
+      adopt(session);
+      route();
+      announce(`You are now logged in as ${session.user.name}: this browser logged in again elsewhere.`);
+      return 'changed';
+    })().finally(() => { refreshing = null; });
+  }
+  return refreshing;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -527,6 +612,7 @@ function clearStatus() {
 
 function adopt(session) {
   clearStatus();
+  state.generation += 1;
   state.user = session.user;
   state.csrf = session.csrf_token;
   state.expires = session.expires;
@@ -541,31 +627,54 @@ function closeAllDialogs() {
   }
 }
 
+/** Forgets the session and shows the login page, with `notice`. */
+function showLoggedOut(notice) {
+  state.generation += 1;
+  state.user = null;
+  state.csrf = null;
+  state.expires = null;
+  closeAllDialogs();
+  clearStatus();
+  setChrome();
+  renderLogin(notice);
+}
+
 let endedNotice = null;
 
 function sessionEnded() {
-  state.user = null;
-  state.csrf = null;
-  closeAllDialogs();
-  clearStatus();
-  setChrome();
   endedNotice = 'Your session has ended. Log in again to continue.';
-  renderLogin();
+  showLoggedOut();
 }
 
+/**
+ * Logs out. Only a 204 (or a 401: there was no session left) means logged out: after any other answer the
+ * session may well live on, so the page stays as it is and says logging out failed.
+ */
 async function logout() {
+  const button = document.getElementById('logout');
+  if (isBusy(button)) return;
+  setBusy(button, true);
   try {
-    await api('DELETE', '/api/v1/web/session', { session: true });
+    await api('DELETE', '/api/v1/web/session', { session: true, anyUser: true });
   } catch (e) {
-    if (e.status !== 401) announce(`Logging out failed: ${e.message}`, 'error');
+    if (e.status !== 401 && !(isGone(e) && !state.user)) {
+      if (!isGone(e)) announce(`Logging out failed: ${e.message}`, 'error');
+      return;
+    }
+  } finally {
+    setBusy(button, false);
   }
-  state.user = null;
-  state.csrf = null;
-  closeAllDialogs();
-  clearStatus();
-  setChrome();
   endedNotice = null;
-  renderLogin('You are logged out.');
+  showLoggedOut('You are logged out.');
+}
+
+/** After a login: the session adopted, the page the address names (My connectors by default) shown. */
+function loggedIn(session) {
+  adopt(session);
+  if (!location.hash || location.hash === '#' || location.hash === '#/') location.hash = '#/connectors';
+  else route();
+  // The login page is gone: the focus goes to the page's content, as after following a link.
+  main().focus({ preventScroll: true });
 }
 
 async function renderLogin(notice) {
@@ -580,6 +689,7 @@ async function renderLogin(notice) {
   const lead = h('p', { class: 'lead', text: 'Log in to get temporary AWS credentials.' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary', text: 'Log in' });
   const form = h('form', { novalidate: true }, errorBox, fUser.wrap, fPass.wrap, submit);
+  const ssoBox = h('div', { class: 'login-sso', hidden: true });
   const info = notice || endedNotice;
   endedNotice = null;
   clear(root, h('div', { class: 'login-wrap' }, h('section', { class: 'login-card', 'aria-labelledby': 'login-title' },
@@ -588,6 +698,7 @@ async function renderLogin(notice) {
     lead,
     info ? h('div', { class: 'alert', role: 'status', text: info }) : null,
     form,
+    ssoBox,
     h('p', { class: 'login-foot', text: 'Credentials are issued through AWS STS and expire on their own.' }))));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -604,11 +715,7 @@ async function renderLogin(notice) {
         json: { username: username.value.trim(), password: password.value }, session: true,
       });
       password.value = '';
-      adopt(session);
-      if (!location.hash || location.hash === '#' || location.hash === '#/') location.hash = '#/connectors';
-      else route();
-      // The form is gone: the focus goes to the page's content, as after following a link.
-      main().focus({ preventScroll: true });
+      loggedIn(session);
     } catch (e) {
       password.value = '';
       errorBox.append(errorAlert(e, e.code === 'too_many_attempts' ? 'Too many attempts' : 'Could not log in'));
@@ -618,13 +725,37 @@ async function renderLogin(notice) {
     }
   });
   username.focus();
-  // The wording depends on the directory behind idfed.
-  try {
-    const ready = state.directory ? { directory: state.directory } : await api('GET', '/readyz', { session: true });
-    state.directory = ready.directory;
-    if (ready.directory === 'crowd') lead.textContent = 'Log in with your Atlassian Crowd account.';
-    else lead.textContent = 'Log in with your idfed account.';
-  } catch { /* keep the generic wording */ }
+  // The wording depends on the directory behind idfed; with Crowd, single sign-on is offered too.
+  let directory = state.directory;
+  if (!directory) {
+    try {
+      directory = (await api('GET', '/readyz', { session: true })).directory;
+      state.directory = directory;
+    } catch { /* keep the generic wording */ }
+  }
+  if (!form.isConnected || !directory) return;
+  lead.textContent = directory === 'crowd' ? 'Log in with your Atlassian Crowd account.' : 'Log in with your idfed account.';
+  if (directory !== 'crowd') return;
+  const sso = h('button', { type: 'button', class: 'btn', text: 'Log in with Crowd SSO' });
+  clear(ssoBox, h('p', { class: 'login-or', text: 'or' }), sso,
+    h('p', { class: 'hint', text: 'Uses the Crowd session this browser already has, from another Atlassian application.' }));
+  ssoBox.hidden = false;
+  sso.addEventListener('click', async () => {
+    if (isBusy(sso)) return;
+    clear(errorBox);
+    setBusy(sso, true);
+    sso.textContent = 'Logging in…';
+    try {
+      // Also after a logout, which paused single sign-on for this browser: asking resumes it.
+      loggedIn(await api('POST', '/api/v1/web/session', { json: { sso: true }, session: true }));
+    } catch (e) {
+      errorBox.append(e.status === 401
+        ? h('div', { class: 'alert alert-error', role: 'alert', text: 'No Crowd single sign-on session in this browser: log in with your password.' })
+        : errorAlert(e, 'Could not log in'));
+      setBusy(sso, false);
+      sso.textContent = 'Log in with Crowd SSO';
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -638,28 +769,31 @@ function pageHead(title, description, ...actions) {
 
 async function screenMyConnectors(root) {
   document.title = 'My connectors · idfed';
-  clear(root, pageHead('My connectors', 'The AWS access you may use. Each request issues fresh temporary credentials through AWS STS and is recorded in the audit log.'), loading());
+  // Replaced by what loads, if it is still on the page then (not after a logout or another screen).
+  const pending = loading();
+  clear(root, pageHead('My connectors', 'The AWS access you may use. Each request issues fresh temporary credentials through AWS STS and is recorded in the audit log.'), pending);
+  const show = (el) => { if (pending.isConnected) pending.replaceWith(el); };
   let list;
   try {
     list = await api('GET', '/api/v1/connectors');
   } catch (e) {
-    root.lastChild.replaceWith(errorAlert(e, 'Could not list your connectors'));
+    if (!isGone(e)) show(errorAlert(e, 'Could not list your connectors'));
     return;
   }
   const connectors = list.connectors || [];
   connectors.sort((a, b) => a.name.localeCompare(b.name));
   if (!connectors.length) {
-    root.lastChild.replaceWith(h('div', { class: 'panel empty' },
+    show(h('div', { class: 'panel empty' },
       h('h2', { text: 'No connectors for you yet' }),
       h('p', { text: 'A connector gives access to an AWS account. Ask an administrator to add one of your groups to a connector.' }),
-      state.user.groups && state.user.groups.length
+      state.user && state.user.groups && state.user.groups.length
         ? h('p', { class: 'small' }, 'Your groups: ', state.user.groups.map((g) => h('span', { class: 'tag', text: g })))
         : null));
     return;
   }
   const cards = h('div', { class: 'cards' });
   for (const c of connectors) cards.append(connectorCard(c));
-  root.lastChild.replaceWith(h('section', { 'aria-label': 'Connectors' }, cards));
+  show(h('section', { 'aria-label': 'Connectors' }, cards));
 }
 
 function connectorCard(c) {
@@ -682,6 +816,7 @@ function connectorCard(c) {
         h('code', { class: 'arn', text: who.arn }),
         h('div', { class: 'small muted', text: `Account ${who.account} · user id ${who.user_id}` })));
     } catch (e) {
+      if (isGone(e)) return;
       clear(result, denialOrError(e, 'The test failed'));
     } finally {
       setBusy(testBtn, false);
@@ -700,6 +835,7 @@ function connectorCard(c) {
           h('a', { href: answer.url, target: '_blank', rel: 'noopener noreferrer', class: 'btn btn-primary btn-sm', text: 'Open the AWS console ↗' }),
           h('div', { class: 'small muted' }, 'Valid until ', timeEl(answer.expires), '. It signs you in: do not share it.')));
       } catch (e) {
+        if (isGone(e)) return;
         clear(result, denialOrError(e, 'Could not open the AWS console'));
       } finally {
         setBusy(consoleBtn, false);
@@ -765,6 +901,7 @@ function openCredentials(connector) {
       const creds = await api('POST', `/api/v1/connectors/${enc(connector.name)}/credentials`, { json: request });
       showCredentials(creds);
     } catch (e) {
+      if (isGone(e)) return;
       clear(content, denialOrError(e, 'Could not get credentials'));
     } finally {
       setBusy(again, false);
@@ -773,7 +910,12 @@ function openCredentials(connector) {
 
   function showCredentials(c) {
     const name = c.connector || connector.name;
-    const expires = new Date(c.expiration).getTime();
+    // Counted down from when they arrived, by their duration: this computer's clock may be wrong, so it
+    // is not compared with the server's expiration (which is shown as it is).
+    const seconds = Number(c.duration_seconds);
+    const expires = Number.isFinite(seconds) && seconds > 0
+      ? Date.now() + seconds * 1000
+      : new Date(c.expiration).getTime();
     const countdown = h('span', { class: 'countdown', 'aria-live': 'off' });
     const summary = h('div', { class: 'cred-summary' },
       h('span', {}, 'Expires in'), countdown,
@@ -823,7 +965,7 @@ function openCredentials(connector) {
       + `export AWS_CREDENTIAL_EXPIRATION=${shellQuote(c.expiration)}\n`;
     const ini = `[${name}]\naws_access_key_id = ${c.access_key_id}\n`
       + `aws_secret_access_key = ${c.secret_access_key}\naws_session_token = ${c.session_token}\n`;
-    const config = `# Once per machine: idfed login --server ${location.origin} --user ${state.user ? state.user.name : 'YOU'}\n`
+    const config = `# Once per machine: idfed login --server ${location.origin} --user ${state.user ? shellQuote(state.user.name) : 'YOU'}\n`
       + `[profile ${name}]\ncredential_process = idfed creds ${name}\n`;
     const maskText = (text) => text.replaceAll(c.secret_access_key, MASK).replaceAll(c.session_token, MASK);
 
@@ -883,6 +1025,7 @@ async function screenAdminConnectors(root) {
         api('GET', '/api/v1/admin/connectors'), api('GET', '/api/v1/admin/accounts'),
       ]);
     } catch (e) {
+      if (isGone(e)) return;
       clear(tablePanel, errorAlert(e, 'Could not load connectors'));
       clear(accountsPanel);
       return;
@@ -910,7 +1053,7 @@ async function screenAdminConnectors(root) {
           await api('DELETE', `/api/v1/admin/connectors/${enc(c.id)}`);
           announce(`Connector ${c.name} deleted.`);
           refresh();
-        } catch (e) { announce(e.message, 'error'); }
+        } catch (e) { announceError(e); }
       });
       tbody.append(h('tr', {},
         h('td', {}, h('strong', { class: 'mono', text: c.name }), c.description ? h('span', { class: 'sub', text: c.description }) : null),
@@ -981,6 +1124,7 @@ async function openConnectorDialog(name, onSaved) {
     existing = conn;
     groupsInfo = groups;
   } catch (e) {
+    if (isGone(e)) return;
     clear(d.body, errorAlert(e, 'Could not load the connector'));
     d.foot.append(h('button', { type: 'button', class: 'btn', text: 'Close', onclick: () => d.close() }));
     return;
@@ -1201,6 +1345,7 @@ async function openConnectorDialog(name, onSaved) {
         api('GET', `/api/v1/admin/connectors/${enc(existing.id)}/bindings`), api('GET', '/api/v1/admin/plugins'),
       ]);
     } catch (e) {
+      if (isGone(e)) return;
       clear(pluginsSection, errorAlert(e, 'Could not load the plugin chain'));
       return;
     }
@@ -1219,7 +1364,7 @@ async function openConnectorDialog(name, onSaved) {
           announce(`${label} removed from ${existing.name}.`);
           loadBindings();
           if (onSaved) onSaved();
-        } catch (e) { announce(e.message, 'error'); }
+        } catch (e) { announceError(e); }
       });
       chain.append(h('li', {},
         h('div', {}, h('strong', { text: label }), ' ', h('span', { class: 'digest muted', title: b.plugin, text: shortDigest(b.plugin) }),
@@ -1292,6 +1437,7 @@ async function openConnectorDialog(name, onSaved) {
       announce(editing ? `Connector ${saved.name} saved.` : `Connector ${saved.name} created.`);
       if (onSaved) onSaved(saved);
     } catch (e) {
+      if (isGone(e)) return;
       setBusy(save, false);
       formError.replaceChildren(errorAlert(e, 'The connector was not saved'));
       const match = /^([a-z_.[\]0-9]+): /.exec(e.message || '');
@@ -1318,6 +1464,7 @@ async function openAccountDialog(name, onSaved) {
     try {
       a = await api('GET', `/api/v1/admin/accounts/${enc(name)}`);
     } catch (e) {
+      if (isGone(e)) return;
       clear(d.body, errorAlert(e, 'Could not load the account'));
       d.foot.append(h('button', { type: 'button', class: 'btn', text: 'Close', onclick: () => d.close() }));
       return;
@@ -1364,6 +1511,7 @@ async function openAccountDialog(name, onSaved) {
         announce(`Account ${name} deleted.`);
         if (onSaved) onSaved(null);
       } catch (e) {
+        if (isGone(e)) return;
         formError.replaceChildren(errorAlert(e, 'The account was not deleted'));
       }
     });
@@ -1405,6 +1553,7 @@ async function openAccountDialog(name, onSaved) {
       announce(editing ? `Account ${saved.name} saved.` : `Account ${saved.name} added.`);
       if (onSaved) onSaved(saved);
     } catch (e) {
+      if (isGone(e)) return;
       setBusy(save, false);
       formError.replaceChildren(errorAlert(e, 'The account was not saved'));
       const match = /^([a-z_]+): /.exec(e.message || '');
@@ -1427,6 +1576,7 @@ async function openBindDialog({ connector = null, plugin = null, onBound }) {
     connectors = cs.connectors || [];
     plugins = ps.plugins || [];
   } catch (e) {
+    if (isGone(e)) return;
     clear(d.body, errorAlert(e, 'Could not load connectors and plugins'));
     return;
   }
@@ -1490,6 +1640,7 @@ async function openBindDialog({ connector = null, plugin = null, onBound }) {
       announce(`Plugin bound to ${answer.connector || 'the connector'} at position ${(answer.position ?? 0) + 1}.`);
       if (onBound) onBound(answer);
     } catch (e) {
+      if (isGone(e)) return;
       setBusy(bind, false);
       formError.replaceChildren(errorAlert(e, 'The plugin was not bound'));
       setFieldError(fConfig, e.pointer ? `At ${e.pointer}: ${e.message}` : e.message);
@@ -1551,6 +1702,7 @@ async function screenPlugins(root) {
       nameInput.value = '';
       await refresh();
     } catch (e) {
+      if (isGone(e)) return;
       uploadError.replaceChildren(errorAlert(e, 'The plugin was not uploaded'));
     } finally {
       setBusy(uploadBtn, false);
@@ -1565,6 +1717,7 @@ async function screenPlugins(root) {
     try {
       plugins = (await api('GET', '/api/v1/admin/plugins')).plugins || [];
     } catch (e) {
+      if (isGone(e)) return;
       clear(listEl, errorAlert(e, 'Could not list plugins'));
       return;
     }
@@ -1596,7 +1749,7 @@ async function screenPlugins(root) {
             await api('DELETE', `/api/v1/admin/plugins/${enc(p.digest)}`);
             announce(`Version ${shortDigest(p.digest)} of ${name} deleted.`);
             refresh();
-          } catch (e) { announce(e.message, 'error'); }
+          } catch (e) { announceError(e); }
         });
         tbody.append(h('tr', {},
           h('td', {}, h('span', { class: 'digest', title: p.digest, text: shortDigest(p.digest) }), i === 0 ? [' ', h('span', { class: 'badge badge-blue', text: 'Newest' })] : null),
@@ -1627,6 +1780,7 @@ async function screenPlugins(root) {
       }
       clear(cell, h('div', { class: 'denials' }, auditTable(records, { compact: true })));
     } catch (e) {
+      if (isGone(e)) return;
       clear(cell, errorAlert(e, 'Could not load the audit log'));
     }
   }
@@ -1654,6 +1808,7 @@ async function screenApiKeys(root) {
       keys = k.api_keys || [];
       connectors = c.connectors || [];
     } catch (e) {
+      if (isGone(e)) return;
       clear(listPanel, h('h2', { id: 'keys-h', text: 'Keys' }), errorAlert(e, 'Could not list API keys'));
       return;
     }
@@ -1671,7 +1826,7 @@ async function screenApiKeys(root) {
           await api('DELETE', `/api/v1/admin/api-keys/${enc(k.id)}`);
           announce(`API key ${k.name} deleted.`);
           refresh();
-        } catch (e) { announce(e.message, 'error'); }
+        } catch (e) { announceError(e); }
       });
       tbody.append(h('tr', {},
         h('td', {}, h('strong', { text: k.name }), h('span', { class: 'sub digest', text: k.id })),
@@ -1717,6 +1872,7 @@ async function screenApiKeys(root) {
         showNewKey(key);
         refresh();
       } catch (e) {
+        if (isGone(e)) return;
         setBusy(create, false);
         formError.replaceChildren(errorAlert(e, 'The key was not created'));
       }
@@ -1802,6 +1958,7 @@ async function screenAudit(root) {
       clear(results, h('div', { class: 'panel-head' }, h('h2', { id: 'audit-h', text: 'Records' }), h('span', { class: 'muted', text: plural(records.length, 'record', 'records') })),
         records.length ? auditTable(records) : h('p', { class: 'muted', text: 'No record matches these filters.' }));
     } catch (e) {
+      if (isGone(e)) return;
       clear(results, h('h2', { id: 'audit-h', class: 'visually-hidden', text: 'Records' }), errorAlert(e, 'Could not read the audit log'));
     }
   }
@@ -1839,7 +1996,7 @@ function route() {
   clear(root);
   const serial = routeSerial;
   (r || ROUTES['/connectors']).screen(root).catch((e) => {
-    if (serial === routeSerial && state.user) clear(root, errorAlert(e, 'This page could not be shown'));
+    if (serial === routeSerial && state.user && !isGone(e)) clear(root, errorAlert(e, 'This page could not be shown'));
   });
 }
 

@@ -19,23 +19,25 @@
 //
 // Exits 0 when every check passed, non-zero otherwise (and after 3 minutes at most).
 //
+// Sessions across tabs of one browser: another tab's login replaces the session and its CSRF token, and this
+// tab's next change still goes through (the page fetches the token again); another user's login redraws the
+// page for them; a logout elsewhere, met while a screen loads, leaves the login form whole; a logout the
+// server fails (page.route answers 503) leaves the page logged in, saying so. With the browser's clock 3 hours
+// fast, credentials still count down from their duration.
+//
+// The helpers shared with sso.test.mjs (waiting, checking, watched pages, the label audit) are in lib.mjs.
+//
 // Accessibility: each main screen and dialog gets a label audit (auditLabels: every visible control has an
 // accessible name, by its label, aria-label or aria-labelledby, and Chromium's accessibility tree agrees; every
 // dialog is named by its heading), reported together at the end; then keyboardOnly() uses the UI, in a
 // context of its own, with page.keyboard alone: no mouse, no locator clicks.
 
-import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
-
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined || value === '') {
-    console.error(`ui.test: set ${name}`);
-    process.exit(2);
-  }
-  return value;
-};
+import {
+  env, log, problems, networkErrors, labelProblems, audits, Failure, check, eventually, visible, hasText,
+  shot as takeShot, launch, openContext as newContext, watchedPage, auditLabels as audit, run,
+} from './lib.mjs';
 
 const BASE = env('IDFED_URL').replace(/\/$/, '');
 const PASSWORD = env('IDFED_PASSWORD');
@@ -50,83 +52,18 @@ const ENV_OUT = process.env.IDFED_ENV_OUT || '';
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 
 const OVERALL_TIMEOUT_MS = 180_000;
-const STEP_TIMEOUT_MS = 30_000;
 const MASK = '••••••••••••••••••••••••';
 const CONNECTOR = 'dev-s3'; // federated user, from a policy example, with the rate-limit plugin
 const ROLE_CONNECTOR = 'dev-role'; // assumed role: moto's GetCallerIdentity names the session after the user
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/dev';
 const ACCOUNT = 'sandbox';
 
-const started = Date.now();
-const log = (...args) => console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s]`, ...args);
-
 let browser;
 let page;
-const problems = []; // console errors, page errors, CSP violations
-const networkErrors = []; // expected API errors the browser logs (4xx/5xx), for the record
 
-const overall = setTimeout(async () => {
-  console.error(`ui.test: FAILED: still running after ${OVERALL_TIMEOUT_MS / 1000} s`);
-  await snapshotFailure().catch(() => {});
-  await browser?.close().catch(() => {});
-  process.exit(3);
-}, OVERALL_TIMEOUT_MS);
-
-class Failure extends Error {}
-
-function check(condition, message) {
-  if (!condition) throw new Failure(message);
-}
-
-/** Waits until `fn()` is truthy (polling), failing with `message`. */
-async function eventually(fn, message, timeout = STEP_TIMEOUT_MS) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Failure(`${message} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
-
-async function visible(locator, what) {
-  try {
-    await locator.first().waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
-  } catch {
-    throw new Failure(`not visible: ${what}`);
-  }
-  return locator.first();
-}
-
-async function hasText(locator, pattern, what) {
-  return eventually(async () => {
-    const text = await locator.first().textContent({ timeout: 2000 });
-    return pattern.test(text || '') ? text : null;
-  }, `${what}: no text matching ${pattern}`);
-}
-
-async function shot(name) {
-  // Let the UI settle before the picture: fonts loaded, two frames painted.
-  await page.evaluate(() => document.fonts.ready.then(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))));
-  const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: false });
-  log(`screenshot ${file}`);
-}
-
-async function snapshotFailure() {
-  if (!page) return;
-  await page.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
-  const text = await page.evaluate(() => {
-    const dialogs = [...document.querySelectorAll('dialog[open]')].map((d) => d.innerText);
-    return `${document.location.href}\n--- main ---\n${document.querySelector('main')?.innerText}\n--- dialogs ---\n${dialogs.join('\n---\n')}`;
-  }).catch(() => '');
-  console.error(`ui.test: the page at the failure:\n${text.slice(0, 4000)}`);
-}
+const shot = (name) => takeShot(page, SHOTS, name);
+const auditLabels = (screen) => audit(page, screen);
+const openContext = () => newContext(browser, BASE);
 
 const dialog = (name) => page.getByRole('dialog', { name });
 
@@ -158,224 +95,46 @@ async function clipboard() {
   return page.evaluate(() => navigator.clipboard.readText());
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Contexts and pages: every page is watched for console errors, page errors and CSP violations.
+/** Logs `user` in from another tab of the same browser (`tab`): the browser's session is replaced. */
+async function loginElsewhere(tab, user) {
+  log(`another tab logs in as ${user}`);
+  const status = await tab.evaluate(async ({ username, password }) => (await fetch('/api/v1/web/session', {
+    method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username, password }),
+  })).status, { username: user, password: PASSWORD });
+  check(status === 200, `logging in as ${user} from another tab answered ${status}`);
+}
 
-/** A new browser context: a fresh cookie jar, the clipboard allowed, the page helpers below installed. */
-async function openContext() {
-  const context = await browser.newContext({
-    baseURL: BASE,
-    viewport: { width: 1366, height: 900 },
-    deviceScaleFactor: 1,
-    locale: 'en-US',
-    timezoneId: 'UTC',
+/** Logs the browser out from another tab (`tab`). */
+async function logoutElsewhere(tab) {
+  log('another tab logs out');
+  const status = await tab.evaluate(async () => {
+    const session = await (await fetch('/api/v1/web/session', { credentials: 'same-origin' })).json();
+    const answer = await fetch('/api/v1/web/session', { method: 'DELETE', credentials: 'same-origin', headers: { 'X-CSRF-Token': session.csrf_token } });
+    return answer.status;
   });
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
-  // Every CSP violation, as the page sees it, reported at once (so none is lost when a page reloads).
-  await context.exposeFunction('__idfedCspViolation', (text) => problems.push(`CSP violation: ${text}`));
-  await context.addInitScript(pageHelpers);
-  return context;
+  check(status === 204, `logging out from another tab answered ${status}`);
 }
 
-async function watchedPage(context) {
-  const p = await context.newPage();
-  p.setDefaultTimeout(STEP_TIMEOUT_MS);
-  p.on('console', (message) => {
-    const text = message.text();
-    if (message.type() === 'error' && /^Failed to load resource: the server responded with a status of [45]\d\d/.test(text)) {
-      networkErrors.push(`${text} ${message.location().url || ''}`);
-      return;
-    }
-    if (message.type() === 'error' || message.type() === 'warning') problems.push(`console ${message.type()}: ${text}`);
+/** Counts the requests `p` makes to `method pathname` from now on. */
+function countRequests(p, method, pathname) {
+  let count = 0;
+  p.on('request', (request) => {
+    if (request.method() === method && new URL(request.url()).pathname === pathname) count += 1;
   });
-  p.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  p.on('crash', () => problems.push('the page crashed'));
-  return p;
+  return () => count;
 }
 
-/**
- * Runs in every page before its own script (installed by addInitScript, so not subject to the page's CSP):
- * reports CSP violations, and gives the test `window.__idfedTest` — accessible names, the label audit and
- * what has the focus.
- */
-function pageHelpers() {
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__idfedCspViolation(`${e.violatedDirective}: ${e.blockedURI} (${e.sourceFile}:${e.lineNumber})`);
-  });
-  const squash = (s) => String(s ?? '').replace(/\s+/g, ' ').trim();
-  /** An element's text as assistive technology reads it: aria-hidden parts left out, images by their alt. */
-  const textOf = (node) => {
-    let out = '';
-    for (const child of node.childNodes) {
-      if (child.nodeType === Node.TEXT_NODE) out += child.textContent;
-      else if (child.nodeType === Node.ELEMENT_NODE && child.getAttribute('aria-hidden') !== 'true') {
-        out += child.localName === 'img' ? ` ${child.getAttribute('alt') || ''} ` : ` ${textOf(child)} `;
-      }
-    }
-    return squash(out);
-  };
-  /**
-   * The accessible name, strictly: aria-labelledby, aria-label, a <label>, or (buttons, links) the content.
-   * A placeholder or a title does not count: a field needs a real label.
-   */
-  const name = (el) => {
-    const ref = el.getAttribute('aria-labelledby');
-    if (ref) return squash(ref.split(/\s+/).map((id) => { const t = document.getElementById(id); return t ? textOf(t) : ''; }).join(' '));
-    const label = squash(el.getAttribute('aria-label'));
-    if (label) return label;
-    if (el.labels && el.labels.length) {
-      const text = squash([...el.labels].map(textOf).join(' '));
-      if (text) return text;
-    }
-    if (el.matches('button, a[href], summary, [role=button], [role=link], [role=tab], [role=menuitem]')) return textOf(el);
-    if (el.matches('input[type=submit], input[type=button], input[type=reset]')) return squash(el.value);
-    return '';
-  };
-  const dialogName = (d) => name(d);
-  const describe = (el) => {
-    let s = el.localName;
-    if (el.id) s += `#${el.id}`;
-    if (el.localName === 'input') s += `[type=${el.type}]`;
-    for (const a of ['name', 'placeholder', 'aria-label', 'title']) {
-      if (el.getAttribute(a)) s += `[${a}="${el.getAttribute(a).slice(0, 40)}"]`;
-    }
-    const text = el.localName === 'select' ? '' : textOf(el).slice(0, 40);
-    if (text) s += ` "${text}"`;
-    const where = el.closest('dialog') || el.closest('section[aria-labelledby], article[aria-labelledby], form[aria-label], header');
-    if (where) s += ` in ${where.localName}${where.localName === 'header' ? '' : ` "${name(where)}"`}`;
-    return s;
-  };
-  const shown = (el) => el.checkVisibility({ checkVisibilityCSS: true }) && !el.closest('[aria-hidden="true"], [inert]');
-  const CONTROLS = 'input:not([type=hidden]), select, textarea, button, a[href], summary, [tabindex]:not([tabindex="-1"]), '
-    + '[contenteditable=""], [contenteditable="true"], [role=button], [role=link], [role=checkbox], [role=radio], '
-    + '[role=textbox], [role=combobox], [role=switch], [role=tab], [role=menuitem]';
-  const letters = (s) => squash(s).toLowerCase().replace(/[^\p{L}\p{N}]+/gu, ' ').trim();
-
-  /**
-   * The label audit of what the user can reach now: the top dialog if one is open, else the page. Answers
-   * {count, problems}: controls without an accessible name (or one of symbols only), aria-label hiding the visible text (WCAG 2.5.3),
-   * references to missing ids, labels for nothing, duplicate ids, dialogs not named by their heading.
-   */
-  const audit = () => {
-    const problems = [];
-    const open = [...document.querySelectorAll('dialog[open]')];
-    const scope = open.length ? open[open.length - 1] : document.body;
-    let count = 0;
-    for (const el of scope.querySelectorAll(CONTROLS)) {
-      if (!shown(el)) continue;
-      count += 1;
-      const accessible = name(el);
-      if (!accessible) {
-        problems.push(`no accessible name: ${describe(el)}`);
-        continue;
-      }
-      if (!/[\p{L}\p{N}]/u.test(accessible)) {
-        problems.push(`its name "${accessible}" has no words (a symbol is read out as one): ${describe(el)}`);
-        continue;
-      }
-      const visibleText = el.matches('button, a[href], summary, [role=button], [role=link]') ? letters(textOf(el)) : '';
-      if (el.hasAttribute('aria-label') && visibleText && !letters(accessible).includes(visibleText)) {
-        problems.push(`its name "${accessible}" does not contain its visible text "${textOf(el)}": ${describe(el)}`);
-      }
-    }
-    for (const el of scope.querySelectorAll('[aria-labelledby], [aria-describedby], [aria-controls]')) {
-      if (!shown(el)) continue;
-      for (const attr of ['aria-labelledby', 'aria-describedby', 'aria-controls']) {
-        for (const id of (el.getAttribute(attr) || '').split(/\s+/).filter(Boolean)) {
-          if (!document.getElementById(id)) problems.push(`${attr}="${id}" names no element: ${describe(el)}`);
-        }
-      }
-    }
-    for (const label of scope.querySelectorAll('label')) {
-      if (!shown(label)) continue;
-      if (!label.control) problems.push(`the label "${textOf(label)}" labels nothing${label.htmlFor ? ` (for="${label.htmlFor}")` : ''}`);
-    }
-    const seen = new Map();
-    for (const el of document.querySelectorAll('[id]')) {
-      if (seen.has(el.id)) problems.push(`the id "${el.id}" is used twice: ${describe(seen.get(el.id))} and ${describe(el)}`);
-      else seen.set(el.id, el);
-    }
-    for (const d of open) {
-      const ref = d.getAttribute('aria-labelledby');
-      const heading = ref && document.getElementById(ref);
-      if (!heading || !d.contains(heading) || !/^h[1-6]$/.test(heading.localName) || !textOf(heading)) {
-        problems.push(`a dialog not named by its heading (aria-labelledby="${ref || ''}"): ${squash(d.innerText).slice(0, 60)}`);
-      }
-      if (!d.matches(':modal')) problems.push(`a dialog is not modal: "${dialogName(d)}"`);
-    }
-    return { count, problems };
-  };
-
-  /** What has the focus, and whether it shows (an outline or a box-shadow). */
-  const focused = () => {
-    const el = document.activeElement;
-    const open = [...document.querySelectorAll('dialog[open]')];
-    const top = open.length ? dialogName(open[open.length - 1]) : null;
-    if (!el || el === document.body || el === document.documentElement) return { tag: 'body', describe: 'nothing (the page itself)', topDialog: top };
-    const style = getComputedStyle(el);
-    const dialog = el.closest('dialog');
-    const article = el.closest('article');
-    return {
-      tag: el.localName,
-      id: el.id,
-      type: el.localName === 'input' ? el.type : '',
-      name: name(el),
-      describe: describe(el),
-      dialog: dialog ? dialogName(dialog) : null,
-      topDialog: top,
-      article: article ? name(article) : null,
-      checked: el.checked === true,
-      value: 'value' in el ? String(el.value) : null,
-      ring: (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0) || style.boxShadow !== 'none',
-      ringStyle: `outline: ${style.outlineStyle} ${style.outlineWidth}; box-shadow: ${style.boxShadow}`,
-    };
-  };
-  window.__idfedTest = { name, audit, focused };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Accessibility checks
-
-const labelProblems = []; // from every audit, reported together at the end
-let audits = 0;
-const cdpSessions = new WeakMap();
-
-/** Chromium's own accessibility tree: interactive nodes (and dialogs) it names with nothing. */
-async function unnamedInAxTree() {
-  let cdp = cdpSessions.get(page);
-  if (!cdp) {
-    cdp = await page.context().newCDPSession(page);
-    await cdp.send('Accessibility.enable');
-    cdpSessions.set(page, cdp);
-  }
-  const roles = new Set(['button', 'textbox', 'searchbox', 'combobox', 'listbox', 'checkbox', 'radio', 'switch',
-    'spinbutton', 'slider', 'link', 'tab', 'menuitem', 'dialog', 'alertdialog']);
-  const { nodes } = await cdp.send('Accessibility.getFullAXTree');
-  const unnamed = [];
-  for (const node of nodes) {
-    if (node.ignored || !roles.has(node.role?.value) || String(node.name?.value ?? '').trim()) continue;
-    let what = `${node.role.value}`;
-    if (node.backendDOMNodeId) {
-      const { node: dom } = await cdp.send('DOM.describeNode', { backendNodeId: node.backendDOMNodeId }).catch(() => ({ node: null }));
-      if (dom) {
-        const attrs = [];
-        for (let i = 0; i + 1 < (dom.attributes || []).length; i += 2) attrs.push(`${dom.attributes[i]}="${dom.attributes[i + 1].slice(0, 40)}"`);
-        what += ` <${dom.localName} ${attrs.join(' ')}>`;
-      }
-    }
-    unnamed.push(`Chromium's accessibility tree has no name for ${what}`);
-  }
-  return unnamed;
-}
-
-/** The label audit of the current screen or top dialog; its problems are reported at the end. */
-async function auditLabels(screen) {
-  const { count, problems: found } = await page.evaluate(() => window.__idfedTest.audit());
-  const unnamed = await unnamedInAxTree();
-  audits += 1;
-  check(count > 0, `the label audit of ${screen} found no control at all`);
-  for (const problem of [...found, ...unnamed]) labelProblems.push(`${screen}: ${problem}`);
-  if (found.length || unnamed.length) log(`label audit of ${screen}:\n  ${[...found, ...unnamed].join('\n  ')}`);
+/** The page shows the login form, saying the session ended, and nothing drawn over it. */
+async function sessionEndedShown(what) {
+  await visible(page.getByRole('heading', { name: 'Log in to idfed' }), `the login page, ${what}`);
+  await visible(page.getByText('Your session has ended. Log in again to continue.'), `the session-ended notice, ${what}`);
+  // What was loading when the session ended answers too: it must draw nothing over the form.
+  await page.waitForTimeout(500);
+  check(await page.getByLabel('User name').isVisible() && await page.getByLabel('Password').isVisible(),
+    `the login form is gone, ${what}: ${await page.locator('main').innerText()}`);
+  check(await page.locator('main .alert-error').count() === 0, `an error is drawn over the login page, ${what}: ${await page.locator('main').innerText()}`);
+  const text = await page.locator('body').innerText();
+  check(!/Bearer|Authorization|missing_credentials|invalid_session/.test(text), `the page shows the API's wording, ${what}: ${text}`);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -547,19 +306,42 @@ async function keyboardOnly() {
   await context.close();
 }
 
+/**
+ * With the computer's clock 3 hours fast, fresh credentials still count down from their duration, and the
+ * expiration shown is the server's.
+ */
+async function wrongClock() {
+  log("a browser whose clock is 3 hours fast: the countdown runs from the credentials' duration");
+  const context = await openContext();
+  const skew = 3 * 3600 * 1000;
+  await context.clock.install({ time: Date.now() + skew });
+  page = await watchedPage(context);
+  await page.goto('/');
+  const pageSkew = await page.evaluate(() => Date.now()) - Date.now();
+  check(Math.abs(pageSkew - skew) < 60_000, `the page's clock is ${pageSkew} ms off, not 3 hours`);
+  await login(USER);
+  const card = page.getByRole('article', { name: ROLE_CONNECTOR });
+  const answer = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith(`/api/v1/connectors/${ROLE_CONNECTOR}/credentials`));
+  await card.getByRole('button', { name: 'Get credentials' }).click();
+  const creds = await (await answer).json();
+  const credDialog = dialog(`Credentials for ${ROLE_CONNECTOR}`);
+  const countdown = await hasText(credDialog.locator('.countdown'), /^(\d\d:)?\d\d:\d\d$/, 'the countdown with a wrong clock');
+  const left = countdown.split(':').map(Number).reduce((total, part) => total * 60 + part, 0);
+  check(left > creds.duration_seconds - 120 && left <= creds.duration_seconds,
+    `with a wrong clock the countdown shows ${countdown}, not about ${creds.duration_seconds} s`);
+  const shown = await credDialog.locator('.cred-summary time').getAttribute('datetime');
+  check(shown === creds.expiration, `the expiration shown is ${shown}, not the server's ${creds.expiration}`);
+  await credDialog.getByRole('button', { name: 'Done' }).click();
+  await context.close();
+}
+
 async function main() {
   fs.mkdirSync(SHOTS, { recursive: true });
   check(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/setup-browser (apt-get install chromium)`);
   check(fs.existsSync(PLUGIN_WASM), `${PLUGIN_WASM} is missing`);
   // launch() gives the browser a fresh temporary profile of its own; the context is new too.
   log(`Chromium ${CHROMIUM}, server ${BASE}`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 60_000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launch(CHROMIUM);
   const context = await openContext();
   page = await watchedPage(context);
 
@@ -857,6 +639,7 @@ async function main() {
   await credDialog.getByRole('button', { name: 'Copy AWS config profile' }).click();
   const profileText = await clipboard();
   check(profileText.includes(`[profile ${CONNECTOR}]\ncredential_process = idfed creds ${CONNECTOR}`), `the config profile is ${profileText}`);
+  check(profileText.includes(`idfed login --server ${BASE} --user '${USER}'\n`), `the config profile's login is not shell-quoted: ${profileText}`);
   await shot('03-credentials-dialog');
   await credDialog.getByRole('button', { name: 'Show secret access key' }).click();
   check(await secretField.inputValue() === secret, 'Show does not show the secret access key');
@@ -941,12 +724,64 @@ async function main() {
   const confirm = dialog('Delete API key ci-deploy?');
   await visible(confirm, 'the confirmation');
   await auditLabels('the confirmation dialog');
+
+  log('another tab logs the same user in again, which replaces the session and its CSRF token under this tab');
+  const tab = await watchedPage(page.context());
+  await tab.goto('/');
+  await hasText(tab.locator('#whoami'), new RegExp(`^${ADMIN}$`), 'the second tab, logged in by the shared cookie');
+  await loginElsewhere(tab, ADMIN);
+  await page.bringToFront(); // a tab in the background draws no frames: Playwright's clicks would wait for them
+  const sessionReads = countRequests(page, 'GET', '/api/v1/web/session');
   await confirm.getByRole('button', { name: 'Delete' }).click();
-  await visible(page.getByText('No API key yet.'), 'the key list after the deletion');
+  await visible(page.getByText('No API key yet.'), 'the key list after the deletion, made with the CSRF token fetched again');
+  check(sessionReads() === 1, `the page read its session ${sessionReads()} times to get the new CSRF token, not once`);
+  check(await page.locator('#status .toast.error').count() === 0, `an error was shown: ${await page.locator('#status').innerText()}`);
+  await hasText(page.locator('#whoami'), new RegExp(`^${ADMIN}$`), 'the same user in the top bar');
+
+  log('a logout the server fails leaves the page logged in, saying so');
+  await page.route('**/api/v1/web/session', (route) => (route.request().method() === 'DELETE'
+    ? route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'unavailable', message: 'The session store cannot be used now.' } }) })
+    : route.fallback()));
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await visible(page.locator('#status').getByText('Logging out failed: The session store cannot be used now.'), 'the failed logout');
+  check(!(await page.getByText('You are logged out.').isVisible()), 'a failed logout says "You are logged out."');
+  check(await page.getByRole('heading', { level: 1, name: 'System-scope API keys' }).isVisible(), 'a failed logout left the page');
+  await hasText(page.locator('#whoami'), new RegExp(`^${ADMIN}$`), 'the user, still logged in after a failed logout');
+  await page.unroute('**/api/v1/web/session');
+
+  log("the other tab logs out with its stale CSRF token (fetched again); this tab's next screen finds the session ended");
+  await tab.bringToFront();
+  await tab.getByRole('button', { name: 'Log out' }).click();
+  await visible(tab.getByText('You are logged out.'), 'the other tab, logged out');
+  await page.bringToFront();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Connectors', exact: true }).click();
+  await sessionEndedShown('when the Connectors page loads after a logout elsewhere');
+  await login(ADMIN);
+  await visible(page.getByRole('heading', { level: 1, name: 'Connectors' }), 'the Connectors page, after logging in again');
+  await logoutElsewhere(tab);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'My connectors', exact: true }).click();
+  await sessionEndedShown('when My connectors loads after a logout elsewhere');
+
+  log('another tab logs in as another user: this tab shows that user, and does nothing as them');
+  await login(ADMIN);
+  await nav('API keys', 'System-scope API keys');
+  await loginElsewhere(tab, OUTSIDER);
+  const auditReads = countRequests(page, 'GET', '/api/v1/admin/audit');
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Audit log', exact: true }).click();
+  await hasText(page.locator('#whoami'), new RegExp(`^${OUTSIDER}$`), 'the other user in the top bar');
+  await visible(page.getByRole('heading', { name: 'No connectors for you yet' }), "the other user's My connectors");
+  await visible(page.locator('#status').getByText(`You are now logged in as ${OUTSIDER}`), 'the notice of the other user');
+  check(!(await page.getByRole('link', { name: 'Audit log' }).isVisible()), 'the admin links stay for a user');
+  check(await page.locator('main .alert-error').count() === 0, `an error is shown: ${await page.locator('main').innerText()}`);
+  check(auditReads() === 1, `the audit log was asked for ${auditReads()} times: the call made for ${ADMIN} was made again as ${OUTSIDER}`);
+  await tab.close();
   await logout();
 
   // --- keyboard only -------------------------------------------------------------------------------------------
   await keyboardOnly();
+
+  // --- a wrong clock -----------------------------------------------------------------------------------------
+  await wrongClock();
 
   // --- every label audit; no console errors, no CSP violations ------------------------------------------------
   log(`label audits: ${audits}, problems: ${labelProblems.length}`);
@@ -955,18 +790,9 @@ async function main() {
   log(`expected API errors the browser logged: ${networkErrors.length}`);
 }
 
-try {
-  await main();
-  log('ui.test: all checks passed');
-  clearTimeout(overall);
-  await browser.close();
-  process.exit(0);
-} catch (error) {
-  console.error(`ui.test: FAILED: ${error instanceof Failure ? error.message : (error.stack || error)}`);
-  if (problems.length) console.error(`the browser also reported:\n  ${problems.join('\n  ')}`);
-  if (labelProblems.length) console.error(`the label audits so far found:\n  ${labelProblems.join('\n  ')}`);
-  await snapshotFailure();
-  clearTimeout(overall);
-  await browser?.close().catch(() => {});
-  process.exit(1);
-}
+await run(main, {
+  getBrowser: () => browser,
+  getPage: () => page,
+  failureShot: path.join(SHOTS, 'failure.png'),
+  timeoutMs: OVERALL_TIMEOUT_MS,
+});

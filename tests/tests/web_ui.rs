@@ -16,6 +16,12 @@
 //! principal type picked by arrow keys, focus returned to what opened a dialog, a visible focus indicator
 //! on every Tab stop).
 //!
+//! Sessions across tabs: another tab's login of the same user replaces the session and its CSRF token, and
+//! this tab's next change still goes through (the token is fetched again); another user's login redraws the
+//! page for them and does nothing as them; a logout elsewhere, met while a screen loads, leaves the login
+//! form whole, with no API wording; a logout the server fails leaves the page logged in, saying so. A
+//! browser whose clock is 3 hours fast counts the credentials down from their duration.
+//!
 //! Here, the shell exports the script copied from the credentials dialog are then used by the AWS CLI.
 //!
 //! Needs `/usr/bin/chromium` and Node.js (`scripts/setup-browser`); `tests/browser/node_modules` is made
@@ -146,9 +152,15 @@ async fn web_ui_end_to_end_in_chromium() {
     let base = server.url("");
     let sts = moto::shared().endpoint();
 
+    // Every earlier screenshot and log but the Crowd SSO test's (web_ui_sso.rs: 12-crowd-*, sso-*).
     let shots = screenshot_dir();
-    let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
+    for entry in std::fs::read_dir(&shots).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("12-crowd") && !name.starts_with("sso-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let env_out = server.dir.path().join("copied-exports.sh");
     let log_path = shots.join("ui-test.log");
 
