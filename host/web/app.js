@@ -174,6 +174,7 @@ const state = {
   csrf: null,
   expires: null,
   directory: null,
+  ssoOffered: false,
   /** Counts session changes (login, logout, ended, another user): an answer to an older one is stale. */
   generation: 0,
 };
@@ -729,13 +730,15 @@ async function renderLogin(notice) {
   let directory = state.directory;
   if (!directory) {
     try {
-      directory = (await api('GET', '/readyz', { session: true })).directory;
+      const ready = await api('GET', '/readyz', { session: true });
+      directory = ready.directory;
       state.directory = directory;
+      state.ssoOffered = ready.sso === true;
     } catch { /* keep the generic wording */ }
   }
   if (!form.isConnected || !directory) return;
   lead.textContent = directory === 'crowd' ? 'Log in with your Atlassian Crowd account.' : 'Log in with your idfed account.';
-  if (directory !== 'crowd') return;
+  if (directory !== 'crowd' || !state.ssoOffered) return;
   const sso = h('button', { type: 'button', class: 'btn', text: 'Log in with Crowd SSO' });
   clear(ssoBox, h('p', { class: 'login-or', text: 'or' }), sso,
     h('p', { class: 'hint', text: 'Uses the Crowd session this browser already has, from another Atlassian application.' }));

@@ -9,6 +9,9 @@ use idfed::plugins::{
     RuntimeConfig,
 };
 
+/// Running the web UI's browser test scripts (playwright-core in Debian's Chromium).
+pub mod browser;
+
 /// A Crowd REST API test server (Atlassian Crowd cannot run here).
 pub mod crowd;
 

@@ -373,5 +373,6 @@ async fn a_vend_is_served_and_counted() {
     let (s, _, ready) = f.send(get("/readyz", None)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ready["directory"], "static");
+    assert_eq!(ready["sso"], false, "no SSO with the static directory");
     f.state.service.shutdown().unwrap();
 }

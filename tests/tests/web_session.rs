@@ -364,6 +364,21 @@ async fn a_valid_crowd_sso_cookie_logs_the_browser_in() {
             .unwrap()
     };
 
+    // The page learns that SSO is offered.
+    let ready = |state: &AppState| {
+        let state = state.clone();
+        async move {
+            let request = Request::get("/readyz").body(Body::empty()).unwrap();
+            send(&state, request).await.2["sso"].clone()
+        }
+    };
+    assert_eq!(ready(&state).await, true);
+    let off = state.clone().with_web(idfed::config::WebConfig {
+        enabled: true,
+        sso_cookie: String::new(),
+    });
+    assert_eq!(ready(&off).await, false);
+
     let token = crowd.create_sso_token("carol", None);
     let (status, headers, body) = send(&state, session(format!("crowd.token_key={token}"))).await;
     assert_eq!(status, 200, "{body}");

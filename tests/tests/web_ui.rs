@@ -28,58 +28,17 @@
 //! with `npm ci` when missing.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use idfed::config::ConsoleConfig;
-use idfed_tests::fixtures;
 use idfed_tests::moto;
 use idfed_tests::server::{PASSWORD, TestServer, run, user, venv};
+use idfed_tests::{browser, fixtures};
 use serde_json::Value;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The script ends itself after 3 minutes; this is the guard above it.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
-}
-
-/// `target/web-ui-screenshots/`: beside `target/tmp` (`CARGO_TARGET_TMPDIR`).
-fn screenshot_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|target| target.join("web-ui-screenshots"))
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-ui-screenshots")
-        })
-}
-
-/// Node.js and playwright-core, installed from the lock file if missing.
-fn prepare_node() {
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.as_ref().is_ok_and(|o| o.status.success()),
-        "node is missing: run scripts/setup-browser (Node.js 18 or later runs the browser test)"
-    );
-    if !browser_dir()
-        .join("node_modules/playwright-core/package.json")
-        .is_file()
-    {
-        eprintln!("tests/browser/node_modules is missing: npm ci");
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(browser_dir())
-            .stdin(Stdio::null())
-            .status()
-            .expect("running npm (run scripts/setup-browser)");
-        assert!(status.success(), "npm ci in tests/browser failed");
-    }
-}
 
 /// A loopback URL nothing listens on: the console sign-in must fail there, at once, without reaching AWS.
 fn closed_federation_endpoint() -> String {
@@ -129,12 +88,7 @@ fn exports_are_unquoted_as_a_shell_would() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_ui_end_to_end_in_chromium() {
-    assert!(
-        Path::new(CHROMIUM).is_file(),
-        "{CHROMIUM} is missing: the web UI test needs Debian's Chromium; run scripts/setup-browser \
-         (as root: apt-get install chromium fonts-dejavu-core)"
-    );
-    prepare_node();
+    browser::prepare();
     idfed::api::console::configure(ConsoleConfig {
         federation_endpoint: closed_federation_endpoint(),
         ..ConsoleConfig::default()
@@ -153,7 +107,7 @@ async fn web_ui_end_to_end_in_chromium() {
     let sts = moto::shared().endpoint();
 
     // Every earlier screenshot and log but the Crowd SSO test's (web_ui_sso.rs: 12-crowd-*, sso-*).
-    let shots = screenshot_dir();
+    let shots = browser::screenshot_dir();
     std::fs::create_dir_all(&shots).unwrap();
     for entry in std::fs::read_dir(&shots).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -162,69 +116,19 @@ async fn web_ui_end_to_end_in_chromium() {
         }
     }
     let env_out = server.dir.path().join("copied-exports.sh");
-    let log_path = shots.join("ui-test.log");
-
-    let mut command = Command::new("node");
-    command
-        .arg(browser_dir().join("ui.test.mjs"))
-        .current_dir(browser_dir())
-        .env("IDFED_URL", &base)
-        .env("IDFED_PASSWORD", PASSWORD)
-        .env("IDFED_STS_ENDPOINT", &sts)
-        .env("IDFED_PLUGIN_WASM", fixtures::RATE_LIMIT)
-        .env("IDFED_ADMIN", "admin")
-        .env("IDFED_USER", "alice")
-        .env("IDFED_OUTSIDER", "bob")
-        .env("IDFED_GROUP", "devs")
-        .env("IDFED_SCREENSHOTS", &shots)
-        .env("IDFED_ENV_OUT", &env_out)
-        .env("CHROMIUM", CHROMIUM)
-        .stdin(Stdio::null())
-        .stdout(File::create(&log_path).unwrap())
-        .stderr(File::create(shots.join("ui-test.stderr.log")).unwrap());
-    eprintln!(
-        "running the browser test against {base} (log: {})",
-        log_path.display()
-    );
-    // The server runs on this runtime's workers: the script is waited for off them.
-    let status = tokio::task::spawn_blocking(move || {
-        let mut child = command
-            .spawn()
-            .expect("running node tests/browser/ui.test.mjs");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if started.elapsed() > SCRIPT_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    })
-    .await
-    .unwrap();
-    let output = format!(
-        "{}{}",
-        std::fs::read_to_string(&log_path).unwrap_or_default(),
-        std::fs::read_to_string(shots.join("ui-test.stderr.log")).unwrap_or_default()
-    );
-    println!("--- tests/browser/ui.test.mjs ---\n{output}--- end ---");
-    println!("screenshots: {}", shots.display());
-    match status {
-        None => panic!(
-            "the browser test ran over {} s:\n{output}",
-            SCRIPT_TIMEOUT.as_secs()
-        ),
-        Some(status) => assert!(
-            status.success(),
-            "the browser test failed ({status}); screenshots in {}:\n{output}",
-            shots.display()
-        ),
-    }
-    for screen in [
+    let env = [
+        ("IDFED_URL", base.into()),
+        ("IDFED_PASSWORD", PASSWORD.into()),
+        ("IDFED_STS_ENDPOINT", sts.clone().into()),
+        ("IDFED_PLUGIN_WASM", fixtures::RATE_LIMIT.into()),
+        ("IDFED_ADMIN", "admin".into()),
+        ("IDFED_USER", "alice".into()),
+        ("IDFED_OUTSIDER", "bob".into()),
+        ("IDFED_GROUP", "devs".into()),
+        ("IDFED_ENV_OUT", env_out.clone().into_os_string()),
+    ];
+    browser::run_script("ui.test.mjs", &env, "ui-test", SCRIPT_TIMEOUT).await;
+    browser::assert_screenshots(&[
         "01-login",
         "02-my-connectors",
         "03-credentials-dialog",
@@ -237,11 +141,7 @@ async fn web_ui_end_to_end_in_chromium() {
         "10-plugin-denied",
         "11-keyboard-credentials",
         "11-keyboard-connector-dialog",
-    ] {
-        let png = shots.join(format!("{screen}.png"));
-        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 1000, "no screenshot {}", png.display());
-    }
+    ]);
 
     // The shell exports copied from the credentials dialog work in the AWS CLI.
     let exports = std::fs::read_to_string(&env_out).expect("the script wrote the copied exports");

@@ -280,7 +280,7 @@ async fn healthz() -> Json<serde_json::Value> {
     tag = "operations",
     responses(
         (status = 200, description = "idfed can serve: its store can be read", body = serde_json::Value,
-         example = json!({"status": "ready", "directory": "static"})),
+         example = json!({"status": "ready", "directory": "static", "sso": false})),
         (status = 503, description = "The store cannot be read", body = openapi::ErrorBody),
     )
 )]
@@ -290,8 +290,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         .store
         .get_account("readyz-probe")
         .map_err(|e| ApiError::Unavailable(format!("the store cannot be read: {e}")))?;
+    let directory = state.service.auth.directory_kind();
     Ok(Json(json!({
         "status": "ready",
-        "directory": state.service.auth.directory_kind(),
+        "directory": directory,
+        // Whether the web UI offers logging in from the directory's SSO cookie.
+        "sso": state.web.enabled && !state.web.sso_cookie.is_empty() && directory == "crowd",
     })))
 }
