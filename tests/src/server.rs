@@ -1,6 +1,6 @@
 //! A real idfed server for end-to-end tests: `idfed serve`'s service on 127.0.0.1 (a free port, plain
-//! HTTP), a static users file, and an account `main` whose STS is moto. Each test adds its connectors
-//! through `service.store`.
+//! HTTP), a static users file (or the Crowd test server), and, from [`TestServer::start`], an account
+//! `main` whose STS is moto. Each test adds its connectors through `service.store`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use idfed::api::{ApiLimits, AppState, serve};
 use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
-use idfed::config::Config;
+use idfed::config::{Config, WebConfig};
 use idfed::model::{AccountInput, AccountSourceInput};
 use idfed::secret::Secret;
 use idfed::service::Service;
 use idfed::store::Store;
 
+use crate::crowd::CrowdServer;
 use crate::moto;
 
 /// Every test user's password.
@@ -44,28 +45,19 @@ pub struct TestServer {
     pub service: Arc<Service>,
     /// An HTTP client.
     pub client: reqwest::Client,
+    /// Its `[web]` settings.
+    pub web: WebConfig,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestServer {
-    /// Starts a server with these users; `extra_config` is appended to its TOML (e.g. an `[auth]` section).
+    /// Starts a server with these users and the account `main` (moto's STS); `extra_config` is appended
+    /// to its TOML (e.g. an `[auth]` section).
     pub async fn start(users: Vec<UserEntry>, extra_config: &str) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let users_file = dir.path().join("users.toml");
-        for entry in users {
-            add_user(&users_file, entry, false).unwrap();
-        }
-        let mut config = Config::parse(&format!(
-            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n{extra_config}",
-            dir.path().join("data"),
-            users_file
-        ))
-        .unwrap();
-        config.apply_env(|_| None).unwrap();
-        config.check().unwrap();
-        let service = Arc::new(Service::open(&config).unwrap());
-        service
+        let server = Self::start_empty(users, extra_config).await;
+        server
+            .service
             .store
             .put_account(AccountInput {
                 name: "main".into(),
@@ -78,6 +70,41 @@ impl TestServer {
                 sts_endpoint: Some(moto::shared().endpoint()),
             })
             .unwrap();
+        server
+    }
+
+    /// Starts a server with these users and nothing stored.
+    pub async fn start_empty(users: Vec<UserEntry>, extra_config: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let users_file = dir.path().join("users.toml");
+        for entry in users {
+            add_user(&users_file, entry, false).unwrap();
+        }
+        let directory = format!("type = \"static\"\nfile = {users_file:?}\n");
+        Self::launch(dir, &directory, extra_config).await
+    }
+
+    /// Starts a server whose directory is `crowd`, with nothing stored.
+    pub async fn start_with_crowd(crowd: &CrowdServer, extra_config: &str) -> TestServer {
+        let directory = format!(
+            "type = \"crowd\"\nurl = {:?}\napplication_name = {:?}\napplication_password = {:?}\n",
+            crowd.base_url(),
+            crowd.application_name(),
+            crowd.application_password(),
+        );
+        Self::launch(tempfile::tempdir().unwrap(), &directory, extra_config).await
+    }
+
+    /// Serves on a free loopback port with its data in `dir` and `directory` as `[auth.directory]`.
+    async fn launch(dir: tempfile::TempDir, directory: &str, extra_config: &str) -> TestServer {
+        let mut config = Config::parse(&format!(
+            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\n{directory}{extra_config}",
+            dir.path().join("data"),
+        ))
+        .unwrap();
+        config.apply_env(|_| None).unwrap();
+        config.check().unwrap();
+        let service = Arc::new(Service::open(&config).unwrap());
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .unwrap();
@@ -95,6 +122,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
+            web: config.web,
         }
     }
 

@@ -2,102 +2,44 @@
 //! STS: an administrator sets up an account, a connector, a plugin and its binding and an API key from the
 //! command line, and reads the audit log; secrets are never printed back; a non-administrator is refused.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 
-use idfed::api::{ApiLimits, AppState, serve};
-use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
-use idfed::config::Config;
-use idfed::secret::Secret;
-use idfed::service::Service;
+use idfed_tests::server::{PASSWORD, TestServer, user};
 use idfed_tests::{fixtures, moto};
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "correct-horse-battery";
 const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 const SECRET_KEY: &str = "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";
 const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::data/*"]}]}"#;
 
-struct Server {
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    service: Arc<Service>,
+/// A server with an administrator, `root` (in `idfed-admins`), and a user, `alice` (in `devs`), and
+/// nothing else: the test sets everything up through the CLI.
+async fn start() -> TestServer {
+    TestServer::start_empty(
+        vec![user("root", &["idfed-admins"]), user("alice", &["devs"])],
+        "[auth]\nadmin_groups = [\"idfed-admins\"]\n",
+    )
+    .await
 }
 
-fn user(name: &str, groups: &[&str]) -> UserEntry {
-    UserEntry {
-        name: name.into(),
-        display_name: None,
-        email: None,
-        active: true,
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        password_hash: hash_password(&Secret::new(PASSWORD)).unwrap(),
-    }
-}
-
-impl Server {
-    /// A server with an administrator, `root` (in `idfed-admins`), and a user, `alice` (in `devs`), and
-    /// nothing else: the test sets everything up through the CLI.
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let users = dir.path().join("users.toml");
-        add_user(&users, user("root", &["idfed-admins"]), false).unwrap();
-        add_user(&users, user("alice", &["devs"]), false).unwrap();
-        let mut config = Config::parse(&format!(
-            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth]\nadmin_groups = [\"idfed-admins\"]\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
-            dir.path().join("data"),
-            users
-        ))
-        .unwrap();
-        config.apply_env(|_| None).unwrap();
-        config.check().unwrap();
-        let service = Arc::new(Service::open(&config).unwrap());
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(service.clone(), ApiLimits::from(&config.server));
-        let task = tokio::spawn(serve(listener, None, state, async move {
-            let _ = stopped.await;
-        }));
-        Server {
-            dir,
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-            service,
-        }
-    }
-
-    async fn stop(mut self) {
-        self.stop.take().unwrap().send(()).unwrap();
-        self.task.take().unwrap().await.unwrap().unwrap();
-        self.service.shutdown().unwrap();
-    }
-
-    /// Logs `name` in with the real CLI, in a config folder of its own; the folder.
-    fn login(&self, name: &str) -> PathBuf {
-        let config_dir = self.dir.path().join(format!("config-{name}"));
-        let out = ok(
-            &config_dir,
-            &[
-                "login",
-                "--server",
-                &format!("http://{}", self.addr),
-                "--user",
-                name,
-                "--password-stdin",
-            ],
-            Some(&format!("{PASSWORD}\n")),
-        );
-        assert!(out.contains("logged in"), "{out}");
-        config_dir
-    }
+/// Logs `name` in to `server` with the real CLI, in a config folder of its own; the folder.
+fn login(server: &TestServer, name: &str) -> PathBuf {
+    let config_dir = server.dir.path().join(format!("config-{name}"));
+    let out = ok(
+        &config_dir,
+        &[
+            "login",
+            "--server",
+            &server.url(""),
+            "--user",
+            name,
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(out.contains("logged in"), "{out}");
+    config_dir
 }
 
 /// Runs `idfed args…` with the session in `config_dir`, `stdin` fed in; its output.
@@ -168,8 +110,8 @@ fn json_of(text: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_sets_everything_up_from_the_command_line() {
-    let server = Server::start().await;
-    let root = server.login("root");
+    let server = start().await;
+    let root = login(&server, "root");
     let files = server.dir.path();
     let endpoint = moto::shared().endpoint();
 
@@ -364,7 +306,7 @@ async fn an_administrator_sets_everything_up_from_the_command_line() {
     assert!(error.contains("plugin_"), "{error}");
 
     // The binding is in force: alice's credentials are capped at 900 s.
-    let alice = server.login("alice");
+    let alice = login(&server, "alice");
     let creds = json_of(&ok(&alice, &["creds", "web", "--format", "json"], None));
     assert_eq!(creds["duration_seconds"], 900, "{creds}");
 

@@ -11,14 +11,11 @@
 //! Needs `/usr/bin/chromium` and Node.js (`scripts/setup-browser`); `tests/browser/node_modules` is made
 //! with `npm ci` when missing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use idfed::api::{ApiLimits, AppState, serve};
-use idfed::config::Config;
-use idfed::service::Service;
 use idfed_tests::browser;
 use idfed_tests::crowd::{CrowdServer, TestUser};
+use idfed_tests::server::TestServer;
 
 /// The script ends itself after 2 minutes; this is the guard above it.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -37,28 +34,8 @@ async fn crowd_single_sign_on_in_chromium() {
     crowd.add_user_to_group(USER, GROUP);
 
     // idfed with Crowd as its directory, serving on a free loopback port.
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::parse(&format!(
-        "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"crowd\"\nurl = {:?}\napplication_name = {:?}\napplication_password = {:?}\n",
-        dir.path().join("data"),
-        crowd.base_url(),
-        crowd.application_name(),
-        crowd.application_password(),
-    ))
-    .unwrap();
-    config.apply_env(|_| None).unwrap();
-    config.check().unwrap();
-    let service = Arc::new(Service::open(&config).unwrap());
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState::new(service.clone(), ApiLimits::from(&config.server))
-        .with_web(config.web.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, None, state, async move {
-        let _ = stopped.await;
-    }));
+    let server = TestServer::start_with_crowd(&crowd, "").await;
+    let base = server.url("");
 
     // Only this test's files: the rest of the directory is web_ui.rs's.
     let shots = browser::screenshot_dir();
@@ -77,7 +54,7 @@ async fn crowd_single_sign_on_in_chromium() {
         ("IDFED_CROWD_PASSWORD", PASSWORD.into()),
         ("IDFED_CROWD_GROUP", GROUP.into()),
         ("IDFED_SSO_TOKEN", token.into()),
-        ("IDFED_SSO_COOKIE", config.web.sso_cookie.clone().into()),
+        ("IDFED_SSO_COOKIE", server.web.sso_cookie.clone().into()),
     ];
     browser::run_script("sso.test.mjs", &env, "sso-test", SCRIPT_TIMEOUT).await;
     browser::assert_screenshots(&["12-crowd-login"]);
@@ -93,7 +70,5 @@ async fn crowd_single_sign_on_in_chromium() {
         "Crowd was never asked to check the password: {paths:?}"
     );
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
-    service.shutdown().unwrap();
+    server.stop().await;
 }
