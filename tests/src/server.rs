@@ -172,6 +172,26 @@ impl TestServer {
             .stdin(Stdio::null());
         command
     }
+    /// `aws sts get-caller-identity` (the AWS CLI from `.venv`, see [`TestServer::aws_command`]) with these
+    /// environment variables, against the STS at `endpoint`: who AWS says the credentials are.
+    pub fn aws_caller_identity<K, V>(
+        &self,
+        env: impl IntoIterator<Item = (K, V)>,
+        endpoint: &str,
+    ) -> serde_json::Value
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let out = run(
+            self.aws_command(&venv("aws"))
+                .envs(env)
+                .args(["sts", "get-caller-identity", "--output", "json"])
+                .args(["--endpoint-url", endpoint]),
+            None,
+        );
+        serde_json::from_str(&out).unwrap()
+    }
 }
 
 /// A tool from the tests' `.venv` (`scripts/setup-test-env`): `aws`, `python`.

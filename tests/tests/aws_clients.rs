@@ -193,22 +193,13 @@ async fn boto3_and_the_cli_read_the_container_endpoint() {
     );
     assert!(out.contains(":assumed-role/deploy/"), "{out}");
 
-    let out = run(
-        server
-            .aws_command(&venv("aws"))
-            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)
-            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", &token)
-            .args([
-                "sts",
-                "get-caller-identity",
-                "--output",
-                "json",
-                "--endpoint-url",
-            ])
-            .arg(&endpoint),
-        None,
+    let identity = server.aws_caller_identity(
+        [
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str()),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.as_str()),
+        ],
+        &endpoint,
     );
-    let identity: Value = serde_json::from_str(&out).unwrap();
     assert!(
         identity["Arn"]
             .as_str()

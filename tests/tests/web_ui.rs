@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use idfed::config::ConsoleConfig;
 use idfed_tests::moto;
-use idfed_tests::server::{PASSWORD, TestServer, run, user, venv};
+use idfed_tests::server::{PASSWORD, TestServer, user};
 use idfed_tests::{browser, fixtures};
 use serde_json::Value;
 
@@ -157,21 +157,7 @@ async fn web_ui_end_to_end_in_chromium() {
             "{name} in {exports}"
         );
     }
-    let out = run(
-        server
-            .aws_command(&venv("aws"))
-            .envs(&vars)
-            .args([
-                "sts",
-                "get-caller-identity",
-                "--output",
-                "json",
-                "--endpoint-url",
-            ])
-            .arg(&sts),
-        None,
-    );
-    let identity: Value = serde_json::from_str(&out).unwrap();
+    let identity = server.aws_caller_identity(&vars, &sts);
     let arn = identity["Arn"].as_str().unwrap_or_default();
     assert!(arn.contains(":assumed-role/dev/alice"), "{identity}");
 
