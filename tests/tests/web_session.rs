@@ -299,6 +299,29 @@ async fn the_ui_is_served_with_a_strict_content_security_policy() {
             );
         }
     }
+    // Files are revalidated by their ETag: unchanged, no body.
+    let first = server
+        .client
+        .get(server.url("/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(first.headers()["cache-control"], "no-cache");
+    let again = |tag: String| {
+        server
+            .client
+            .get(server.url("/assets/app.js"))
+            .header("if-none-match", tag)
+            .send()
+    };
+    let unchanged = again(etag.clone()).await.unwrap();
+    assert_eq!(unchanged.status(), 304);
+    assert!(unchanged.bytes().await.unwrap().is_empty());
+    let changed = again("\"something-else\"".into()).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.text().await.unwrap(), first.text().await.unwrap());
+
     // The API's answers carry the headers too.
     let api = server
         .client

@@ -1,11 +1,15 @@
 //! The web UI's files (`/`, `/assets/…`), embedded in the binary from `host/web/`, and the security headers
 //! every response carries: a strict Content-Security-Policy (scripts, styles and connections from idfed
-//! itself only; no inline code, no frames), `nosniff`, no referrer.
+//! itself only; no inline code, no frames), `nosniff`, no referrer. Files carry an `ETag` (their SHA-256)
+//! and are revalidated on each use: an unchanged file is a `304` with no body.
+
+use std::sync::OnceLock;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -16,10 +20,40 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
     frame-ancestors 'none'; base-uri 'none'";
 
-const INDEX_HTML: &str = include_str!("../../web/index.html");
-const APP_JS: &str = include_str!("../../web/app.js");
-const APP_CSS: &str = include_str!("../../web/app.css");
-const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
+/// A file of the web UI.
+struct Asset {
+    content_type: &'static str,
+    body: &'static str,
+    etag: OnceLock<String>,
+}
+
+impl Asset {
+    const fn new(content_type: &'static str, body: &'static str) -> Asset {
+        Asset {
+            content_type,
+            body,
+            etag: OnceLock::new(),
+        }
+    }
+
+    fn etag(&self) -> &str {
+        self.etag.get_or_init(|| {
+            let digest = Sha256::digest(self.body.as_bytes());
+            format!("\"{}\"", hex::encode(&digest[..16]))
+        })
+    }
+}
+
+static INDEX_HTML: Asset = Asset::new(
+    "text/html; charset=utf-8",
+    include_str!("../../web/index.html"),
+);
+static APP_JS: Asset = Asset::new(
+    "text/javascript; charset=utf-8",
+    include_str!("../../web/app.js"),
+);
+static APP_CSS: Asset = Asset::new("text/css; charset=utf-8", include_str!("../../web/app.css"));
+static FAVICON_SVG: Asset = Asset::new("image/svg+xml", include_str!("../../web/favicon.svg"));
 
 /// The web UI's routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -30,46 +64,54 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(favicon))
 }
 
-fn asset(state: &AppState, content_type: &'static str, body: &'static str) -> Response {
+fn asset(state: &AppState, headers: &HeaderMap, asset: &'static Asset) -> Response {
     if !state.web.enabled {
         return ApiError::NotFound.into_response();
     }
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
+    let etag = asset.etag();
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let headers = [
+        (header::CONTENT_TYPE, asset.content_type),
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::ETAG, etag),
+    ];
+    if unchanged {
+        (StatusCode::NOT_MODIFIED, headers).into_response()
+    } else {
+        (headers, asset.body).into_response()
+    }
 }
 
 /// The web UI's page.
 #[utoipa::path(get, path = "/", tag = "web",
-    responses((status = 200, description = "The web UI", content_type = "text/html")))]
-async fn index(State(state): State<AppState>) -> Response {
-    asset(&state, "text/html; charset=utf-8", INDEX_HTML)
+    responses((status = 200, description = "The web UI", content_type = "text/html"),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag")))]
+async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    asset(&state, &headers, &INDEX_HTML)
 }
 
 /// The web UI's script.
 #[utoipa::path(get, path = "/assets/app.js", tag = "web",
     responses((status = 200, description = "The web UI's script", content_type = "text/javascript")))]
-async fn app_js(State(state): State<AppState>) -> Response {
-    asset(&state, "text/javascript; charset=utf-8", APP_JS)
+async fn app_js(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    asset(&state, &headers, &APP_JS)
 }
 
 /// The web UI's style sheet.
 #[utoipa::path(get, path = "/assets/app.css", tag = "web",
     responses((status = 200, description = "The web UI's style sheet", content_type = "text/css")))]
-async fn app_css(State(state): State<AppState>) -> Response {
-    asset(&state, "text/css; charset=utf-8", APP_CSS)
+async fn app_css(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    asset(&state, &headers, &APP_CSS)
 }
 
 /// The web UI's icon.
 #[utoipa::path(get, path = "/assets/favicon.svg", tag = "web",
     responses((status = 200, description = "The web UI's icon", content_type = "image/svg+xml")))]
-async fn favicon(State(state): State<AppState>) -> Response {
-    asset(&state, "image/svg+xml", FAVICON_SVG)
+async fn favicon(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    asset(&state, &headers, &FAVICON_SVG)
 }
 
 /// Adds the security headers to every response.
