@@ -212,6 +212,16 @@ fn yes() -> bool {
     true
 }
 
+impl Connector {
+    /// A fingerprint of everything stored about the connector (32 hex digits): it changes with every
+    /// change, so an edit can say which state it was based on (`If-Match`).
+    pub fn revision(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let stored = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(&Sha256::digest(&stored)[..16])
+    }
+}
+
 /// A system-scope API key, as stored: only a hash of the key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {

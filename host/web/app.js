@@ -211,10 +211,12 @@ function announceError(e) {
  * `session: true` is for the session's own calls (log in, log out, start): their 401 is theirs to handle;
  * `anyUser: true` retries after a `csrf_failed` even when the browser's session is now another user's.
  */
-async function api(method, path, { json, body, contentType, session = false, anyUser = false, retry = true } = {}) {
+async function api(method, path, { json, body, contentType, ifMatch, session = false, anyUser = false, retry = true } = {}) {
   const generation = state.generation;
   const headers = { Accept: 'application/json' };
   if (state.csrf) headers['X-CSRF-Token'] = state.csrf;
+  // Edits say which state they were based on: someone else's change meanwhile is not silently undone.
+  if (ifMatch) headers['If-Match'] = `"${ifMatch}"`;
   let payload;
   if (json !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -253,7 +255,7 @@ async function api(method, path, { json, body, contentType, session = false, any
     if (response.status === 403 && code === 'csrf_failed' && retry && state.user) {
       const now = await refreshSession();
       if (now === 'same' || (now === 'changed' && anyUser)) {
-        return api(method, path, { json, body, contentType, session, anyUser, retry: false });
+        return api(method, path, { json, body, contentType, ifMatch, session, anyUser, retry: false });
       }
       if (now === 'changed' || now === 'ended') throw sessionGone(error);
       throw error;
@@ -1434,7 +1436,7 @@ async function openConnectorDialog(name, onSaved) {
     setBusy(save, true);
     try {
       const saved = editing
-        ? await api('PUT', `/api/v1/admin/connectors/${enc(existing.id)}`, { json: body })
+        ? await api('PUT', `/api/v1/admin/connectors/${enc(existing.id)}`, { json: body, ifMatch: existing.revision })
         : await api('POST', '/api/v1/admin/connectors', { json: body });
       d.close();
       announce(editing ? `Connector ${saved.name} saved.` : `Connector ${saved.name} created.`);
@@ -1442,6 +1444,14 @@ async function openConnectorDialog(name, onSaved) {
     } catch (e) {
       if (isGone(e)) return;
       setBusy(save, false);
+      if (e.code === 'precondition_failed' || e.code === 'conflict' && /changed by someone else/.test(e.message)) {
+        formError.replaceChildren(errorAlert({
+          code: e.code,
+          message: 'Someone else changed this connector since you opened it. Close this dialog and open it again to see their changes.',
+        }, 'The connector was not saved'));
+        formError.scrollIntoView({ block: 'nearest' });
+        return;
+      }
       formError.replaceChildren(errorAlert(e, 'The connector was not saved'));
       const match = /^([a-z_.[\]0-9]+): /.exec(e.message || '');
       if (match) {

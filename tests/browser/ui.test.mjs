@@ -539,6 +539,30 @@ async function main() {
   await edlg.waitFor({ state: 'detached' });
   await visible(page.getByRole('row').filter({ hasText: 'Read-only access to the data bucket (S3)' }).filter({ hasText: '1 plugin' }), 'the saved description, with its plugin');
 
+  log("an edit based on what someone else has changed since is refused, and says so");
+  await page.getByRole('button', { name: `Edit ${CONNECTOR}` }).click();
+  await visible(edlg.getByRole('list', { name: 'Plugin chain, in order' }), 'the edit dialog');
+  {
+    // Another administrator changes the connector meanwhile (the API, with HTTP Basic).
+    const basic = `Basic ${Buffer.from(`${ADMIN}:${PASSWORD}`).toString('base64')}`;
+    const url = `${BASE}/api/v1/admin/connectors/${CONNECTOR}`;
+    const current = await (await fetch(url, { headers: { Authorization: basic } })).json();
+    const { id, revision, principal_type, bindings, ...rest } = current;
+    const changed = await fetch(url, {
+      method: 'PUT',
+      headers: { Authorization: basic, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ...rest, description: 'Read-only access to the data bucket (S3), as another administrator put it' }),
+    });
+    check(changed.status === 200, `the other administrator's change: HTTP ${changed.status}`);
+  }
+  await edlg.getByLabel('Description').fill('An edit from an old read');
+  await edlg.getByRole('button', { name: 'Save' }).click();
+  await visible(edlg.getByRole('alert').filter({ hasText: 'Someone else changed this connector' }), 'the stale edit refused');
+  await edlg.getByRole('button', { name: 'Cancel' }).click();
+  await edlg.waitFor({ state: 'detached' });
+  await page.reload();
+  await visible(page.getByRole('row').filter({ hasText: 'as another administrator put it' }), "the other administrator's change, kept");
+
   log("an account is edited without its secret: the secret field is write-only and blank keeps it");
   await page.getByRole('button', { name: `Edit account ${ACCOUNT}` }).click();
   const eadlg = dialog(`Edit account ${ACCOUNT}`);

@@ -785,3 +785,61 @@ async fn plugins_have_names_groups_are_listed_and_the_audit_filters_by_plugin() 
         .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
 }
+
+#[tokio::test]
+async fn edits_based_on_an_old_read_are_refused() {
+    let f = Fixture::new();
+    let root = f.login("root").await;
+    let (s, b) = f
+        .call("PUT", "/api/v1/admin/accounts/main", &root, account())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = f
+        .call("POST", "/api/v1/admin/connectors", &root, dev_connector())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let read = b["revision"].as_str().unwrap().to_owned();
+
+    // The ETag of a read is its revision.
+    let response = app(f.state.clone())
+        .oneshot(request(
+            "GET",
+            "/api/v1/admin/connectors/dev",
+            Some(&root),
+            Value::Null,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["etag"], format!("\"{read}\"").as_str());
+
+    let put = |if_match: Option<String>, description: &str| {
+        let mut body = dev_connector();
+        body["description"] = json!(description);
+        let mut req = request("PUT", "/api/v1/admin/connectors/dev", Some(&root), body);
+        if let Some(tag) = if_match {
+            req.headers_mut()
+                .insert(header::IF_MATCH, tag.parse().unwrap());
+        }
+        f.send(req)
+    };
+    let (s, b) = put(Some(format!("\"{read}\"")), "first").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let after_first = b["revision"].as_str().unwrap().to_owned();
+    assert_ne!(after_first, read);
+    // Another administrator's edit based on the first read is refused, and changes nothing.
+    let (s, b) = put(Some(format!("\"{read}\"")), "second").await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    );
+    let (_, b) = f
+        .call("GET", "/api/v1/admin/connectors/dev", &root, Value::Null)
+        .await;
+    assert_eq!(b["description"], "first");
+    assert_eq!(b["revision"], after_first.as_str());
+    // Without If-Match, an edit is taken as it always was.
+    let (s, b) = put(None, "third").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

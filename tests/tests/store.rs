@@ -511,7 +511,10 @@ fn conflicts_and_absences_have_their_codes() {
     let mut ghost = connector("ghost", "prod", false);
     ghost.id = ConnectorId::new_v4();
     assert_eq!(
-        store.update_connector(ghost.clone()).unwrap_err().code(),
+        store
+            .update_connector(ghost.clone(), &ghost)
+            .unwrap_err()
+            .code(),
         "store_not_found"
     );
     assert_eq!(
@@ -524,19 +527,32 @@ fn conflicts_and_absences_have_their_codes() {
     let mut renamed = second.clone();
     renamed.name = "deploy".into();
     assert_eq!(
-        store.update_connector(renamed).unwrap_err().code(),
+        store.update_connector(renamed, &second).unwrap_err().code(),
         "store_conflict"
     );
     let mut updated = second.clone();
     updated.principal = Principal::IamUser;
-    let refused = store.update_connector(updated.clone()).unwrap_err();
+    let refused = store
+        .update_connector(updated.clone(), &second)
+        .unwrap_err();
     assert_eq!(
         refused.code(),
         "store_invalid",
         "STS's rules apply on every save: {refused}"
     );
     updated.policy_arns.clear();
-    assert_eq!(store.update_connector(updated.clone()).unwrap(), updated);
+    assert_eq!(
+        store.update_connector(updated.clone(), &second).unwrap(),
+        updated
+    );
+    // An edit based on what is no longer stored is refused: no change undoes another unseen.
+    let mut stale = second.clone();
+    stale.description = "from an old read".into();
+    assert_eq!(
+        store.update_connector(stale, &second).unwrap_err().code(),
+        "store_conflict"
+    );
+    assert_eq!(store.get_connector("second").unwrap().unwrap(), updated);
     let mut powerless = connector("powerless", "prod", false);
     powerless.policy_arns.clear();
     let refused = store.create_connector(powerless).unwrap_err();

@@ -156,7 +156,7 @@ impl Harness {
             config: config.into(),
             limits: None,
         });
-        self.store.update_connector(updated).unwrap()
+        self.store.update_connector(updated, connector).unwrap()
     }
 }
 

@@ -42,8 +42,13 @@ pub trait Store: Send + Sync {
     /// Creates a connector (a nil id is given a new one): its name unique, its account existing, its
     /// bindings' plugins stored.
     fn create_connector(&self, connector: Connector) -> Result<Connector, StoreError>;
-    /// Replaces a connector, found by id: `NotFound` if there is none.
-    fn update_connector(&self, connector: Connector) -> Result<Connector, StoreError>;
+    /// Replaces a connector, found by id, if it is still `expected` (as the caller read it): `NotFound` if
+    /// there is none, `Conflict` if it was changed meanwhile (so that no edit silently undoes another).
+    fn update_connector(
+        &self,
+        connector: Connector,
+        expected: &Connector,
+    ) -> Result<Connector, StoreError>;
     /// A connector by id (a UUID string) or else by name.
     fn get_connector(&self, id_or_name: &str) -> Result<Option<Connector>, StoreError>;
     /// Every connector, by name.

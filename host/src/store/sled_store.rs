@@ -563,11 +563,21 @@ impl Store for SledStore {
         Ok(connector)
     }
 
-    fn update_connector(&self, connector: Connector) -> Result<Connector, StoreError> {
+    fn update_connector(
+        &self,
+        connector: Connector,
+        expected: &Connector,
+    ) -> Result<Connector, StoreError> {
         let _writer = self.write_lock();
         let old = self
             .connector_by_id(connector.id)?
             .ok_or_else(|| StoreError::NotFound(format!("connector {}", connector.id)))?;
+        if old != *expected {
+            return Err(StoreError::Conflict(format!(
+                "connector {:?} was changed by someone else meanwhile: read it again",
+                old.name
+            )));
+        }
         self.check_connector(&connector)?;
         let id = connector.id.to_string();
         let value = encode(&connector)?;
@@ -1464,18 +1474,31 @@ mod tests {
         // Renaming frees the old name and takes the new one.
         let mut renamed = bound.clone();
         renamed.name = "renamed".into();
-        store.update_connector(renamed).unwrap();
+        let renamed = store.update_connector(renamed, &bound).unwrap();
         assert!(store.get_connector("bound").unwrap().is_none());
         assert_eq!(
             store.get_connector("renamed").unwrap().unwrap().id,
             bound.id
         );
         store.create_connector(connector("bound", "prod")).unwrap();
-        let mut clash = bound.clone();
+        let mut clash = renamed.clone();
         clash.name = "nil".into();
         assert_eq!(
-            store.update_connector(clash).unwrap_err().code(),
+            store.update_connector(clash, &renamed).unwrap_err().code(),
             "store_conflict"
+        );
+        // An edit based on what is no longer stored is refused, and changes nothing.
+        let mut stale = bound.clone();
+        stale.description = "based on the old state".into();
+        assert_eq!(
+            store.update_connector(stale, &bound).unwrap_err().code(),
+            "store_conflict"
+        );
+        assert_eq!(store.get_connector("renamed").unwrap().unwrap(), renamed);
+        assert_ne!(renamed.revision(), bound.revision());
+        assert_eq!(
+            renamed.revision(),
+            store.get_connector("renamed").unwrap().unwrap().revision()
         );
     }
 

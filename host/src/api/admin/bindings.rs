@@ -17,8 +17,8 @@ use super::{Admin, AdminError, AdminResult, blocking, find_connector};
 use crate::api::AppState;
 use crate::api::extract::JsonBody;
 use crate::api::openapi::ErrorBody;
-use crate::model::{BindingSpec, Limits};
-use crate::store::{Store, check_digest};
+use crate::model::{BindingSpec, Connector, Limits};
+use crate::store::{Store, StoreError, check_digest};
 
 /// The binding routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -37,6 +37,27 @@ pub fn binding_json(b: &BindingSpec) -> Value {
         "config": config,
         "limits": b.limits,
     })
+}
+
+/// Applies `change` to the connector's plugin chain and stores it; if another change landed in between,
+/// does it again on the chain as it then is (a few times), so that concurrent edits of one chain all
+/// count. The connector as stored.
+fn change_chain(
+    state: &AppState,
+    connector: &str,
+    mut change: impl FnMut(&mut Vec<BindingSpec>) -> AdminResult<()>,
+) -> AdminResult<Connector> {
+    const ATTEMPTS: usize = 5;
+    for attempt in 1..=ATTEMPTS {
+        let read = find_connector(state, connector)?;
+        let mut changed = read.clone();
+        change(&mut changed.bindings)?;
+        match state.service.store.update_connector(changed, &read) {
+            Err(StoreError::Conflict(_)) if attempt < ATTEMPTS => continue,
+            result => return Ok(result?),
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// Loads the binding's plugin and has its `validate-config` check the configuration and limits.
@@ -177,14 +198,14 @@ async fn create(
         limits,
     };
     check_binding(&state, &spec).await?;
-    // Re-read: the chain may have changed while the plugin checked the configuration.
-    let mut connector = find_connector(&state, &connector.id.to_string())?;
-    let position = input
-        .position
-        .unwrap_or(connector.bindings.len())
-        .min(connector.bindings.len());
-    connector.bindings.insert(position, spec.clone());
-    let connector = state.service.store.update_connector(connector)?;
+    // The chain as it is now (it may have changed while the plugin checked the configuration).
+    let id = connector.id.to_string();
+    let mut position = 0;
+    let connector = change_chain(&state, &id, |chain| {
+        position = input.position.unwrap_or(chain.len()).min(chain.len());
+        chain.insert(position, spec.clone());
+        Ok(())
+    })?;
     admin.audit(
         &state,
         "admin.binding.create",
@@ -225,15 +246,18 @@ async fn remove(
     admin: Admin,
     Path((c, binding_id)): Path<(String, String)>,
 ) -> AdminResult<StatusCode> {
-    let mut connector = find_connector(&state, &c)?;
-    let Some(index) = connector.bindings.iter().position(|b| b.id == binding_id) else {
-        return Err(AdminError::not_found(format!(
-            "connector {:?} has no binding {binding_id:?}",
-            connector.name
-        )));
-    };
-    let removed = connector.bindings.remove(index);
-    let connector = state.service.store.update_connector(connector)?;
+    let mut removed = None;
+    let connector = change_chain(&state, &c, |chain| {
+        let index = chain
+            .iter()
+            .position(|b| b.id == binding_id)
+            .ok_or_else(|| {
+                AdminError::not_found(format!("the connector has no binding {binding_id:?}"))
+            })?;
+        removed = Some(chain.remove(index));
+        Ok(())
+    })?;
+    let removed = removed.expect("a binding was removed");
     if let Err(e) = state.service.plugins.kv().remove_binding(&removed.id) {
         tracing::warn!(binding = %removed.id, error = %e, "could not remove a binding's state");
     }
@@ -247,4 +271,88 @@ async fn remove(
         ),
     )?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::api::ApiLimits;
+    use crate::config::Config;
+    use crate::model::{AccountInput, AccountSourceInput, Principal};
+    use crate::service::Service;
+
+    fn state(dir: &std::path::Path) -> AppState {
+        let users = dir.join("users.toml");
+        std::fs::write(&users, "").unwrap();
+        let config = Config::parse(&format!(
+            "[server]\nplain_http = true\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {users:?}\n",
+            dir.join("data"),
+        ))
+        .unwrap();
+        let service = Service::open(&config).unwrap();
+        AppState::new(Arc::new(service), ApiLimits::default())
+    }
+
+    fn binding(plugin: &str) -> BindingSpec {
+        BindingSpec {
+            id: uuid::Uuid::new_v4().to_string(),
+            plugin: plugin.into(),
+            config: "{}".into(),
+            limits: None,
+        }
+    }
+
+    #[test]
+    fn a_chain_changed_meanwhile_is_changed_again_on_top_of_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let store = state.service.store.clone();
+        store
+            .put_account(AccountInput {
+                name: "main".into(),
+                description: String::new(),
+                source: AccountSourceInput::HostCredentials,
+                region: None,
+                sts_endpoint: None,
+            })
+            .unwrap();
+        store
+            .create_connector(Connector {
+                id: uuid::Uuid::nil(),
+                name: "dev".into(),
+                description: String::new(),
+                account: "main".into(),
+                principal: Principal::IamUser,
+                policy: None,
+                policy_arns: vec![],
+                default_duration_seconds: None,
+                max_duration_seconds: None,
+                groups: vec![],
+                system_scope: false,
+                enabled: true,
+                bindings: vec![],
+            })
+            .unwrap();
+        let plugin = store.put_plugin(b"\0asm component", None).unwrap();
+        let (ours, theirs) = (binding(&plugin), binding(&plugin));
+        let mut calls = 0;
+        let stored = change_chain(&state, "dev", |chain| {
+            calls += 1;
+            if calls == 1 {
+                // Another administrator's binding lands between our read and our write.
+                let read = store.get_connector("dev").unwrap().unwrap();
+                let mut other = read.clone();
+                other.bindings.push(theirs.clone());
+                store.update_connector(other, &read).unwrap();
+            }
+            chain.push(ours.clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(calls, 2, "done again on the chain as it then was");
+        assert_eq!(stored.bindings, [theirs, ours]);
+        assert_eq!(store.get_connector("dev").unwrap().unwrap(), stored);
+    }
 }

@@ -1,9 +1,12 @@
 //! `GET|POST /admin/connectors`, `GET|PUT|DELETE /admin/connectors/{id_or_name}`. Connectors are checked
-//! by the store (`check_connector`: STS's rules, the field and the rule named in the message).
+//! by the store (`check_connector`: STS's rules, the field and the rule named in the message). Answers carry
+//! the connector's `revision` (and `GET` an `ETag`); a `PUT` with `If-Match` is refused (412) if the
+//! connector changed since, and any `PUT` is refused (409) if it changes while being checked.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -100,7 +103,35 @@ pub fn connector_json(c: &Connector) -> Value {
         "system_scope": c.system_scope,
         "enabled": c.enabled,
         "bindings": c.bindings.iter().map(binding_json).collect::<Vec<_>>(),
+        "revision": c.revision(),
     })
+}
+
+/// Refuses an edit whose `If-Match` (a connector's `revision`, quoted or not; `*` for any) is not the
+/// connector's revision now: 412 `precondition_failed`. No `If-Match`, no check.
+fn check_if_match(headers: &HeaderMap, connector: &Connector) -> AdminResult<()> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let revision = connector.revision();
+    let matches = value.to_str().is_ok_and(|tags| {
+        tags.split(',')
+            .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+            .any(|t| t == revision || t == "*")
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(AdminError::Coded {
+            status: StatusCode::PRECONDITION_FAILED,
+            code: "precondition_failed",
+            message: format!(
+                "connector {:?} was changed since you read it (If-Match): read it again",
+                connector.name
+            ),
+            pointer: None,
+        })
+    }
 }
 
 /// Every connector, in full.
@@ -145,8 +176,10 @@ async fn show(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id_or_name): Path<String>,
-) -> AdminResult<Json<Value>> {
-    Ok(Json(connector_json(&find_connector(&state, &id_or_name)?)))
+) -> AdminResult<Response> {
+    let connector = find_connector(&state, &id_or_name)?;
+    let etag = format!("\"{}\"", connector.revision());
+    Ok(([(header::ETAG, etag)], Json(connector_json(&connector))).into_response())
 }
 
 /// Creates a connector (the server assigns its id; bind plugins through `/bindings`).
@@ -202,7 +235,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(connector_json(&connector))))
 }
 
-/// Replaces a connector (its bindings kept unless given).
+/// Replaces a connector (its bindings kept unless given). With `If-Match: "<revision>"` (from a read), only
+/// if nobody changed it since.
 #[utoipa::path(
     put,
     path = "/admin/connectors/{id_or_name}",
@@ -218,7 +252,8 @@ async fn create(
         (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
-        (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
+        (status = 409, description = "A conflict with what is stored (`conflict`), or a change by someone else meanwhile", body = ErrorBody),
+        (status = 412, description = "`If-Match` is not the connector's revision now (`precondition_failed`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
@@ -229,9 +264,11 @@ async fn replace(
     State(state): State<AppState>,
     admin: Admin,
     Path(id_or_name): Path<String>,
+    headers: HeaderMap,
     JsonBody(input): JsonBody<ConnectorInput>,
 ) -> AdminResult<Json<Value>> {
     let existing = find_connector(&state, &id_or_name)?;
+    check_if_match(&headers, &existing)?;
     if input.id.is_some_and(|id| id != existing.id) {
         return Err(AdminError::invalid(format!(
             "id: a connector's id cannot change (this one is {})",
@@ -251,7 +288,7 @@ async fn replace(
         }
     };
     let connector = input.into_connector(existing.id, bindings);
-    let connector = state.service.store.update_connector(connector)?;
+    let connector = state.service.store.update_connector(connector, &existing)?;
     for dropped in existing
         .bindings
         .iter()
