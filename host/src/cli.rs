@@ -1569,7 +1569,13 @@ async fn serve(path: &Path) -> Result<ExitCode, Failure> {
     tracing::info!(%listen, scheme, "serving");
     let state =
         crate::api::AppState::new(service.clone(), crate::api::ApiLimits::from(&config.server))
-            .with_web(config.web.clone());
+            .with_web(config.web.clone())
+            .with_metrics_token(
+                config
+                    .server
+                    .metrics_token()
+                    .map_err(|e| Failure(e.to_string()))?,
+            );
     let served = crate::api::serve(listener, tls, state, crate::api::shutdown_signal()).await;
     let flushed = service.shutdown();
     served.map_err(|e| Failure(format!("server: {e}")))?;

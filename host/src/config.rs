@@ -132,6 +132,9 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long a request may take (default 30 s).
     pub request_timeout_seconds: u64,
+    /// A file holding the token `/metrics` then asks for (`Authorization: Bearer <token>`, as Prometheus'
+    /// `authorization.credentials_file` sends it); without one, `/metrics` is open.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -143,7 +146,31 @@ impl Default for ServerConfig {
             plain_http: false,
             body_limit_bytes: 64 << 10,
             request_timeout_seconds: 30,
+            metrics_token_file: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The `/metrics` token from [`ServerConfig::metrics_token_file`] (trailing newline ignored), if set.
+    pub fn metrics_token(&self) -> Result<Option<crate::secret::Secret>, ConfigError> {
+        let Some(path) = &self.metrics_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(
+                "server.metrics_token_file",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        let token = text.trim_end_matches(['\r', '\n']);
+        if token.len() < 16 {
+            return Err(invalid(
+                "server.metrics_token_file",
+                "the token must be at least 16 characters",
+            ));
+        }
+        Ok(Some(crate::secret::Secret::new(token)))
     }
 }
 
@@ -394,6 +421,7 @@ impl Config {
         if s.body_limit_bytes == 0 {
             return Err(invalid("server.body_limit_bytes", "must be at least 1"));
         }
+        s.metrics_token()?;
         if s.request_timeout_seconds == 0 {
             return Err(invalid(
                 "server.request_timeout_seconds",

@@ -370,6 +370,41 @@ async fn a_vend_is_served_and_counted() {
     );
     assert!(text.contains("idfed_auth_cache_misses_total"), "{text}");
 
+    // With a metrics token configured, /metrics is for its holder only.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("metrics-token");
+    std::fs::write(&token_file, "prometheus-scrape-token-0123\n").unwrap();
+    let server: idfed::config::ServerConfig = idfed::config::Config::parse(&format!(
+        "[server]\nplain_http = true\nmetrics_token_file = {token_file:?}\n[auth.directory]\ntype = \"static\"\nfile = \"u\"\n"
+    ))
+    .unwrap()
+    .server;
+    let guarded = f
+        .state
+        .clone()
+        .with_metrics_token(server.metrics_token().unwrap());
+    let scrape = |authorization: Option<&'static str>| {
+        let guarded = guarded.clone();
+        async move {
+            app(guarded)
+                .oneshot(get("/metrics", authorization))
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(scrape(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        scrape(Some("Bearer wrong-token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        scrape(Some("Bearer prometheus-scrape-token-0123")).await,
+        StatusCode::OK
+    );
+    std::fs::write(&token_file, "short\n").unwrap();
+    assert!(server.metrics_token().is_err(), "a short token is refused");
+
     let (s, _, ready) = f.send(get("/readyz", None)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ready["directory"], "static");

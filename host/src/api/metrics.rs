@@ -5,10 +5,11 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 
-use super::AppState;
+use super::openapi::ErrorBody;
+use super::{ApiError, AppState, constant_time_eq};
 use crate::vend::VendError;
 
 /// The counters.
@@ -135,7 +136,7 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: open, or with `[server] metrics_token_file` set, for `Authorization: Bearer <token>`.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -143,15 +144,29 @@ fn escape(value: &str) -> String {
     responses(
         (status = 200, description = "Prometheus counters (text exposition format 0.0.4)", body = String,
          content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, description = "A metrics token is configured and was not sent (`missing_credentials`, `invalid_credentials`)", body = ErrorBody),
     )
 )]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = &state.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::MissingCredentials)?;
+        if !constant_time_eq(presented.trim().as_bytes(), token.expose().as_bytes()) {
+            return Err(ApiError::Auth(crate::auth::AuthError::InvalidCredentials));
+        }
+    }
     let body = state.metrics.render(state.service.auth.stats());
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         body,
-    )
+    ))
 }

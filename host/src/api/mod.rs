@@ -43,6 +43,7 @@ pub use server::{load_tls, serve, shutdown_signal};
 
 use crate::config::{ServerConfig, WebConfig};
 use crate::model::Caller;
+use crate::secret::Secret;
 use crate::service::Service;
 use crate::store::Store;
 use crate::vend::{VendError, VendOptions, Vended};
@@ -88,6 +89,8 @@ pub struct AppState {
     pub web: Arc<WebConfig>,
     /// What limits logins from the directory's SSO cookie.
     pub sso_guard: Arc<web_session::SsoGuard>,
+    /// The token `/metrics` asks for, if any.
+    pub metrics_token: Option<Arc<Secret>>,
 }
 
 impl AppState {
@@ -99,7 +102,14 @@ impl AppState {
             limits,
             web: Arc::new(WebConfig::default()),
             sso_guard: Arc::default(),
+            metrics_token: None,
         }
+    }
+
+    /// The same state with `/metrics` behind this token (open with none).
+    pub fn with_metrics_token(mut self, token: Option<Secret>) -> Self {
+        self.metrics_token = token.map(Arc::new);
+        self
     }
 
     /// The same state with these web UI settings.
@@ -151,6 +161,11 @@ impl AppState {
         }
         result.map_err(ApiError::from)
     }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A time as RFC 3339 in UTC, to the second (`2026-11-30T12:47:53Z`).

@@ -35,7 +35,7 @@ use utoipa_axum::routes;
 use super::extract::{Authenticated, ClientIp, JsonBody};
 use super::openapi::ErrorBody;
 use super::session::identity_json;
-use super::{ApiError, AppState, rfc3339};
+use super::{ApiError, AppState, constant_time_eq, rfc3339};
 use crate::auth::AuthError;
 use crate::model::Identity;
 use crate::secret::Secret;
@@ -112,10 +112,6 @@ fn check_same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
         }
     }
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Authenticates a request by the session cookie, if it has one, with the CSRF checks; `None` without a
