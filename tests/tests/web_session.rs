@@ -434,7 +434,29 @@ async fn a_valid_crowd_sso_cookie_logs_the_browser_in() {
     let daves_bound = set_cookie_named(&headers, "__Host-idfed_sso_bound");
     let (status, _, _) = send(&state, session(cookie.clone())).await;
     assert_eq!(status, 401, "carol's session is over");
-    // Logged out of Crowd (its cookie gone): idfed's session ends too.
+    // Logged out of Crowd (its cookie gone): idfed's session ends too, on any request, an API call as
+    // much as a page load.
+    let me = |cookies: String, csrf: &str| {
+        Request::get("/api/v1/me")
+            .header("cookie", cookies)
+            .header("x-csrf-token", csrf)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let daves_csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let with_crowd = format!("{daves}; {daves_bound}; crowd.token_key={dave}");
+    let (status, _, _) = send(&state, me(with_crowd.clone(), &daves_csrf)).await;
+    assert_eq!(status, 200, "with Crowd's cookie");
+    let (status, _, body) = send(&state, me(format!("{daves}; {daves_bound}"), &daves_csrf)).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, _) = send(&state, me(with_crowd, &daves_csrf)).await;
+    assert_eq!(status, 401, "the session ended, Crowd's cookie back or not");
+    let dave2 = crowd.create_sso_token("dave", None);
+    let (status, headers, body) = send(&state, session(format!("crowd.token_key={dave2}"))).await;
+    assert_eq!(status, 200, "{body}");
+    let (daves, _) = session_cookie(&headers);
+    let daves_bound = set_cookie_named(&headers, "__Host-idfed_sso_bound");
+    // And on a page load.
     let (status, headers, _) = send(&state, session(format!("{daves}; {daves_bound}"))).await;
     assert_eq!(status, 401);
     assert!(

@@ -11,8 +11,8 @@
 //! or the person asks for SSO again), so that a logout lasts while Crowd's cookie does. SSO tokens are
 //! only sent to the directory when they look like one, at most [`SSO_CHECKS_PER_MINUTE`] a minute per
 //! client address, and a refused one is not asked about again for [`SSO_REFUSAL_MEMORY`]. A session
-//! started from SSO is bound to that SSO token ([`SSO_BOUND_COOKIE`]): when the page loads and the
-//! directory's cookie is gone (logged out of Crowd) or another (someone else logged in to Crowd), idfed's
+//! started from SSO is bound to that SSO token ([`SSO_BOUND_COOKIE`]): on any request that comes without
+//! the directory's cookie (logged out of Crowd) or with another (someone else logged in to Crowd), idfed's
 //! session ends with it.
 
 use std::collections::HashMap;
@@ -138,8 +138,20 @@ pub async fn authenticate_cookie(
             "the X-CSRF-Token header does not match the session",
         ));
     }
+    if sso_ended(state, &parts.headers) {
+        state.service.auth.logout(&token)?;
+        return Err(ApiError::Auth(AuthError::InvalidSession));
+    }
     let identity = state.service.auth.session(&token).await?;
     Ok(Some((token, identity)))
+}
+
+/// Whether the browser's session was started from an SSO token that it no longer brings (logged out of
+/// the directory, or someone else logged in there): then the session ends with it.
+fn sso_ended(state: &AppState, headers: &HeaderMap) -> bool {
+    cookie(headers, SSO_BOUND_COOKIE).is_some_and(|bound| {
+        sso_token(state, headers).map(sso_fingerprint).as_deref() != Some(bound)
+    })
 }
 
 /// A `__Host-` cookie: `Secure`, `HttpOnly`, `SameSite=Strict`, `Path=/`; with `Max-Age` if given (none:
@@ -372,10 +384,7 @@ async fn current(
     let mut stale = false;
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         let token = Secret::new(token);
-        let bound = cookie(&headers, SSO_BOUND_COOKIE);
-        let sso_over =
-            bound.is_some() && sso_token(&state, &headers).map(sso_fingerprint).as_deref() != bound;
-        if sso_over {
+        if sso_ended(&state, &headers) {
             // Logged out of the directory, or someone else logged in there: this session goes too.
             auth.logout(&token)?;
             stale = true;
