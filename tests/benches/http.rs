@@ -12,15 +12,10 @@ use std::sync::Arc;
 use idfed::api::{ApiLimits, AppState, serve};
 use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
 use idfed::config::Config;
-use idfed::model::{AccountInput, AccountSourceInput, BindingSpec, Connector, Principal};
 use idfed::secret::Secret;
 use idfed::service::Service;
-use idfed::store::Store;
 use idfed::vend::Vendor;
-use idfed_tests::{InstantSts, fixtures};
-use uuid::Uuid;
-
-const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::data/*"]}]}"#;
+use idfed_tests::{InstantSts, add_benchmark_connectors};
 
 fn main() {
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -60,58 +55,7 @@ fn main() {
         service.plugins.clone(),
         service.audit.clone(),
     );
-    let store = service.store.clone();
-    store
-        .put_account(AccountInput {
-            name: "main".into(),
-            description: String::new(),
-            source: AccountSourceInput::IamUser {
-                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_access_key: Some(Secret::new("x".repeat(40))),
-            },
-            region: None,
-            sts_endpoint: None,
-        })
-        .unwrap();
-    let connector = |name: &str, bindings: Vec<BindingSpec>| Connector {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        description: String::new(),
-        account: "main".into(),
-        principal: Principal::AssumedRole {
-            role_arn: "arn:aws:iam::123456789012:role/dev".into(),
-            external_id: None,
-            session_tags: vec![],
-            source_identity: false,
-        },
-        policy: Some(S3_READ.into()),
-        policy_arns: vec![],
-        default_duration_seconds: None,
-        max_duration_seconds: None,
-        groups: vec!["devs".into()],
-        system_scope: false,
-        enabled: true,
-        bindings,
-    };
-    let bind = |path: &str, config: &str| BindingSpec {
-        id: Uuid::new_v4().to_string(),
-        plugin: store
-            .put_plugin(&std::fs::read(path).unwrap(), None)
-            .unwrap(),
-        config: config.into(),
-        limits: None,
-    };
-    store.create_connector(connector("plain", vec![])).unwrap();
-    store
-        .create_connector(connector(
-            "chained",
-            vec![
-                bind(fixtures::POLICY_GUARD, r#"{"mode": "deny", "actions": ["iam:*"]}"#),
-                bind(fixtures::DURATION_CAP, r#"{"default_max_duration_seconds": 3600}"#),
-                bind(fixtures::SESSION_TAGS, r#"{"user_tag": "idfed-user", "team_tag": "team", "team_group_pattern": "team-*"}"#),
-            ],
-        ))
-        .unwrap();
+    add_benchmark_connectors(service.store.as_ref(), "devs");
 
     let service = Arc::new(service);
     let listener = tokio

@@ -9,17 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idfed::audit::AuditLog;
-use idfed::model::{
-    AccountInput, AccountSourceInput, BindingSpec, Caller, Connector, Identity, Principal,
-};
+use idfed::model::{Caller, Identity};
 use idfed::plugins::{KvStore, PluginRuntime, RuntimeConfig};
-use idfed::secret::Secret;
-use idfed::store::{KeySource, SledStore, Store};
+use idfed::store::{KeySource, SledStore};
 use idfed::vend::{VendOptions, Vendor};
-use idfed_tests::{InstantSts, fixtures};
-use uuid::Uuid;
+use idfed_tests::{InstantSts, add_benchmark_connectors};
 
-const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::data","arn:aws:s3:::data/*"]}]}"#;
 /// Vends measured per configuration, shared among the callers.
 const TOTAL_VENDS: usize = 12_800;
 
@@ -77,57 +72,7 @@ fn main() {
     let plugins = PluginRuntime::new(RuntimeConfig::default(), Some(store.data_dir()), kv).unwrap();
     let audit = AuditLog::open(store.db(), None).unwrap();
     let vendor = Vendor::new(store.clone(), Arc::new(InstantSts), plugins, audit);
-    store
-        .put_account(AccountInput {
-            name: "main".into(),
-            description: String::new(),
-            source: AccountSourceInput::IamUser {
-                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_access_key: Some(Secret::new("x".repeat(40))),
-            },
-            region: None,
-            sts_endpoint: None,
-        })
-        .unwrap();
-    let connector = |name: &str, bindings: Vec<BindingSpec>| Connector {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        description: String::new(),
-        account: "main".into(),
-        principal: Principal::AssumedRole {
-            role_arn: "arn:aws:iam::123456789012:role/dev".into(),
-            external_id: None,
-            session_tags: vec![],
-            source_identity: false,
-        },
-        policy: Some(S3_READ.into()),
-        policy_arns: vec![],
-        default_duration_seconds: None,
-        max_duration_seconds: None,
-        groups: vec!["dev".into()],
-        system_scope: false,
-        enabled: true,
-        bindings,
-    };
-    let bind = |path: &str, config: &str| BindingSpec {
-        id: Uuid::new_v4().to_string(),
-        plugin: store
-            .put_plugin(&std::fs::read(path).unwrap(), None)
-            .unwrap(),
-        config: config.into(),
-        limits: None,
-    };
-    store.create_connector(connector("plain", vec![])).unwrap();
-    store
-        .create_connector(connector(
-            "chained",
-            vec![
-                bind(fixtures::POLICY_GUARD, r#"{"mode": "deny", "actions": ["iam:*", "organizations:*"]}"#),
-                bind(fixtures::DURATION_CAP, r#"{"default_max_duration_seconds": 3600}"#),
-                bind(fixtures::SESSION_TAGS, r#"{"user_tag": "idfed-user", "team_tag": "team", "team_group_pattern": "team-*"}"#),
-            ],
-        ))
-        .unwrap();
+    add_benchmark_connectors(store.as_ref(), "dev");
 
     println!(
         "idfed broker overhead: the vend pipeline against an STS that answers at once (2 tokio workers)\n"

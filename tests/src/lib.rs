@@ -134,6 +134,74 @@ pub fn idfed_binary() -> std::path::PathBuf {
     binary
 }
 
+/// The benchmarks' setup: account `main` (an IAM user's keys; STS is the benchmark's stand-in) and two
+/// assumed-role connectors for `group`, `plain` (no plugin) and `chained` (policy-guard, duration-cap and
+/// session-tags).
+pub fn add_benchmark_connectors(store: &dyn idfed::store::Store, group: &str) {
+    use idfed::model::{AccountInput, AccountSourceInput, BindingSpec, Connector, Principal};
+    const S3_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::data","arn:aws:s3:::data/*"]}]}"#;
+    store
+        .put_account(AccountInput {
+            name: "main".into(),
+            description: String::new(),
+            source: AccountSourceInput::IamUser {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: Some(idfed::secret::Secret::new("x".repeat(40))),
+            },
+            region: None,
+            sts_endpoint: None,
+        })
+        .unwrap();
+    let connector = |name: &str, bindings: Vec<BindingSpec>| Connector {
+        id: uuid::Uuid::new_v4(),
+        name: name.into(),
+        description: String::new(),
+        account: "main".into(),
+        principal: Principal::AssumedRole {
+            role_arn: "arn:aws:iam::123456789012:role/dev".into(),
+            external_id: None,
+            session_tags: vec![],
+            source_identity: false,
+        },
+        policy: Some(S3_READ.into()),
+        policy_arns: vec![],
+        default_duration_seconds: None,
+        max_duration_seconds: None,
+        groups: vec![group.into()],
+        system_scope: false,
+        enabled: true,
+        bindings,
+    };
+    let bind = |path: &str, config: &str| BindingSpec {
+        id: uuid::Uuid::new_v4().to_string(),
+        plugin: store
+            .put_plugin(&std::fs::read(path).unwrap(), None)
+            .unwrap(),
+        config: config.into(),
+        limits: None,
+    };
+    store.create_connector(connector("plain", vec![])).unwrap();
+    store
+        .create_connector(connector(
+            "chained",
+            vec![
+                bind(
+                    fixtures::POLICY_GUARD,
+                    r#"{"mode": "deny", "actions": ["iam:*", "organizations:*"]}"#,
+                ),
+                bind(
+                    fixtures::DURATION_CAP,
+                    r#"{"default_max_duration_seconds": 3600}"#,
+                ),
+                bind(
+                    fixtures::SESSION_TAGS,
+                    r#"{"user_tag": "idfed-user", "team_tag": "team", "team_group_pattern": "team-*"}"#,
+                ),
+            ],
+        ))
+        .unwrap();
+}
+
 /// An STS stand-in that answers at once with fixed credentials, for benchmarks of idfed's own cost (moto,
 /// at ~3 ms a call, would hide it).
 pub struct InstantSts;
