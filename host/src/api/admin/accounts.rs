@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AdminErrors;
 use super::{Admin, AdminError, AdminResult};
 use crate::api::AppState;
 use crate::api::extract::JsonBody;
@@ -52,11 +53,7 @@ pub fn account_json(account: &Account) -> Value {
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "`{\"accounts\": [...]}`", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
     )
 )]
 async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
@@ -74,11 +71,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "The account", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such account (`not_found`)", body = ErrorBody),
     )
 )]
@@ -106,11 +99,7 @@ async fn show(
     responses(
         (status = 200, description = "The account, replaced", body = serde_json::Value),
         (status = 201, description = "The account, created", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
@@ -184,11 +173,7 @@ async fn put(
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 204, description = "The account is deleted"),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),

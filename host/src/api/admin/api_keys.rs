@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::AdminErrors;
 use super::{Admin, AdminError, AdminResult, parse_time};
 use crate::api::extract::JsonBody;
 use crate::api::openapi::ErrorBody;
@@ -69,11 +70,7 @@ fn key_json(key: &ApiKey, connectors: &[Connector]) -> Value {
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "`{\"api_keys\": [...]}`", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
     )
 )]
 async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
@@ -93,11 +90,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 201, description = "The key, with `key` (shown only now)", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
@@ -167,11 +160,7 @@ async fn create(
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 204, description = "The key is deleted"),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),

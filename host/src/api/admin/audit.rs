@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AdminErrors;
 use super::{Admin, AdminError, AdminResult, parse_time};
-use crate::api::openapi::ErrorBody;
 use crate::api::{ApiError, AppState};
 use crate::audit::{AuditFilter, DEFAULT_QUERY_LIMIT, Outcome, PluginRecords};
 use crate::store::{Store, check_digest};
@@ -107,11 +107,7 @@ fn filter(
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "`{\"records\": [...]}`", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
     )
 )]
 async fn query(

@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::AdminErrors;
 use super::{Admin, AdminError, AdminResult, blocking, find_connector};
 use crate::api::AppState;
 use crate::api::extract::JsonBody;
@@ -118,11 +119,7 @@ struct BindingInput {
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "`{\"connector\", \"connector_id\", \"bindings\": [...]}`", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
     )
 )]
@@ -150,11 +147,7 @@ async fn list(
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 201, description = "The binding", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
@@ -231,11 +224,7 @@ async fn create(
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 204, description = "The binding is removed"),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),

@@ -25,6 +25,7 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 
 use super::extract::Authenticated;
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState, REQUEST_ID, error_body};
 use crate::audit::{AuditEvent, Outcome};
 use crate::model::{Caller, Connector, Identity};
@@ -42,6 +43,27 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(groups::router())
         .merge(policy_examples::router())
+}
+
+/// The errors every admin route may answer, for the OpenAPI document (`responses(…, AdminErrors)`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AdminErrors {
+    /// A bad request (`invalid_request`)
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No or bad credentials
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// The caller is not an administrator (`admin_only`)
+    #[response(status = 403)]
+    AdminOnly(ErrorBody),
+    /// Too many failed logins, with `Retry-After`
+    #[response(status = 429)]
+    TooManyAttempts(ErrorBody),
+    /// The directory, the store or the audit log cannot be used now
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
 
 /// An admin route's error: one of the API's, or one with a code of its own.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use super::AdminErrors;
 use super::{Admin, AdminError, AdminResult, blocking};
 use crate::api::openapi::ErrorBody;
 use crate::api::{ApiError, AppState, rfc3339};
@@ -34,11 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "`{\"plugins\": [...]}`", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
     )
 )]
 async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
@@ -82,11 +79,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     responses(
         (status = 200, description = "`{\"digest\", \"size\"}`: the plugin was already stored", body = serde_json::Value),
         (status = 201, description = "`{\"digest\", \"size\"}`: the plugin is stored", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
@@ -181,11 +174,7 @@ async fn upload(
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 204, description = "The plugin is removed"),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),

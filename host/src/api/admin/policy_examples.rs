@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AdminErrors;
 use super::{Admin, AdminResult};
 use crate::api::AppState;
-use crate::api::openapi::ErrorBody;
 
 /// An example session policy.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -199,11 +199,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "`{\"examples\": [{\"name\", \"description\", \"policy\"}]}`", body = serde_json::Value),
-        (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins, with `Retry-After`", body = ErrorBody),
-        (status = 503, description = "The directory, the store or the audit log cannot be used now", body = ErrorBody),
+        AdminErrors,
     )
 )]
 async fn list(_admin: Admin) -> AdminResult<Json<Value>> {
