@@ -10,22 +10,117 @@ pub(crate) enum Tok {
     Var(String),
 }
 
-/// Splits a pattern into tokens. With `variables`, `${...}` is a policy variable (Version 2012-10-17).
+/// What a `${` starts, under Version 2012-10-17.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Variable<'a> {
+    /// `${*}`, `${?}` or `${$}`: the literal character.
+    Special(char),
+    /// `${NAME}` or `${NAME, 'default'}`: the text between the braces.
+    Named(&'a str),
+}
+
+/// Why a `${` does not start a well-formed policy variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadVariable {
+    /// No `}` follows.
+    Unterminated,
+    /// `${}`.
+    Empty,
+    /// A `{` or `$` before the closing `}`.
+    Nested,
+    /// The text between the braces is not `NAME` or `NAME, 'default'`.
+    BadName,
+}
+
+impl std::fmt::Display for BadVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BadVariable::Unterminated => "an unterminated policy variable (no closing \"}\")",
+            BadVariable::Empty => "an empty policy variable",
+            BadVariable::Nested => {
+                "a nested policy variable (\"{\" or \"$\" before the closing \"}\")"
+            }
+            BadVariable::BadName => "a malformed policy variable",
+        })
+    }
+}
+
+/// The policy variable at the start of `rest` (which starts with `${`) and its length in bytes, braces included.
+///
+/// Well-formed: `${*}`, `${?}`, `${$}`, `${NAME}` or `${NAME, 'default'}` with NAME of `[A-Za-z0-9:/_.@+=-]+` (tag keys may hold `@`, `+`, `=`) and a
+/// default without `'`, `{`, `}` or `$` (spaces around the comma are allowed).
+pub(crate) fn variable(rest: &str) -> Result<(Variable<'_>, usize), BadVariable> {
+    debug_assert!(rest.starts_with("${"));
+    for special in ['*', '?', '$'] {
+        if rest[2..].starts_with(special) && rest[3..].starts_with('}') {
+            return Ok((Variable::Special(special), 4));
+        }
+    }
+    let Some(end) = rest.find('}') else {
+        return Err(BadVariable::Unterminated);
+    };
+    let inner = &rest[2..end];
+    if inner.is_empty() {
+        return Err(BadVariable::Empty);
+    }
+    if inner.contains(['{', '$']) {
+        return Err(BadVariable::Nested);
+    }
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| {
+                c.is_ascii_alphanumeric()
+                    || matches!(c, ':' | '/' | '_' | '.' | '-' | '@' | '+' | '=')
+            })
+    };
+    let well_formed = match inner.split_once(',') {
+        None => is_name(inner),
+        Some((name, default)) => {
+            let default = default.trim_start_matches(' ');
+            is_name(name.trim_end_matches(' '))
+                && default.len() >= 2
+                && default.starts_with('\'')
+                && default.ends_with('\'')
+                && !default[1..default.len() - 1].contains('\'')
+        }
+    };
+    if well_formed {
+        Ok((Variable::Named(inner), end + 1))
+    } else {
+        Err(BadVariable::BadName)
+    }
+}
+
+/// The first malformed policy variable in `text` (under Version 2012-10-17): its byte offset and what is wrong.
+pub(crate) fn first_bad_variable(text: &str) -> Option<(usize, BadVariable)> {
+    let mut at = 0;
+    while let Some(found) = text[at..].find("${") {
+        let start = at + found;
+        match variable(&text[start..]) {
+            Ok((_, len)) => at = start + len,
+            Err(bad) => return Some((start, bad)),
+        }
+    }
+    None
+}
+
+/// Splits a pattern into tokens. With `variables`, `${...}` is a policy variable (Version 2012-10-17): `${*}`,
+/// `${?}` and `${$}` are the literal characters, a well-formed `${NAME}` or `${NAME, 'default'}` is a variable,
+/// and a `${` that starts no well-formed variable (unterminated, empty, nested) is literal text, so that it never
+/// stands for unknown text (validation refuses it anyway).
 pub(crate) fn tokens(pattern: &str, variables: bool) -> Vec<Tok> {
     let mut out = Vec::new();
     let mut rest = pattern;
     while let Some(c) = rest.chars().next() {
-        if variables && rest.starts_with("${") {
-            match rest.find('}') {
-                Some(end) => {
-                    out.push(Tok::Var(rest[2..end].to_string()));
-                    rest = &rest[end + 1..];
-                }
-                None => {
-                    out.push(Tok::Var(rest[2..].to_string()));
-                    rest = "";
-                }
-            }
+        if variables
+            && rest.starts_with("${")
+            && let Ok((var, len)) = variable(rest)
+        {
+            out.push(match var {
+                Variable::Special(c) => Tok::Lit(c),
+                Variable::Named(name) => Tok::Var(name.to_string()),
+            });
+            rest = &rest[len..];
             continue;
         }
         out.push(match c {
@@ -183,6 +278,70 @@ mod tests {
             &tokens("b/$?x}", false),
             false
         ));
+    }
+
+    #[test]
+    fn malformed_variables_are_literal_text() {
+        use Tok::{Lit, Star, Var};
+        let lits = |s: &str| s.chars().map(Lit).collect::<Vec<_>>();
+        // Unterminated: literal text, so the `*` after it stays a wildcard and nothing is opaque.
+        let mut expected = lits("d/${u");
+        expected.push(Star);
+        assert_eq!(tokens("d/${u*", true), expected);
+        assert_eq!(tokens("d/${aws:username", true), lits("d/${aws:username"));
+        assert_eq!(tokens("${}", true), lits("${}"));
+        let mut nested = lits("${a");
+        nested.push(Var("b".into()));
+        nested.push(Lit('}'));
+        assert_eq!(tokens("${a${b}}", true), nested);
+        // The special forms are the literal characters; a default value is part of the variable.
+        assert_eq!(tokens("${*}${?}${$}", true), lits("*?$"));
+        assert_eq!(
+            tokens("${aws:username, 'x'}", true),
+            vec![Var("aws:username, 'x'".into())]
+        );
+        // An unterminated `${u` is not the variable `${u}`, and a `*` after it is not part of a variable.
+        assert!(!cov_res("arn:aws:s3:::b/${u", "arn:aws:s3:::b/${u}"));
+        assert!(!cov_res("arn:aws:s3:::b/${u*", "arn:aws:s3:::b/${u*}"));
+        assert!(!cov_res("arn:aws:s3:::b/*", "arn:aws:s3:::b/${*}"));
+        assert!(cov_res("arn:aws:s3:::b/${*}", "arn:aws:s3:::b/${*}"));
+        assert!(cov_res("arn:aws:s3:::b/${*}", "arn:aws:s3:::b/?"));
+    }
+
+    #[test]
+    fn variable_well_formedness() {
+        for ok in [
+            "${aws:username}",
+            "${*}",
+            "${?}",
+            "${$}",
+            "${aws:PrincipalTag/team-a_b.c}",
+            "${aws:username, 'default'}",
+            "${aws:username,'x y'}",
+            "${aws:username, ''}",
+        ] {
+            assert!(variable(ok).is_ok(), "{ok}");
+            assert_eq!(first_bad_variable(&format!("a/{ok}/b")), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("${aws:username", BadVariable::Unterminated),
+            ("${", BadVariable::Unterminated),
+            ("${}", BadVariable::Empty),
+            ("${a${b}}", BadVariable::Nested),
+            ("${a{b}", BadVariable::Nested),
+            ("${**}", BadVariable::BadName),
+            ("${aws:user name}", BadVariable::BadName),
+            ("${aws:username, default}", BadVariable::BadName),
+            ("${aws:username, 'a'b'}", BadVariable::BadName),
+            ("${, 'a'}", BadVariable::BadName),
+        ] {
+            assert_eq!(variable(bad), Err(why), "{bad}");
+            assert_eq!(
+                first_bad_variable(&format!("x/${{$}}{bad}")),
+                Some((6, why)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

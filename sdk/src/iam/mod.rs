@@ -207,7 +207,8 @@ impl PolicyDocument {
     /// its `Principal`/`NotPrincipal` equal to the baseline statement's. `Deny` statements of `self` are always
     /// fine, and every `Deny` statement of `baseline` must be kept: covered by a `Deny` statement of `self` that
     /// denies at least as much (dropping a `Deny` would widen). "No" answers may be false alarms; "yes" answers
-    /// are sound.
+    /// are sound. A `self` that [`validate`](Self::validate) refuses (unknown keys, malformed policy variables, ...)
+    /// is refused too.
     ///
     /// The error says which statement widens and why.
     pub fn is_within(&self, baseline: &PolicyDocument) -> Result<(), String> {

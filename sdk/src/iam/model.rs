@@ -8,12 +8,20 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::glob::first_bad_variable;
 use super::{PolicyError, VERSION_2012};
+
+/// The keys a policy document may have.
+const DOCUMENT_KEYS: &str = "Version, Id and Statement";
+/// The keys a statement may have.
+const STATEMENT_KEYS: &str =
+    "Sid, Effect, Principal, NotPrincipal, Action, NotAction, Resource, NotResource and Condition";
 
 /// A policy document: `{"Version": ..., "Id": ..., "Statement": ...}`.
 ///
-/// Keys other than the known ones are kept in [`other`](Self::other) and written back. Parsing refuses
-/// duplicate keys at any depth, so the document means one thing only.
+/// Only `Version`, `Id` and `Statement` are allowed (as in AWS IAM, which refuses unknown elements): parsing refuses
+/// other keys and duplicate keys at any depth, so the document means one thing only, and
+/// [`validate`](Self::validate) refuses a document built in code whose [`other`](Self::other) is not empty.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyDocument {
     /// `Version`: `2012-10-17` (expands policy variables) or `2008-10-17`; absent means `2008-10-17`.
@@ -22,7 +30,7 @@ pub struct PolicyDocument {
     pub id: Option<String>,
     /// `Statement`: a single object or an array, as written.
     pub statement: OneOrMany<Statement>,
-    /// Unknown top-level keys, kept as they were.
+    /// Unknown top-level keys: must be empty ([`validate`](Self::validate) refuses any; kept for API compatibility).
     pub other: BTreeMap<String, Value>,
 }
 
@@ -47,7 +55,8 @@ pub struct Statement {
     pub not_resource: Option<OneOrMany<String>>,
     /// `Condition`, kept as JSON: an object of operators, each an object of condition keys and values.
     pub condition: Option<Value>,
-    /// Unknown keys, kept as they were.
+    /// Unknown keys: must be empty ([`validate`](PolicyDocument::validate) refuses any; kept for API
+    /// compatibility).
     pub other: BTreeMap<String, Value>,
 }
 
@@ -203,9 +212,12 @@ impl PolicyDocument {
         doc
     }
 
-    /// Parses and checks a policy document: a JSON object with `Statement`, each statement with `Effect`
-    /// (`Allow` or `Deny`), exactly one of `Action`/`NotAction`, exactly one of `Resource`/`NotResource`, at most
-    /// one of `Principal`/`NotPrincipal` and a `Condition` of objects; no duplicate keys.
+    /// Parses and checks a policy document: a JSON object with `Statement` and at most `Version` and `Id` besides,
+    /// each statement with `Effect` (`Allow` or `Deny`), exactly one of `Action`/`NotAction`, exactly one of
+    /// `Resource`/`NotResource`, at most one of `Principal`/`NotPrincipal`, a `Condition` of objects, at most
+    /// `Sid` besides, and, under Version `2012-10-17`, only well-formed policy variables (`${NAME}`,
+    /// `${NAME, 'default'}`, `${*}`, `${?}`, `${$}`) in actions, resources and condition values; no unknown or
+    /// duplicate keys.
     pub fn parse(text: &str) -> Result<PolicyDocument, PolicyError> {
         if text.trim().is_empty() {
             return Err(PolicyError::Empty);
@@ -226,6 +238,11 @@ impl PolicyDocument {
                 "Version must be \"2012-10-17\" or \"2008-10-17\", not {v:?}"
             )));
         }
+        if let Some(key) = self.other.keys().next() {
+            return Err(PolicyError::Syntax(format!(
+                "unknown top-level key {key:?}: a policy document has only {DOCUMENT_KEYS}"
+            )));
+        }
         for (index, s) in self.statement.iter().enumerate() {
             let err = |message: &str| {
                 Err(PolicyError::Statement {
@@ -233,6 +250,11 @@ impl PolicyDocument {
                     message: message.to_string(),
                 })
             };
+            if let Some(key) = s.other.keys().next() {
+                return err(&format!(
+                    "unknown key {key:?}: a statement has only {STATEMENT_KEYS}"
+                ));
+            }
             if s.action.is_some() == s.not_action.is_some() {
                 return err("it must have exactly one of Action and NotAction");
             }
@@ -259,6 +281,9 @@ impl PolicyDocument {
                         "Condition must be an object mapping operators to objects of condition keys",
                     );
                 }
+            }
+            if self.expands_variables() {
+                check_variables(s).map_err(|message| PolicyError::Statement { index, message })?;
             }
         }
         Ok(())
@@ -295,6 +320,55 @@ impl PolicyDocument {
     {
         self.add_statement(Statement::new(Effect::Allow, actions, resources));
     }
+}
+
+/// Under Version 2012-10-17: every `${` in the statement's actions, resources and condition values starts a
+/// well-formed policy variable.
+fn check_variables(s: &Statement) -> Result<(), String> {
+    let check = |what: &str, text: &str| match first_bad_variable(text) {
+        None => Ok(()),
+        Some((at, why)) => Err(format!(
+            "{what} {text:?} has {why} at {:?}: under Version 2012-10-17 a policy variable is ${{NAME}} or \
+             ${{NAME, 'default'}} with NAME of letters, digits and :/_.@+=-, or ${{*}}, ${{?}} or ${{$}} for the \
+             literal character",
+            {
+                let tail = &text[at..];
+                tail.find('}').map_or(tail, |end| &tail[..=end])
+            }
+        )),
+    };
+    let lists = [
+        ("Action", &s.action),
+        ("NotAction", &s.not_action),
+        ("Resource", &s.resource),
+        ("NotResource", &s.not_resource),
+    ];
+    for (what, list) in lists {
+        for text in list.iter().flatten() {
+            check(what, text)?;
+        }
+    }
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(items) => items.iter().for_each(|x| strings(x, out)),
+            Value::Object(map) => map.values().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    if let Some(Value::Object(ops)) = &s.condition {
+        for (op, keys) in ops {
+            let Value::Object(keys) = keys else { continue };
+            for (key, value) in keys {
+                let mut found = Vec::new();
+                strings(value, &mut found);
+                for text in found {
+                    check(&format!("the value of condition {op} {key:?}"), text)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 // ---- serialization ----

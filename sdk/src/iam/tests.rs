@@ -20,7 +20,7 @@ fn parses_single_and_array_forms_and_round_trips() {
     let d = doc(single);
     assert!(matches!(d.statement, OneOrMany::One(_)));
     assert_eq!(d.to_json(), single);
-    let array = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":["s3:Get*","s3:List*"],"NotResource":"arn:aws:s3:::secret/*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8"]}},"Custom":[1,{"z":null}]}],"Extra":true}"#;
+    let array = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":["s3:Get*","s3:List*"],"NotResource":"arn:aws:s3:::secret/*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8"]}}}]}"#;
     let d = doc(array);
     assert_eq!(d.to_json(), array);
     assert_eq!(d.allowed_actions(), vec!["s3:Get*", "s3:List*"]);
@@ -360,9 +360,14 @@ fn within_not_action_not_resource_and_principal() {
     assert!(!within(&with_principal, &all));
     assert!(!within(&all, &with_principal));
 
-    let unknown =
-        doc(r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Future":1}]}"#);
+    // Unknown keys cannot be parsed; built in code, they are refused too.
+    let mut unknown = allow(r#""s3:*""#, r#""*""#);
+    let OneOrMany::Many(statements) = &mut unknown.statement else {
+        unreachable!()
+    };
+    statements[0].other.insert("Future".into(), 1.into());
     assert!(!within(&unknown, &all));
+    assert!(!within(&unknown, &unknown));
 }
 
 #[test]
@@ -400,4 +405,257 @@ fn within_policy_variables() {
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::home/*"}]}"#
         )
     ));
+}
+
+#[test]
+fn rejects_unknown_and_missing_top_level_keys() {
+    // The narrow `Statement` plus a lowercase `statement` allowing everything.
+    let smuggled = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}],"statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let expected = PolicyError::Syntax(
+        "unknown top-level key \"statement\": a policy document has only Version, Id and Statement"
+            .into(),
+    );
+    assert_eq!(PolicyDocument::parse(smuggled), Err(expected.clone()));
+    assert_eq!(check_sts_limits(smuggled), Err(expected));
+    assert_eq!(
+        PolicyDocument::parse(smuggled).unwrap_err().to_string(),
+        "the policy is not a valid policy document: unknown top-level key \"statement\": a policy document has \
+         only Version, Id and Statement"
+    );
+
+    let extra = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}],"Extra":1}"#;
+    let e = PolicyDocument::parse(extra).unwrap_err().to_string();
+    assert!(e.contains("unknown top-level key \"Extra\""), "{e}");
+    assert!(check_sts_limits(extra).is_err());
+
+    for missing in [
+        r#"{"Version":"2012-10-17"}"#,
+        r#"{"Version":"2012-10-17","statement":[]}"#,
+        r#"{}"#,
+    ] {
+        let e = PolicyDocument::parse(missing).unwrap_err().to_string();
+        assert!(e.contains("missing field `Statement`"), "{missing}: {e}");
+        assert!(check_sts_limits(missing).is_err());
+    }
+    assert!(PolicyDocument::parse(r#"{"Version":"2012-10-17","Id":"a","Statement":[]}"#).is_ok());
+
+    // Built in code: `validate` and `is_within` refuse it too, and to_json would have sent the key.
+    let mut built = PolicyDocument::allow_all();
+    built.other.insert(
+        "statement".into(),
+        serde_json::json!([{"Effect": "Allow", "Action": "*", "Resource": "*"}]),
+    );
+    assert!(built.to_json().contains("\"statement\""));
+    let e = built.validate().unwrap_err().to_string();
+    assert!(e.contains("unknown top-level key \"statement\""), "{e}");
+    let e = built.is_within(&PolicyDocument::allow_all()).unwrap_err();
+    assert!(e.contains("unknown top-level key \"statement\""), "{e}");
+}
+
+#[test]
+fn rejects_unknown_statement_keys() {
+    let text = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Effect":"Allow","Action":"s3:*","Resource":"*","resource":"*"}]}"#;
+    assert_eq!(
+        PolicyDocument::parse(text),
+        Err(PolicyError::Statement {
+            index: 1,
+            message: "unknown key \"resource\": a statement has only Sid, Effect, Principal, NotPrincipal, Action, \
+                      NotAction, Resource, NotResource and Condition"
+                .into()
+        })
+    );
+    assert!(check_sts_limits(text).is_err());
+    let e = PolicyDocument::parse(
+        r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*","Future":{"a":1}}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("statement 0 of the policy: unknown key \"Future\""),
+        "{e}"
+    );
+
+    let mut built = PolicyDocument::allow_all();
+    built.add_deny(["iam:*"], ["*"]);
+    let OneOrMany::Many(statements) = &mut built.statement else {
+        unreachable!()
+    };
+    statements[1].other.insert("Future".into(), true.into());
+    assert!(matches!(
+        built.validate(),
+        Err(PolicyError::Statement { index: 1, ref message }) if message.contains("unknown key \"Future\"")
+    ));
+}
+
+fn with_resource(version: &str, resource: &str) -> String {
+    let version = if version.is_empty() {
+        String::new()
+    } else {
+        format!(r#""Version":"{version}","#)
+    };
+    format!(
+        r#"{{{version}"Statement":[{{"Sid":"Home","Effect":"Allow","Action":"s3:*","Resource":{}}}]}}"#,
+        serde_json::to_string(resource).unwrap()
+    )
+}
+
+#[test]
+fn rejects_malformed_policy_variables_under_2012() {
+    let bad = [
+        (
+            "arn:aws:s3:::data/${aws:username",
+            "an unterminated policy variable",
+            "\"${aws:username\"",
+        ),
+        (
+            "arn:aws:s3:::data/${aws:username/*",
+            "an unterminated policy variable",
+            "\"${aws:username/*\"",
+        ),
+        (
+            "arn:aws:s3:::data/${}/*",
+            "an empty policy variable",
+            "\"${}\"",
+        ),
+        (
+            "arn:aws:s3:::data/${a${aws:username}}/*",
+            "a nested policy variable",
+            "\"${a${aws:username}\"",
+        ),
+        (
+            "arn:aws:s3:::data/${aws:{x}/*",
+            "a nested policy variable",
+            "\"${aws:{x}\"",
+        ),
+        (
+            "arn:aws:s3:::data/${**}",
+            "a malformed policy variable",
+            "\"${**}\"",
+        ),
+        (
+            "arn:aws:s3:::data/${aws:username}/${x",
+            "an unterminated policy variable",
+            "\"${x\"",
+        ),
+    ];
+    for (resource, why, at) in bad {
+        let text = with_resource("2012-10-17", resource);
+        let e = PolicyDocument::parse(&text).unwrap_err();
+        assert!(
+            matches!(e, PolicyError::Statement { index: 0, .. }),
+            "{resource}: {e:?}"
+        );
+        let e = e.to_string();
+        assert!(
+            e.starts_with(&format!(
+                "statement 0 of the policy: Resource {resource:?} has {why}"
+            )) && e.contains(&format!(" at {at}: under Version 2012-10-17")),
+            "{resource}: {e}"
+        );
+        assert!(check_sts_limits(&text).is_err());
+        // Without variable expansion `${` is plain text.
+        for version in ["2008-10-17", ""] {
+            let text = with_resource(version, resource);
+            assert!(PolicyDocument::parse(&text).is_ok(), "{text}");
+            assert!(check_sts_limits(&text).is_ok(), "{text}");
+        }
+    }
+    assert_eq!(
+        PolicyDocument::parse(&with_resource(
+            "2012-10-17",
+            "arn:aws:s3:::data/${aws:username"
+        ))
+        .unwrap_err()
+        .to_string(),
+        "statement 0 of the policy: Resource \"arn:aws:s3:::data/${aws:username\" has an unterminated policy \
+         variable (no closing \"}\") at \"${aws:username\": under Version 2012-10-17 a policy variable is \
+         ${NAME} or ${NAME, 'default'} with NAME of letters, digits and :/_.@+=-, or ${*}, ${?} or ${$} for the \
+         literal character"
+    );
+
+    // Action, NotAction, NotResource and condition values at any depth are checked too.
+    let statements = [
+        (r#""Action":"s3:${}","Resource":"*""#, "Action \"s3:${}\""),
+        (
+            r#""NotAction":["s3:*","s3:${x"],"Resource":"*""#,
+            "NotAction \"s3:${x\"",
+        ),
+        (
+            r#""Action":"s3:*","NotResource":"arn:aws:s3:::${a${b}}""#,
+            "NotResource",
+        ),
+        (
+            r#""Action":"s3:*","Resource":"*","Condition":{"StringLike":{"s3:prefix":["home/${aws:username}/*","home/${aws:userid"]}}"#,
+            "the value of condition StringLike \"s3:prefix\" \"home/${aws:userid\"",
+        ),
+        (
+            r#""Action":"s3:*","Resource":"*","Condition":{"ForAnyValue:StringEquals":{"k":[["${}"]]}}"#,
+            "the value of condition ForAnyValue:StringEquals \"k\"",
+        ),
+    ];
+    for (body, expected) in statements {
+        let text = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:*","Resource":"*"}},{{"Effect":"Allow",{body}}}]}}"#
+        );
+        let e = PolicyDocument::parse(&text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("statement 1 of the policy: {expected}")),
+            "{body}: {e}"
+        );
+        assert!(
+            PolicyDocument::parse(&text.replace("2012-10-17", "2008-10-17")).is_ok(),
+            "{body}"
+        );
+    }
+
+    // Built in code: `validate` and `is_within` refuse it.
+    let mut built = PolicyDocument::new();
+    built.add_allow(["s3:GetObject"], ["arn:aws:s3:::data/${aws:username"]);
+    assert!(matches!(
+        built.validate(),
+        Err(PolicyError::Statement { index: 0, .. })
+    ));
+    let base = doc(&with_resource(
+        "2012-10-17",
+        "arn:aws:s3:::data/${aws:username}",
+    ));
+    let e = built.is_within(&base).unwrap_err();
+    assert!(e.contains("unterminated policy variable"), "{e}");
+}
+
+#[test]
+fn accepts_special_and_default_value_variables() {
+    for resource in [
+        "arn:aws:s3:::data/${aws:username}/*",
+        "arn:aws:s3:::data/${*}${?}${$}/*",
+        "arn:aws:s3:::data/${aws:username, 'nobody'}/*",
+        "arn:aws:s3:::data/${aws:PrincipalTag/team,'shared'}/*",
+        "arn:aws:s3:::data/$x/{y}/$/{/}",
+        "arn:aws:s3:::data/$${aws:username}}",
+    ] {
+        let text = with_resource("2012-10-17", resource);
+        assert!(PolicyDocument::parse(&text).is_ok(), "{text}");
+        assert!(check_sts_limits(&text).is_ok(), "{text}");
+    }
+    let text = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{"StringLike":{"s3:prefix":["home/${aws:username, 'x'}/*","${*}"]}}}}"#;
+    assert!(PolicyDocument::parse(text).is_ok());
+
+    // `${*}` is a literal `*`: covered by a `*`, but it covers no wildcard.
+    let literal_star = doc(&with_resource("2012-10-17", "arn:aws:s3:::data/${*}"));
+    let star = doc(&with_resource("2012-10-17", "arn:aws:s3:::data/*"));
+    assert!(within(&literal_star, &star));
+    assert!(within(&literal_star, &literal_star));
+    assert!(!within(&star, &literal_star));
+    // A default value is part of the variable.
+    let plain = doc(&with_resource(
+        "2012-10-17",
+        "arn:aws:s3:::data/${aws:username}",
+    ));
+    let default = doc(&with_resource(
+        "2012-10-17",
+        "arn:aws:s3:::data/${aws:username, 'x'}",
+    ));
+    assert!(within(&default, &default));
+    assert!(!within(&default, &plain));
+    assert!(!within(&plain, &default));
 }

@@ -13,6 +13,10 @@ struct Side<'a> {
 }
 
 pub(super) fn is_within(this: &PolicyDocument, baseline: &PolicyDocument) -> Result<(), String> {
+    // A document that breaks the grammar (unknown keys, malformed policy variables, ...) is not compared: AWS
+    // would refuse it, and parts the check does not model could widen it.
+    this.validate()
+        .map_err(|e| format!("it is not a valid policy document: {e}"))?;
     let (tv, bv) = (this.expands_variables(), baseline.expands_variables());
     let base_allows: Vec<(usize, &Statement)> = baseline
         .statement
