@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 use crate::audit::AuditLog;
 use crate::auth::static_dir::{self, AddOutcome, UserEntry};
 use crate::plugins::{
-    BindError, Decision, KvStore, Limits, PluginRuntime, PolicyRequest, RuntimeConfig,
+    BindError, BindOptions, Decision, ImportNote, KvStore, Limits, PluginFault, PluginRuntime,
+    PolicyRequest, RuntimeConfig, import_note,
 };
 use crate::secret::Secret;
 use crate::store::{KeySource, MasterKey, SledStore, Store};
@@ -292,6 +293,9 @@ enum BindingsCommand {
         /// Where in the chain, from 0 (the end when omitted).
         #[arg(long)]
         position: Option<usize>,
+        /// A session tag key the plugin may add (repeat for more; none when omitted).
+        #[arg(long = "tag-key", value_name = "KEY")]
+        tag_keys: Vec<String>,
     },
     /// Removes a binding from a connector.
     Remove {
@@ -358,12 +362,15 @@ enum PluginCommand {
         /// The binding's configuration, as JSON; `{}` when omitted.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// The CPU deadline in milliseconds.
+        /// The deadline in milliseconds, counted in CPU time and in wall-clock time (waiting counts).
         #[arg(long, default_value_t = 50)]
         deadline_ms: u64,
         /// The memory cap in MiB.
         #[arg(long, default_value_t = 16)]
         memory_mib: usize,
+        /// A session tag key the plugin may add, as a binding's `tag_keys` lists it (repeat for more).
+        #[arg(long = "allow-tag", value_name = "KEY")]
+        allow_tags: Vec<String>,
     },
 }
 
@@ -499,6 +506,23 @@ impl PluginCommand {
                     plugin.size(),
                     plugin.digest()
                 );
+                println!("imports:");
+                let mut warnings = 0;
+                for name in plugin.imports() {
+                    match import_note(name) {
+                        ImportNote::Linked => println!("  {name}"),
+                        ImportNote::Note(note) => println!("  {name}  ({note})"),
+                        ImportNote::Empty(why) => {
+                            warnings += 1;
+                            println!("  {name}  warning: {why}");
+                        }
+                    }
+                }
+                if warnings > 0 {
+                    eprintln!(
+                        "warning: {warnings} import(s) are linked empty by the host: calls to them fail at run time"
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             PluginCommand::Eval {
@@ -507,6 +531,7 @@ impl PluginCommand {
                 config,
                 deadline_ms,
                 memory_mib,
+                allow_tags,
             } => {
                 let wasm = read(&file)?;
                 let request_text = read_text(&request)?;
@@ -524,18 +549,28 @@ impl PluginCommand {
                     deadline: Duration::from_millis(deadline_ms),
                     memory_bytes: memory_mib.saturating_mul(1 << 20),
                 };
-                let binding = runtime
-                    .bind("cli", plugin, &config_text, Some(limits))
+                let options = BindOptions {
+                    limits: Some(limits),
+                    tag_keys: allow_tags,
+                };
+                let started = Instant::now();
+                let binding = match runtime
+                    .bind_with("cli", plugin, &config_text, &options)
                     .await
-                    .map_err(|e| match e {
-                        BindError::ConfigRefused { .. } | BindError::InvalidConfig(_) => {
-                            Failure(format!(
-                                "{}: {e}",
-                                config.as_deref().unwrap_or(Path::new("config")).display()
-                            ))
-                        }
-                        other => Failure(format!("{} [{}]", other, other.code())),
-                    })?;
+                {
+                    Ok(binding) => binding,
+                    // A plugin fault in validate-config is a fault like any other: exit status 3.
+                    Err(BindError::Fault(fault)) => {
+                        return print_fault("validate-config", &fault, started.elapsed());
+                    }
+                    Err(e @ (BindError::ConfigRefused { .. } | BindError::InvalidConfig(_))) => {
+                        return Err(Failure(format!(
+                            "{}: {e}",
+                            config.as_deref().unwrap_or(Path::new("config")).display()
+                        )));
+                    }
+                    Err(other) => return Err(Failure(format!("{} [{}]", other, other.code()))),
+                };
                 let started = Instant::now();
                 let outcome = runtime.evaluate(&binding, &request).await;
                 let elapsed_us = started.elapsed().as_micros() as u64;
@@ -548,10 +583,7 @@ impl PluginCommand {
                         serde_json::json!({"decision": "deny", "reason": reason, "elapsed_us": elapsed_us}),
                         ExitCode::SUCCESS,
                     ),
-                    Err(fault) => (
-                        serde_json::json!({"decision": "fault", "code": fault.code(), "message": fault.to_string(), "elapsed_us": elapsed_us}),
-                        ExitCode::from(3),
-                    ),
+                    Err(fault) => return print_fault("evaluate", &fault, started.elapsed()),
                 };
                 println!(
                     "{}",
@@ -1132,11 +1164,15 @@ impl BindingsCommand {
                             text(&b["id"]).into_owned(),
                             text(&b["plugin"]).into_owned(),
                             text(&b["limits"]).into_owned(),
+                            b["tag_keys"].to_string(),
                             b["config"].to_string(),
                         ]
                     })
                     .collect::<Vec<_>>();
-                print_table(&["POSITION", "ID", "PLUGIN", "LIMITS", "CONFIG"], &rows);
+                print_table(
+                    &["POSITION", "ID", "PLUGIN", "LIMITS", "TAG KEYS", "CONFIG"],
+                    &rows,
+                );
                 Ok(ExitCode::SUCCESS)
             }
             BindingsCommand::Add {
@@ -1144,8 +1180,9 @@ impl BindingsCommand {
                 plugin,
                 config,
                 position,
+                tag_keys,
             } => {
-                let mut body = serde_json::json!({"plugin": plugin});
+                let mut body = serde_json::json!({"plugin": plugin, "tag_keys": tag_keys});
                 if let Some(path) = &config {
                     body["config"] = read_json(path)?;
                 }
@@ -1516,6 +1553,22 @@ async fn login(
 }
 
 /// A runtime for one command: no compiled-component cache, and a throwaway key-value store.
+/// Prints a plugin fault as `plugin eval` reports it; exit status 3.
+fn print_fault(stage: &str, fault: &PluginFault, elapsed: Duration) -> Result<ExitCode, Failure> {
+    let json = serde_json::json!({
+        "decision": "fault",
+        "stage": stage,
+        "code": fault.code(),
+        "message": fault.to_string(),
+        "elapsed_us": elapsed.as_micros() as u64,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json).expect("JSON values serialize")
+    );
+    Ok(ExitCode::from(3))
+}
+
 fn scratch_runtime() -> Result<PluginRuntime, Failure> {
     let db = sled::Config::new()
         .temporary(true)

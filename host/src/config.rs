@@ -27,8 +27,10 @@
 //! max_attempts = 3
 //!
 //! [plugins]
-//! deadline_ms = 50
+//! deadline_ms = 50                     # CPU time and wall-clock time (waiting counts) of one call
 //! memory_mib = 16
+//! max_concurrent_per_binding = 16      # a binding's share of the 128-instance pool
+//! queue_ms = 100                       # wait for a free slot, then plugin_busy (503, Retry-After)
 //!
 //! [console]                            # console sign-in URLs
 //! federation_endpoint = "https://signin.aws.amazon.com/federation"
@@ -253,6 +255,11 @@ pub struct PluginsConfig {
     pub deadline_ms: u64,
     /// Memory cap of one evaluation, for bindings that set none (default 16 MiB).
     pub memory_mib: usize,
+    /// How many evaluations of one binding may run at once (default 16 of the pool's 128 instances), so
+    /// that a slow or sleeping plugin cannot take the instances every other binding needs.
+    pub max_concurrent_per_binding: u32,
+    /// How long an evaluation waits for a free slot before `plugin_busy` (default 100 ms).
+    pub queue_ms: u64,
 }
 
 impl Default for PluginsConfig {
@@ -260,6 +267,8 @@ impl Default for PluginsConfig {
         PluginsConfig {
             deadline_ms: 50,
             memory_mib: 16,
+            max_concurrent_per_binding: 16,
+            queue_ms: 100,
         }
     }
 }
@@ -272,6 +281,8 @@ impl PluginsConfig {
                 deadline: Duration::from_millis(self.deadline_ms),
                 memory_bytes: self.memory_mib.saturating_mul(1 << 20),
             },
+            max_concurrent_per_binding: self.max_concurrent_per_binding,
+            queue_wait: Duration::from_millis(self.queue_ms),
             ..RuntimeConfig::default()
         };
         config.max_limits.deadline = config
@@ -476,6 +487,18 @@ impl Config {
                 "plugins.deadline_ms",
                 format!("must be between 1 and {}", max.deadline.as_millis()),
             ));
+        }
+        let pool = RuntimeConfig::default().pool_instances;
+        if self.plugins.max_concurrent_per_binding == 0
+            || self.plugins.max_concurrent_per_binding > pool
+        {
+            return Err(invalid(
+                "plugins.max_concurrent_per_binding",
+                format!("must be between 1 and {pool} (the instance pool's size)"),
+            ));
+        }
+        if self.plugins.queue_ms > 10_000 {
+            return Err(invalid("plugins.queue_ms", "must be at most 10000"));
         }
         if self.plugins.memory_mib == 0 || self.plugins.memory_mib > max.memory_bytes >> 20 {
             return Err(invalid(

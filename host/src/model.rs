@@ -166,6 +166,19 @@ pub struct BindingSpec {
     /// Limits other than the defaults.
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// The session tag keys the plugin may add (any other added tag is `plugin_widened_grant`).
+    #[serde(default)]
+    pub tag_keys: Vec<String>,
+}
+
+impl BindingSpec {
+    /// How the runtime binds it.
+    pub fn options(&self) -> crate::plugins::BindOptions {
+        crate::plugins::BindOptions {
+            limits: self.limits,
+            tag_keys: self.tag_keys.clone(),
+        }
+    }
 }
 
 /// A connector: a name people ask for, bound to an account and a way of getting credentials.

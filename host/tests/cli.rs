@@ -117,6 +117,83 @@ fn eval_reports_a_fault_as_json_with_a_distinct_exit_status() {
 }
 
 #[test]
+fn eval_stops_a_sleeping_plugin_at_its_deadline_in_evaluate_and_in_validate_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = write(dir.path(), "request.json", REQUEST);
+    for (config, stage) in [
+        (r#"{"sleep_ms": 10000}"#, "evaluate"),
+        (r#"{"validate_sleep_ms": 10000}"#, "validate-config"),
+    ] {
+        let config = write(dir.path(), "config.json", config);
+        let out = idfed(&[
+            "plugin",
+            "eval",
+            fixtures::SLEEPER,
+            "--request",
+            &request,
+            "--config",
+            &config,
+        ]);
+        assert_eq!(out.status.code(), Some(3), "{stage}: {}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["decision"], "fault", "{json}");
+        assert_eq!(json["code"], "plugin_timeout", "{json}");
+        assert_eq!(json["stage"], stage, "{json}");
+    }
+}
+
+#[test]
+fn eval_lets_a_plugin_add_only_the_tags_allowed_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = write(dir.path(), "request.json", REQUEST);
+    let config = write(dir.path(), "config.json", r#"{"tags": {"team": "blue"}}"#);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "eval",
+            fixtures::TAG_ADDER,
+            "--request",
+            &request,
+            "--config",
+            &config,
+        ];
+        args.extend_from_slice(extra);
+        idfed(&args)
+    };
+    let refused = run(&[]);
+    assert_eq!(refused.status.code(), Some(3));
+    let json: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(json["code"], "plugin_widened_grant", "{json}");
+    let allowed = run(&["--allow-tag", "team"]);
+    assert!(allowed.status.success(), "{}", text(&allowed.stdout));
+    let json: serde_json::Value = serde_json::from_slice(&allowed.stdout).unwrap();
+    assert_eq!(json["grant"]["tags"][0]["key"], "team", "{json}");
+}
+
+#[test]
+fn check_lists_imports_and_warns_about_those_linked_empty() {
+    let out = idfed(&["plugin", "check", fixtures::SANDBOX_PROBE]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("imports:"), "{stdout}");
+    assert!(stdout.contains("idfed:policy/types@0.1.0"), "{stdout}");
+    let warned: Vec<&str> = stdout.lines().filter(|l| l.contains("warning:")).collect();
+    assert!(
+        warned.iter().any(|l| l.contains("wasi:filesystem/")),
+        "{stdout}"
+    );
+    assert!(
+        warned.iter().any(|l| l.contains("wasi:sockets/")),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("linked empty"));
+    // A plugin that touches neither gets no warning.
+    let plain = idfed(&["plugin", "check", fixtures::DURATION_CAP]);
+    let stdout = text(&plain.stdout);
+    assert!(!stdout.contains("warning:"), "{stdout}");
+}
+
+#[test]
 fn eval_refuses_bad_json_and_bad_config_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = write(dir.path(), "request.json", REQUEST);

@@ -1373,7 +1373,8 @@ async function openConnectorDialog(name, onSaved) {
       });
       chain.append(h('li', {},
         h('div', {}, h('strong', { text: label }), ' ', h('span', { class: 'digest muted', title: b.plugin, text: shortDigest(b.plugin) }),
-          h('pre', { class: 'config', text: JSON.stringify(b.config, null, 1) })),
+          h('pre', { class: 'config', text: JSON.stringify(b.config, null, 1) }),
+          h('p', { class: 'hint tag-keys', text: (b.tag_keys || []).length ? `May add session tags: ${b.tag_keys.join(', ')}` : 'May add no session tag.' })),
         remove));
     }
     clear(pluginsSection,
@@ -1620,8 +1621,10 @@ async function openBindDialog({ connector = null, plugin = null, onBound }) {
   const fConfig = field('Configuration (JSON)', config, { hint: "The plugin's settings; its README documents them. The plugin checks them when you bind it." });
   const validity = h('p', { class: 'hint validity', 'aria-live': 'polite' });
   fConfig.wrap.insertBefore(validity, fConfig.error);
+  const tagKeys = textInput({ name: 'tag-keys', placeholder: 'e.g. idfed-user, team', spellcheck: 'false' });
+  const fTags = field('Session tag keys it may add', tagKeys, { hint: 'Comma-separated. Tags are what ABAC policies (aws:PrincipalTag) grant on, so a plugin may add only the keys listed here; any other tag it adds refuses the request. Leave empty for a plugin that adds none.' });
   const form = h('form', { novalidate: true, id: uid('bind-form') }, formError,
-    connector ? null : fConn.wrap, plugin ? null : fPlug.wrap, fPos.wrap, fConfig.wrap);
+    connector ? null : fConn.wrap, plugin ? null : fPlug.wrap, fPos.wrap, fConfig.wrap, fTags.wrap);
   if (connector) form.insertBefore(h('p', {}, 'Connector: ', h('strong', { text: connector.name })), fPos.wrap);
   if (plugin) form.insertBefore(h('p', {}, 'Plugin: ', h('strong', { text: plugin.name || 'plugin' }), ' ', h('span', { class: 'digest muted', text: shortDigest(plugin.digest) })), fPos.wrap);
   clear(d.body, plugins.length ? form : h('div', { class: 'alert alert-warn', text: 'No plugin is uploaded yet: upload one on the Plugins page first.' }));
@@ -1643,11 +1646,13 @@ async function openBindDialog({ connector = null, plugin = null, onBound }) {
     if (!check() || isBusy(bind)) return;
     clear(formError);
     setFieldError(fConfig, null);
+    setFieldError(fTags, null);
     setBusy(bind, true);
     try {
       const connectorId = connSel.value;
+      const tags = tagKeys.value.split(',').map((k) => k.trim()).filter(Boolean);
       const answer = await api('POST', `/api/v1/admin/connectors/${enc(connectorId)}/bindings`, {
-        json: { plugin: plugSel.value, config: JSON.parse(config.value), position: Number(posSel.value) },
+        json: { plugin: plugSel.value, config: JSON.parse(config.value), position: Number(posSel.value), tag_keys: tags },
       });
       d.close();
       announce(`Plugin bound to ${answer.connector || 'the connector'} at position ${(answer.position ?? 0) + 1}.`);
@@ -1656,8 +1661,13 @@ async function openBindDialog({ connector = null, plugin = null, onBound }) {
       if (isGone(e)) return;
       setBusy(bind, false);
       formError.replaceChildren(errorAlert(e, 'The plugin was not bound'));
-      setFieldError(fConfig, e.pointer ? `At ${e.pointer}: ${e.message}` : e.message);
-      config.focus();
+      if (e.code === 'plugin_tag_keys_invalid') {
+        setFieldError(fTags, e.message);
+        tagKeys.focus();
+      } else {
+        setFieldError(fConfig, e.pointer ? `At ${e.pointer}: ${e.message}` : e.message);
+        config.focus();
+      }
     }
   });
   (plugin && connector ? config : (connector ? plugSel : connSel)).focus();

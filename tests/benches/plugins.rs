@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use idfed::plugins::{
-    Binding, ChainOutcome, Decision, PluginRuntime, PrincipalType, RuntimeConfig,
+    BindOptions, Binding, ChainOutcome, Decision, PluginRuntime, PrincipalType, RuntimeConfig,
 };
 use idfed_tests::{S3_READ_POLICY, TestRuntime, fixtures, request};
 
@@ -62,11 +62,17 @@ fn main() {
         fixtures::DURATION_CAP,
         r#"{"rules": [{"group": "contractors", "max_duration_seconds": 3600}], "default_max_duration_seconds": 28800}"#,
     );
-    let tags = bind(
-        "tags",
-        fixtures::SESSION_TAGS,
-        r#"{"user_tag": "idfed-user", "team_tag": "team", "team_group_pattern": "team-*"}"#,
-    );
+    let tags = tokio
+        .block_on(rt.runtime.bind_with(
+            "tags",
+            rt.load(fixtures::SESSION_TAGS),
+            r#"{"user_tag": "idfed-user", "team_tag": "team", "team_group_pattern": "team-*"}"#,
+            &BindOptions {
+                tag_keys: vec!["idfed-user".into(), "team".into()],
+                ..BindOptions::default()
+            },
+        ))
+        .unwrap();
     let req = request(
         "alice",
         &["dev", "team-blue"],

@@ -510,6 +510,13 @@ async function main() {
   await visible(bdlg.getByRole('alert').filter({ hasText: 'The plugin was not bound' }), "the plugin's refusal");
   // Three vends are allowed per hour: Get credentials, Test access, then the third is denied.
   await config.fill('{"max_requests": 2, "window_seconds": 3600}');
+  log('tag keys STS would refuse are shown at their field');
+  const tagKeys = bdlg.getByLabel('Session tag keys it may add');
+  await tagKeys.fill('aws:admin');
+  await bdlg.getByRole('button', { name: 'Bind plugin' }).click();
+  await visible(bdlg.locator('.field-error').filter({ hasText: 'tag_keys[0]' }), 'the tag keys refusal at its field');
+  check(await tagKeys.getAttribute('aria-invalid') === 'true', 'the tag keys field is marked invalid');
+  await tagKeys.fill('');
   await bdlg.getByRole('button', { name: 'Bind plugin' }).click();
   await bdlg.waitFor({ state: 'detached' });
   await visible(page.locator('section').filter({ has: page.getByRole('heading', { name: 'rate-limit' }) }).getByRole('row').filter({ hasText: CONNECTOR }), 'the binding in the plugin list');
@@ -522,6 +529,7 @@ async function main() {
   const edlg = dialog(`Edit connector ${CONNECTOR}`);
   await visible(edlg, 'the edit dialog');
   await visible(edlg.getByRole('list', { name: 'Plugin chain, in order' }).getByText('rate-limit'), 'the plugin in the chain');
+  await visible(edlg.getByRole('list', { name: 'Plugin chain, in order' }).getByText('May add no session tag.'), "the binding's tag keys in the chain");
   check(await edlg.getByLabel('Name').first().inputValue() === CONNECTOR, 'the edit dialog shows the name');
   check((await edlg.getByLabel('Session policy (JSON)').inputValue()).includes('arn:aws:s3:::data'), 'the edit dialog shows the policy');
   await shot('05-edit-connector-dialog');

@@ -172,13 +172,14 @@ pub fn add_benchmark_connectors(store: &dyn idfed::store::Store, group: &str) {
         enabled: true,
         bindings,
     };
-    let bind = |path: &str, config: &str| BindingSpec {
+    let bind = |path: &str, config: &str, tag_keys: &[&str]| BindingSpec {
         id: uuid::Uuid::new_v4().to_string(),
         plugin: store
             .put_plugin(&std::fs::read(path).unwrap(), None)
             .unwrap(),
         config: config.into(),
         limits: None,
+        tag_keys: tag_keys.iter().map(|k| k.to_string()).collect(),
     };
     store.create_connector(connector("plain", vec![])).unwrap();
     store
@@ -188,14 +189,17 @@ pub fn add_benchmark_connectors(store: &dyn idfed::store::Store, group: &str) {
                 bind(
                     fixtures::POLICY_GUARD,
                     r#"{"mode": "deny", "actions": ["iam:*", "organizations:*"]}"#,
+                    &[],
                 ),
                 bind(
                     fixtures::DURATION_CAP,
                     r#"{"default_max_duration_seconds": 3600}"#,
+                    &[],
                 ),
                 bind(
                     fixtures::SESSION_TAGS,
                     r#"{"user_tag": "idfed-user", "team_tag": "team", "team_group_pattern": "team-*"}"#,
+                    &["idfed-user", "team"],
                 ),
             ],
         ))

@@ -417,10 +417,32 @@ async fn accounts_connectors_plugins_bindings_keys_and_audit() {
             "POST",
             &bindings,
             &root,
-            json!({"plugin": digest, "config": {"default_max_duration_seconds": 3600}, "position": 0, "limits": {"deadline_ms": 100}}),
+            json!({"plugin": digest, "config": {}, "tag_keys": ["team", "aws:admin"]}),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "plugin_tag_keys_invalid",
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tag_keys[1]"),
+        "{b}"
+    );
+    let (s, b) = f
+        .call(
+            "POST",
+            &bindings,
+            &root,
+            json!({"plugin": digest, "config": {"default_max_duration_seconds": 3600}, "position": 0, "limits": {"deadline_ms": 100}, "tag_keys": ["team"]}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["tag_keys"], json!(["team"]), "{b}");
     let binding_id = b["id"].as_str().unwrap().to_owned();
     assert_eq!(b["position"], 0);
     let (_, b) = f.call("GET", &bindings, &root, Value::Null).await;
@@ -430,8 +452,10 @@ async fn accounts_connectors_plugins_bindings_keys_and_audit() {
     assert_eq!(chain[0]["plugin"], digest.as_str());
     assert_eq!(chain[0]["config"]["default_max_duration_seconds"], 3600);
     assert_eq!(chain[0]["limits"]["deadline_ms"], 100);
+    assert_eq!(chain[0]["tag_keys"], json!(["team"]));
     let stored = f.state.service.store.list_connectors().unwrap();
     assert_eq!(stored[0].bindings[0].id, binding_id);
+    assert_eq!(stored[0].bindings[0].tag_keys, vec!["team".to_owned()]);
 
     // A PUT without bindings keeps them.
     let (s, b) = f

@@ -39,12 +39,17 @@ fn add(path: &std::path::Path, name: &str, groups: &[&str]) {
 
 impl Fixture {
     fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// With `extra` appended to the configuration (sections other than `[server]`, `[data]`, `[auth.*]`).
+    fn with_config(extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let users = dir.path().join("users.toml");
         add(&users, "alice", &["devs"]);
         add(&users, "bob", &["ops"]);
         let config = Config::parse(&format!(
-            "[server]\nplain_http = true\nbody_limit_bytes = 4096\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
+            "[server]\nplain_http = true\nbody_limit_bytes = 4096\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n{extra}",
             dir.path().join("data"),
             users
         ))
@@ -410,4 +415,47 @@ async fn a_vend_is_served_and_counted() {
     assert_eq!(ready["directory"], "static");
     assert_eq!(ready["sso"], false, "no SSO with the static directory");
     f.state.service.shutdown().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_past_its_share_answers_503_plugin_busy_with_retry_after() {
+    let f = Fixture::with_config("[plugins]\nmax_concurrent_per_binding = 1\nqueue_ms = 1\n");
+    let store = &f.state.service.store;
+    let digest = store
+        .put_plugin(
+            &std::fs::read(idfed_tests::fixtures::SLEEPER).unwrap(),
+            None,
+        )
+        .unwrap();
+    let read = store.get_connector("dev-role").unwrap().unwrap();
+    let mut bound = read.clone();
+    bound.bindings.push(idfed::model::BindingSpec {
+        id: Uuid::new_v4().to_string(),
+        plugin: digest,
+        config: r#"{"sleep_ms": 10000}"#.into(),
+        limits: None,
+        tag_keys: Vec::new(),
+    });
+    store.update_connector(bound, &read).unwrap();
+    let token = f.login("alice").await;
+    let vend = || {
+        f.send(json_request(
+            "POST",
+            "/api/v1/connectors/dev-role/credentials",
+            Some(&token),
+            "{}".into(),
+        ))
+    };
+    let (first, second) = tokio::join!(vend(), vend());
+    let mut answers = [first, second];
+    answers.sort_by_key(|(status, _, _)| *status);
+    let [
+        (timeout_status, _, timeout),
+        (busy_status, busy_headers, busy),
+    ] = answers;
+    assert_eq!(timeout_status, StatusCode::BAD_GATEWAY, "{timeout}");
+    assert_eq!(timeout["error"]["code"], "plugin_timeout");
+    assert_eq!(busy_status, StatusCode::SERVICE_UNAVAILABLE, "{busy}");
+    assert_eq!(busy["error"]["code"], "plugin_busy");
+    assert_eq!(busy_headers[header::RETRY_AFTER], "1");
 }

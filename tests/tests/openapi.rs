@@ -130,6 +130,12 @@ async fn the_document_is_openapi_3_1_with_the_security_schemes() {
         .collect();
     required.sort();
     assert_eq!(required, ["code", "message"], "{detail}");
+    // A binding declares the session tag keys its plugin may add.
+    let binding = &document["components"]["schemas"]["BindingInput"];
+    assert_eq!(
+        binding["properties"]["tag_keys"]["maxItems"], 50,
+        "{binding}"
+    );
 }
 
 #[tokio::test]

@@ -155,6 +155,7 @@ impl Harness {
             plugin: digest,
             config: config.into(),
             limits: None,
+            tag_keys: Vec::new(),
         });
         self.store.update_connector(updated, connector).unwrap()
     }
@@ -645,4 +646,87 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[tokio::test]
+async fn plugins_that_misbehave_as_an_attacker_would_are_faults_of_their_binding_and_nothing_is_issued()
+ {
+    let h = Harness::new();
+    let alice = user("alice", &["dev"]);
+    let cases = [
+        (
+            fixtures::SLEEPER,
+            r#"{"sleep_ms": 20000}"#,
+            "plugin_timeout",
+        ),
+        (
+            fixtures::OVERSIZED_GRANT,
+            r#"{"kind": "tags", "count": 60}"#,
+            "plugin_invalid_grant",
+        ),
+        (
+            fixtures::OVERSIZED_GRANT,
+            r#"{"kind": "duration", "count": 1}"#,
+            "plugin_invalid_grant",
+        ),
+        (
+            fixtures::TAG_ADDER,
+            r#"{"tags": {"idfed-admin": "true"}}"#,
+            "plugin_widened_grant",
+        ),
+        (
+            fixtures::EXTRA_KEY_POLICY,
+            r#"{"mode": "extra-key"}"#,
+            "plugin_invalid_grant",
+        ),
+    ];
+    for (i, (plugin, config, code)) in cases.into_iter().enumerate() {
+        let name = format!("attacked-{i}");
+        let connector = h.connector(&name, role(), &["dev"], |_| {});
+        let connector = h.bind(&connector, plugin, config);
+        let err = h
+            .vend(&alice, &name, VendOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{plugin} {config}: {err}");
+        let records = h
+            .vendor
+            .audit()
+            .query(&AuditFilter {
+                connector: Some(name.clone()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        let record = records.first().expect("the attempt is audited");
+        assert_eq!(record.event.outcome, Outcome::PluginFault, "{code}");
+        assert_eq!(
+            record.event.binding.as_deref(),
+            Some(connector.bindings[0].id.as_str()),
+            "{code}: the plugin's binding is named"
+        );
+    }
+    assert_eq!(h.calls(), 0, "nothing reached STS");
+}
+
+#[tokio::test]
+async fn a_caller_policy_with_a_key_the_check_does_not_understand_is_refused() {
+    let h = Harness::new();
+    h.connector("fed", Principal::FederatedUser, &["dev"], |_| {});
+    let alice = user("alice", &["dev"]);
+    let sneaky = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::data/*"}],"statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let err = h
+        .vend(
+            &alice,
+            "fed",
+            VendOptions {
+                policy: Some(sneaky.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_request", "{err}");
+    assert!(err.to_string().contains("statement"), "{err}");
+    assert_eq!(h.calls(), 0);
 }

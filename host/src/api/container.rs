@@ -75,7 +75,7 @@ impl IntoResponse for EcsError {
         (status = 429, description = "Too many failed logins, with `Retry-After`", body = EcsErrorBody),
         (status = 500, description = "idfed failed", body = EcsErrorBody),
         (status = 502, description = "STS or a policy plugin failed", body = EcsErrorBody),
-        (status = 503, description = "STS, the directory or the store cannot be used now", body = EcsErrorBody),
+        (status = 503, description = "STS, the directory or the store cannot be used now, or a policy plugin is busy", body = EcsErrorBody),
     )
 )]
 async fn container_credentials(

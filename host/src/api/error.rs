@@ -179,6 +179,15 @@ impl ApiError {
                     }
                     VendError::Invalid(_) => (StatusCode::BAD_REQUEST, e.to_string(), None),
                     VendError::PluginDenied { .. } => (StatusCode::FORBIDDEN, e.to_string(), None),
+                    // Busy is the host's capacity, not a broken plugin: come back in a moment.
+                    VendError::PluginFault {
+                        code: "plugin_busy",
+                        ..
+                    } => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        e.to_string(),
+                        Some(Duration::from_secs(1)),
+                    ),
                     VendError::PluginFault { .. } => (StatusCode::BAD_GATEWAY, e.to_string(), None),
                     VendError::Sts(sts) => sts_parts(sts),
                     VendError::Internal(_) => (

@@ -1,9 +1,9 @@
-//! The generated host bindings for the `idfed:policy@0.1.0` world, and conversions between them and the
-//! host's own request and decision types.
+//! The generated host bindings for the `idfed:policy@0.1.0` world, and the conversion of the host's own
+//! request into them. A plugin's answers are not lifted by these bindings but by `lift`, with limits.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::request::{self as host, Decision, Grant, PolicyRequest};
+use super::request::{self as host, PolicyRequest};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -12,7 +12,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::idfed::policy::types;
-pub use exports::idfed::policy::policy::PluginError;
 
 /// The package and version a plugin must export; named in load errors.
 pub const POLICY_EXPORT: &str = "idfed:policy/policy@0.1.0";
@@ -68,31 +67,6 @@ impl From<&PolicyRequest> for types::Request {
             policy_arns: r.policy_arns.clone(),
             tags: tags(&r.tags),
             time: timestamp(r.time),
-        }
-    }
-}
-
-impl From<types::Decision> for Decision {
-    fn from(d: types::Decision) -> Self {
-        match d {
-            types::Decision::Allow(g) => Decision::Allow {
-                grant: Grant {
-                    policy: g.policy,
-                    policy_arns: g.policy_arns,
-                    tags: g
-                        .tags
-                        .into_iter()
-                        .map(|t| host::SessionTag {
-                            key: t.key,
-                            value: t.value,
-                        })
-                        .collect(),
-                    duration_seconds: g.duration_seconds,
-                },
-            },
-            types::Decision::Deny(denial) => Decision::Deny {
-                reason: denial.reason,
-            },
         }
     }
 }

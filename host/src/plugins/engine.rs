@@ -50,6 +50,38 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     Ok(linker)
 }
 
+/// What a plugin gets from one of the interfaces it imports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportNote {
+    /// Linked and working.
+    Linked,
+    /// Linked and working, with something an author should know.
+    Note(&'static str),
+    /// Linked to an empty context: every call fails, so a plugin relying on it will not work.
+    Empty(&'static str),
+}
+
+/// What the host gives a plugin for the interface `name` (`wasi:filesystem/types@0.2.6`, …).
+pub fn import_note(name: &str) -> ImportNote {
+    let interface = name.split('@').next().unwrap_or(name);
+    match interface {
+        "wasi:filesystem/types" | "wasi:filesystem/preopens" => {
+            ImportNote::Empty("no directory is open: every file operation fails")
+        }
+        i if i.starts_with("wasi:sockets/") => {
+            ImportNote::Empty("no network: every socket and name lookup is refused")
+        }
+        "wasi:cli/environment" => ImportNote::Note("empty: no variables, no arguments"),
+        "wasi:cli/stdin" => ImportNote::Note("closed"),
+        "wasi:cli/stdout" => ImportNote::Note("discarded; write with the log import"),
+        "wasi:cli/stderr" => ImportNote::Note("captured, size-capped; shown when the plugin traps"),
+        "wasi:clocks/monotonic-clock" => {
+            ImportNote::Note("waiting on it counts against the deadline")
+        }
+        _ => ImportNote::Linked,
+    }
+}
+
 /// Advances the engine's epoch every `tick` until the engine is gone.
 pub(crate) fn start_ticker(engine: &Engine, tick: Duration) {
     let weak = engine.weak();

@@ -48,11 +48,14 @@ impl LoadError {
 /// Never an allow: the request is denied, and the fault is logged and audited with its binding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PluginFault {
-    /// The plugin ran past its CPU deadline.
-    #[error("plugin exceeded its CPU deadline of {} ms", deadline.as_millis())]
+    /// The plugin ran past its deadline: in CPU time, or in wall-clock time (waiting counts too).
+    #[error("{}", timeout_message(*deadline, *waiting))]
     Timeout {
         /// The binding's deadline.
         deadline: Duration,
+        /// Whether the wall-clock deadline stopped it (it was waiting, or the host was busy) rather than
+        /// the CPU deadline.
+        waiting: bool,
     },
     /// The plugin tried to grow its memory past the binding's cap.
     #[error("plugin exceeded its memory limit of {limit_bytes} bytes")]
@@ -83,9 +86,30 @@ pub enum PluginFault {
     /// than vended without the plugin.
     #[error("plugin cannot be used: {0}")]
     Incompatible(String),
-    /// No instance could be created (the instance pool is exhausted, or the host is out of resources).
+    /// No instance could be created (the host is out of resources).
     #[error("plugin could not be instantiated: {0}")]
     Instantiate(String),
+    /// No slot came free in time: the binding runs as many evaluations as it may at once, or every
+    /// instance of the pool is in use. The request may be tried again shortly.
+    #[error("plugin is busy: {message}")]
+    Busy {
+        /// Which limit was reached.
+        message: String,
+    },
+}
+
+fn timeout_message(deadline: Duration, waiting: bool) -> String {
+    if waiting {
+        format!(
+            "plugin had not returned at its deadline of {} ms (time spent waiting counts too)",
+            deadline.as_millis()
+        )
+    } else {
+        format!(
+            "plugin exceeded its CPU deadline of {} ms",
+            deadline.as_millis()
+        )
+    }
 }
 
 impl PluginFault {
@@ -100,6 +124,7 @@ impl PluginFault {
             PluginFault::InvalidGrant(_) => "plugin_invalid_grant",
             PluginFault::Incompatible(_) => "plugin_incompatible",
             PluginFault::Instantiate(_) => "plugin_instantiate_failed",
+            PluginFault::Busy { .. } => "plugin_busy",
         }
     }
 }
@@ -121,6 +146,9 @@ pub enum BindError {
     /// The limits asked for are out of the allowed range.
     #[error("limits out of range: {0}")]
     InvalidLimits(String),
+    /// A tag key the binding would let its plugin add breaks STS's rules, or is listed twice.
+    #[error("tag keys: {0}")]
+    InvalidTagKeys(String),
     /// The plugin malfunctioned while checking the configuration.
     #[error(transparent)]
     Fault(#[from] PluginFault),
@@ -133,6 +161,7 @@ impl BindError {
             BindError::ConfigRefused { .. } => "plugin_config_refused",
             BindError::InvalidConfig(_) => "plugin_config_invalid",
             BindError::InvalidLimits(_) => "plugin_limits_invalid",
+            BindError::InvalidTagKeys(_) => "plugin_tag_keys_invalid",
             BindError::Fault(fault) => fault.code(),
         }
     }

@@ -1,8 +1,9 @@
 //! Policy plugins: WebAssembly components of the `idfed:policy@0.1.0` world (see `wit/`) that see each
 //! credential request of the connectors they are bound to and may narrow or refuse it.
 //!
-//! Each evaluation runs in a fresh store from a pre-instantiated component, under a CPU deadline and a
-//! memory cap, with WASI linked to an empty context. Whatever a plugin does — trap, hang, exhaust its
+//! Each evaluation runs in a fresh store from a pre-instantiated component, under a deadline counted both
+//! in CPU time and in wall-clock time, a memory cap and a per-binding share of the instance pool, with WASI
+//! linked to an empty context; its answer is read with STS's limits checked before anything is copied. Whatever a plugin does — trap, hang, exhaust its
 //! memory, return a grant wider than its request — the outcome is a deny, never an allow, and never a
 //! crash of the host.
 
@@ -10,18 +11,21 @@ mod bindings;
 mod engine;
 mod fault;
 pub mod kv;
+mod lift;
 mod log;
 mod narrowing;
 mod request;
 mod runtime;
 mod state;
 
-pub use engine::CompileSource;
+pub use engine::{CompileSource, ImportNote, import_note};
 pub use fault::{BindError, LoadError, PluginFault};
 pub use kv::KvStore;
 pub use log::LogLimits;
-pub use narrowing::check_grant;
+pub use narrowing::{check_grant, check_tag_keys};
 pub use request::{
     Caller, ConnectorInfo, Decision, Grant, PolicyRequest, PrincipalType, SessionTag,
 };
-pub use runtime::{Binding, ChainOutcome, Limits, Plugin, PluginRuntime, RuntimeConfig};
+pub use runtime::{
+    BindOptions, Binding, ChainOutcome, Limits, Plugin, PluginRuntime, RuntimeConfig,
+};

@@ -12,25 +12,68 @@
 //!   narrows a role), a `federated-user` request only `Deny` statements (it had no permissions), and
 //!   `iam-user` none. An `assumed-role` request that had session policies must keep at least one, since
 //!   removing them all would hand out the role's full permissions.
+//!
+//! Besides, a grant must be one STS can take (every rule of [`crate::sts::validate`] that applies to a
+//! grant: counts, lengths and characters of tags and ARNs, policy size and characters, duration range):
+//! one it cannot is the plugin's fault (`plugin_invalid_grant`), not the caller's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use idfed_sdk::iam::{self, PolicyDocument};
 
 use super::fault::PluginFault;
-use super::request::{Grant, PolicyRequest, PrincipalType};
+use super::request::{Grant, PolicyRequest, PrincipalType, SessionTag};
+use crate::sts::validate::{self, ValidationError};
 
-/// Checks `grant` against the request it answers; `Err` is the fault to report.
-pub fn check_grant(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFault> {
+/// Checks `grant` against the request it answers; `Err` is the fault to report. `tag_keys` are the keys
+/// of the session tags the grant may add (compared ignoring case).
+pub fn check_grant(
+    request: &PolicyRequest,
+    grant: &Grant,
+    tag_keys: &[String],
+) -> Result<(), PluginFault> {
+    check_sts_rules(request.connector.principal_type, grant)?;
     check_duration(request, grant)?;
-    check_tags(request, grant)?;
+    check_tags(request, grant, tag_keys)?;
     check_policies(request, grant)
 }
 
+/// Checks the tag keys a binding lets its plugin add: each a key STS takes, none twice (ignoring case).
+pub fn check_tag_keys(keys: &[String]) -> Result<(), String> {
+    let tags: Vec<SessionTag> = keys
+        .iter()
+        .map(|key| SessionTag {
+            key: key.clone(),
+            value: String::new(),
+        })
+        .collect();
+    validate::check_tags(&tags).map_err(|e| {
+        let field = match e.field.strip_prefix("tags") {
+            Some(rest) => format!("tag_keys{}", rest.trim_end_matches(".key")),
+            None => e.field,
+        };
+        format!(
+            "{field}: {}",
+            e.rule
+                .replace("session tags may be sent", "tag keys may be listed")
+        )
+    })
+}
+
+fn invalid(e: ValidationError) -> PluginFault {
+    PluginFault::InvalidGrant(format!("STS would refuse it: {e}"))
+}
+
+/// The rules of STS's own that a grant must meet, whatever it was given.
+fn check_sts_rules(principal: PrincipalType, grant: &Grant) -> Result<(), PluginFault> {
+    validate::check_duration(principal, grant.duration_seconds).map_err(invalid)?;
+    validate::check_tags(&grant.tags).map_err(invalid)?;
+    validate::check_policy_arns(&grant.policy_arns).map_err(invalid)?;
+    validate::check_session_policy_size(grant.policy.as_deref(), &grant.policy_arns)
+        .map_err(invalid)
+}
+
 fn check_duration(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFault> {
-    if grant.duration_seconds == 0 {
-        return Err(PluginFault::InvalidGrant("duration of 0 seconds".into()));
-    }
     if grant.duration_seconds > request.duration_seconds {
         return Err(PluginFault::WidenedGrant(format!(
             "duration of {} s is longer than the {} s it was given",
@@ -40,7 +83,11 @@ fn check_duration(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFa
     Ok(())
 }
 
-fn check_tags(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFault> {
+fn check_tags(
+    request: &PolicyRequest,
+    grant: &Grant,
+    tag_keys: &[String],
+) -> Result<(), PluginFault> {
     if request.connector.principal_type == PrincipalType::IamUser && !grant.tags.is_empty() {
         return Err(PluginFault::InvalidGrant(
             "iam-user connectors take no session tags".into(),
@@ -57,6 +104,22 @@ fn check_tags(request: &PolicyRequest, grant: &Grant) -> Result<(), PluginFault>
                 tag.key
             )));
         }
+    }
+    let had: HashSet<String> = request.tags.iter().map(|t| t.key.to_lowercase()).collect();
+    let may_add: HashSet<String> = tag_keys.iter().map(|k| k.to_lowercase()).collect();
+    if let Some(added) = grant.tags.iter().find(|t| {
+        let key = t.key.to_lowercase();
+        !had.contains(&key) && !may_add.contains(&key)
+    }) {
+        return Err(PluginFault::WidenedGrant(format!(
+            "adds session tag {:?}, a key this binding may not add ({})",
+            added.key,
+            if tag_keys.is_empty() {
+                "it may add none".to_owned()
+            } else {
+                format!("it may add {}", tag_keys.join(", "))
+            }
+        )));
     }
     for tag in &request.tags {
         match granted.get(&tag.key.to_lowercase()) {
@@ -156,7 +219,9 @@ mod tests {
     }
 
     fn code(request: &PolicyRequest, grant: &Grant) -> &'static str {
-        check_grant(request, grant).err().map_or("ok", |f| f.code())
+        check_grant(request, grant, &["user".to_owned()])
+            .err()
+            .map_or("ok", |f| f.code())
     }
 
     #[test]
@@ -350,5 +415,87 @@ mod tests {
             ),
             "ok"
         );
+    }
+
+    #[test]
+    fn only_the_binding_s_tag_keys_may_be_added() {
+        let r = request(PrincipalType::AssumedRole, Some(S3_READ));
+        let add = |key: &str| {
+            let mut grant = r.unchanged_grant();
+            grant.tags.push(SessionTag {
+                key: key.into(),
+                value: "true".into(),
+            });
+            grant
+        };
+        // `code` lets the binding add `user` only.
+        assert_eq!(code(&r, &add("user")), "ok");
+        assert_eq!(code(&r, &add("USER")), "ok", "keys compare ignoring case");
+        assert_eq!(code(&r, &add("idfed-admin")), "plugin_widened_grant");
+        // A Cyrillic "у" is not a Latin "u".
+        assert_eq!(code(&r, &add("\u{0443}ser")), "plugin_widened_grant");
+        let none = check_grant(&r, &add("user"), &[]).unwrap_err();
+        assert_eq!(none.code(), "plugin_widened_grant");
+        assert!(none.to_string().contains("may add none"), "{none}");
+    }
+
+    #[test]
+    fn grants_sts_cannot_take_are_invalid() {
+        let r = request(PrincipalType::AssumedRole, Some(S3_READ));
+        let with = |change: &dyn Fn(&mut Grant)| {
+            let mut grant = r.unchanged_grant();
+            change(&mut grant);
+            code(&r, &grant)
+        };
+        assert_eq!(with(&|g| g.duration_seconds = 1), "plugin_invalid_grant");
+        assert_eq!(with(&|g| g.duration_seconds = 899), "plugin_invalid_grant");
+        assert_eq!(with(&|g| g.duration_seconds = 900), "ok");
+        assert_eq!(
+            with(&|g| g.policy_arns = vec![r.policy_arns[0].clone(); 2]),
+            "plugin_invalid_grant",
+            "a duplicate ARN"
+        );
+        assert_eq!(
+            with(&|g| g.policy_arns = vec!["not-an-arn".into()]),
+            "plugin_invalid_grant"
+        );
+        assert_eq!(
+            with(&|g| {
+                for i in 0..50 {
+                    g.tags.push(SessionTag {
+                        key: format!("user{i}"),
+                        value: "v".into(),
+                    });
+                }
+            }),
+            "plugin_invalid_grant",
+            "51 tags"
+        );
+        assert_eq!(
+            with(&|g| g.tags.push(SessionTag {
+                key: "user".into(),
+                value: "<script>".into(),
+            })),
+            "plugin_invalid_grant",
+            "a value STS refuses"
+        );
+        assert_eq!(
+            with(&|g| g.tags.push(SessionTag {
+                key: "user".into(),
+                value: "v".repeat(257),
+            })),
+            "plugin_invalid_grant"
+        );
+    }
+
+    #[test]
+    fn binding_tag_keys_are_checked_as_sts_tag_keys() {
+        assert!(check_tag_keys(&["team".into(), "cost-center".into()]).is_ok());
+        assert!(check_tag_keys(&[]).is_ok());
+        let twice = check_tag_keys(&["team".into(), "TEAM".into()]).unwrap_err();
+        assert!(twice.starts_with("tag_keys[1]"), "{twice}");
+        assert!(check_tag_keys(&["aws:team".into()]).is_err());
+        assert!(check_tag_keys(&["bad key!".into()]).is_err());
+        assert!(check_tag_keys(&[String::new()]).is_err());
     }
 }

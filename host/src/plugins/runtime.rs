@@ -1,18 +1,21 @@
 //! The plugin runtime: loads components, binds them to connectors with a checked configuration, and
 //! evaluates requests — one binding or a connector's whole chain — each in a fresh, limited store.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings::{POLICY_EXPORT, PluginError, PolicyPluginPre, types};
+use super::bindings::{POLICY_EXPORT, PolicyPluginPre, types};
 use super::engine::{self, CompileSource, ComponentCache};
 use super::fault::{BindError, LoadError, PluginFault};
 use super::kv::KvStore;
+use super::lift::{self, EvaluateResult, ValidateResult};
 use super::log::{self, LogBuckets, LogLimits, LogSink};
 use super::narrowing;
 use super::request::{Decision, Grant, PolicyRequest};
@@ -21,7 +24,9 @@ use super::state::HostState;
 /// The resources one binding may use per evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
-    /// CPU time one call may use before it is stopped.
+    /// How long one call may take, counted twice: in CPU time (epoch ticks while the plugin runs) and in
+    /// wall-clock time from the start of instantiation (plus [`RuntimeConfig::wall_clock_grace`]), so that
+    /// time spent waiting (sleeping, polling) counts as well.
     #[serde(with = "millis", rename = "deadline_ms")]
     pub deadline: Duration,
     /// The most linear memory the plugin may grow to, in bytes.
@@ -58,6 +63,13 @@ pub struct RuntimeConfig {
     pub stderr_bytes: usize,
     /// The longest denial reason passed to a caller, in bytes.
     pub max_reason_bytes: usize,
+    /// How many evaluations of one binding may run at once; the rest of the pool stays free for others.
+    pub max_concurrent_per_binding: u32,
+    /// How long a call waits for a free slot (its binding's, then the pool's) before `plugin_busy`.
+    pub queue_wait: Duration,
+    /// What the wall-clock deadline adds to a binding's deadline (the CPU deadline overshoots by up to an
+    /// epoch tick; this keeps the two from racing on an ordinary CPU-bound timeout).
+    pub wall_clock_grace: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +87,9 @@ impl Default for RuntimeConfig {
             log: LogLimits::default(),
             stderr_bytes: 4096,
             max_reason_bytes: 1024,
+            max_concurrent_per_binding: 16,
+            queue_wait: Duration::from_millis(100),
+            wall_clock_grace: Duration::from_millis(5),
         }
     }
 }
@@ -85,7 +100,10 @@ pub struct Plugin {
     digest: String,
     size: usize,
     source: CompileSource,
-    pre: PolicyPluginPre<HostState>,
+    pre: InstancePre<HostState>,
+    evaluate: ComponentExportIndex,
+    validate_config: ComponentExportIndex,
+    imports: Vec<String>,
 }
 
 impl Plugin {
@@ -105,6 +123,10 @@ impl Plugin {
     pub fn source(&self) -> CompileSource {
         self.source
     }
+    /// The interfaces the component imports (`wasi:cli/stderr@0.2.6`, `idfed:policy/log@0.1.0`, …).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -123,6 +145,18 @@ pub struct Binding {
     plugin: Arc<Plugin>,
     config: Arc<str>,
     limits: Limits,
+    tag_keys: Arc<[String]>,
+    slots: Arc<Semaphore>,
+}
+
+/// How a plugin is bound, beyond its configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BindOptions {
+    /// Limits other than the runtime's defaults.
+    pub limits: Option<Limits>,
+    /// The session tag keys the plugin may add to a request (compared ignoring case); any other tag it adds
+    /// is `plugin_widened_grant`. Tags are what ABAC policies grant on, so adding them is a privilege.
+    pub tag_keys: Vec<String>,
 }
 
 impl Binding {
@@ -141,6 +175,10 @@ impl Binding {
     /// The binding's limits.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+    /// The session tag keys its plugin may add.
+    pub fn tag_keys(&self) -> &[String] {
+        &self.tag_keys
     }
 }
 
@@ -179,6 +217,10 @@ struct Inner {
     config: RuntimeConfig,
     log_limits: Arc<LogLimits>,
     log_buckets: LogBuckets,
+    /// One permit per instance the pool can hold: a call waits here instead of failing to instantiate.
+    pool_slots: Arc<Semaphore>,
+    /// Each binding's slots, by binding id, so a chain rebuilt while calls run shares them.
+    binding_slots: Mutex<HashMap<Arc<str>, Weak<Semaphore>>>,
 }
 
 impl PluginRuntime {
@@ -192,6 +234,7 @@ impl PluginRuntime {
             .transpose()?;
         engine::start_ticker(&engine, config.epoch_tick);
         let log_limits = Arc::new(config.log.clone());
+        let pool_slots = Arc::new(Semaphore::new(config.pool_instances as usize));
         Ok(PluginRuntime {
             inner: Arc::new(Inner {
                 engine,
@@ -201,6 +244,8 @@ impl PluginRuntime {
                 config,
                 log_limits,
                 log_buckets: LogBuckets::default(),
+                pool_slots,
+                binding_slots: Mutex::default(),
             }),
         })
     }
@@ -246,9 +291,25 @@ impl PluginRuntime {
                 "{e:#} (a policy plugin may import only WASI 0.2 and idfed:policy@0.1.0)"
             ))
         })?;
-        let pre = PolicyPluginPre::new(instance_pre).map_err(|e| {
+        // The generated bindings check every export's type; calls then go through the export indices,
+        // with the plugin's answers lifted by `lift` rather than by the bindings.
+        PolicyPluginPre::new(instance_pre.clone()).map_err(|e| {
             LoadError::Incompatible(format!("it does not export `{POLICY_EXPORT}`: {e:#}"))
         })?;
+        let export = |name: &str| {
+            component
+                .get_export_index(None, POLICY_EXPORT)
+                .and_then(|policy| component.get_export_index(Some(&policy), name))
+                .ok_or_else(|| {
+                    LoadError::Incompatible(format!("it does not export `{POLICY_EXPORT}#{name}`"))
+                })
+        };
+        let (evaluate, validate_config) = (export("evaluate")?, export("validate-config")?);
+        let imports = component
+            .component_type()
+            .imports(&inner.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         if source == CompileSource::Compiled
             && let Some(cache) = &inner.cache
             && let Err(e) = cache.put(&digest, &component)
@@ -260,12 +321,15 @@ impl PluginRuntime {
             digest,
             size: wasm.len(),
             source,
-            pre,
+            pre: instance_pre,
+            evaluate,
+            validate_config,
+            imports,
         }))
     }
 
     /// Binds a plugin with a configuration, after its `validate-config` accepted it. `id` names the
-    /// binding and keys its private store.
+    /// binding and keys its private store. The plugin may add no session tag: see [`bind_with`](Self::bind_with).
     pub async fn bind(
         &self,
         id: &str,
@@ -273,8 +337,23 @@ impl PluginRuntime {
         config: &str,
         limits: Option<Limits>,
     ) -> Result<Binding, BindError> {
+        let options = BindOptions {
+            limits,
+            tag_keys: Vec::new(),
+        };
+        self.bind_with(id, plugin, config, &options).await
+    }
+
+    /// Binds a plugin with a configuration and options, after its `validate-config` accepted it.
+    pub async fn bind_with(
+        &self,
+        id: &str,
+        plugin: Arc<Plugin>,
+        config: &str,
+        options: &BindOptions,
+    ) -> Result<Binding, BindError> {
         let settings = &self.inner.config;
-        let limits = limits.unwrap_or(settings.default_limits);
+        let limits = options.limits.unwrap_or(settings.default_limits);
         if limits.deadline < settings.epoch_tick || limits.deadline > settings.max_limits.deadline {
             return Err(BindError::InvalidLimits(format!(
                 "the deadline must be between {} ms and {} ms",
@@ -293,6 +372,7 @@ impl PluginRuntime {
                 "the binding id must be 1-128 bytes".into(),
             ));
         }
+        narrowing::check_tag_keys(&options.tag_keys).map_err(BindError::InvalidTagKeys)?;
         let config = if config.trim().is_empty() {
             "{}"
         } else {
@@ -312,26 +392,36 @@ impl PluginRuntime {
             plugin,
             config: config.into(),
             limits,
+            tag_keys: options.tag_keys.clone().into(),
+            slots: self.binding_slots(id),
         };
+        let _slots = self.admit(&binding).await?;
         let mut store = self.store(&binding, "", "validate-config");
-        let plugin = binding
-            .plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify(e, store.data(), &binding, Stage::Instantiate))?;
-        let result = plugin
-            .idfed_policy_policy()
-            .call_validate_config(&mut store, &binding.config)
-            .await;
+        let call = async {
+            let instance = binding.plugin.pre.instantiate_async(&mut store).await;
+            let instance = instance.map_err(|e| (e, Stage::Instantiate))?;
+            let func = instance
+                .get_typed_func::<(&str,), (ValidateResult,)>(
+                    &mut store,
+                    &binding.plugin.validate_config,
+                )
+                .map_err(|e| (e, Stage::Instantiate))?;
+            let (result,) = func
+                .call_async(&mut store, (&binding.config,))
+                .await
+                .map_err(|e| (e, Stage::Call))?;
+            Ok(result)
+        };
+        let result = self.within_deadline(&binding, call).await;
         store.data_mut().log.finish();
         match result {
             Ok(Ok(())) => Ok(binding),
-            Ok(Err(refused)) => Err(BindError::ConfigRefused {
-                message: log::sanitize(&refused.message, settings.max_reason_bytes),
-                pointer: refused.pointer.map(|p| log::sanitize(&p, 256)),
-            }),
-            Err(e) => Err(classify(e, store.data(), &binding, Stage::Call).into()),
+            Ok(Err(refused)) => {
+                let (message, pointer) = lift::config_error(refused, settings.max_reason_bytes);
+                Err(BindError::ConfigRefused { message, pointer })
+            }
+            Err(Failed::Wasm(e, stage)) => Err(classify(e, store.data(), &binding, stage).into()),
+            Err(Failed::Fault(fault)) => Err(fault.into()),
         }
     }
 
@@ -342,42 +432,101 @@ impl PluginRuntime {
         binding: &Binding,
         request: &PolicyRequest,
     ) -> Result<Decision, PluginFault> {
+        // Declared before the store, so the slots are given back only once the store (and its pooled
+        // instance) is gone.
+        let _slots = self.admit(binding).await?;
         let mut store = self.store(binding, &request.connector.name, &request.request_id);
-        let plugin = binding
-            .plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| classify(e, store.data(), binding, Stage::Instantiate))?;
         let wit_request = types::Request::from(request);
-        let result = plugin
-            .idfed_policy_policy()
-            .call_evaluate(&mut store, &binding.config, &wit_request)
-            .await;
+        let call = async {
+            let instance = binding.plugin.pre.instantiate_async(&mut store).await;
+            let instance = instance.map_err(|e| (e, Stage::Instantiate))?;
+            let func = instance
+                .get_typed_func::<(&str, &types::Request), (EvaluateResult,)>(
+                    &mut store,
+                    &binding.plugin.evaluate,
+                )
+                .map_err(|e| (e, Stage::Instantiate))?;
+            let (result,) = func
+                .call_async(&mut store, (&binding.config, &wit_request))
+                .await
+                .map_err(|e| (e, Stage::Call))?;
+            Ok(result)
+        };
+        let result = self.within_deadline(binding, call).await;
         store.data_mut().log.finish();
         let decision = match result {
-            Ok(Ok(decision)) => Decision::from(decision),
-            Ok(Err(PluginError::InvalidConfig(message))) => {
-                return Err(PluginFault::PluginError {
-                    message: format!("invalid configuration: {}", log::sanitize(&message, 512)),
-                });
-            }
-            Ok(Err(PluginError::Internal(message))) => {
-                return Err(PluginFault::PluginError {
-                    message: log::sanitize(&message, 512),
-                });
-            }
-            Err(e) => return Err(classify(e, store.data(), binding, Stage::Call)),
+            Ok(Ok(raw)) => lift::decision(raw, self.inner.config.max_reason_bytes)?,
+            Ok(Err(error)) => return Err(lift::plugin_error(error)),
+            Err(Failed::Wasm(e, stage)) => return Err(classify(e, store.data(), binding, stage)),
+            Err(Failed::Fault(fault)) => return Err(fault),
         };
-        match decision {
-            Decision::Allow { grant } => {
-                narrowing::check_grant(request, &grant)?;
-                Ok(Decision::Allow { grant })
-            }
-            Decision::Deny { reason } => Ok(Decision::Deny {
-                reason: log::sanitize(&reason, self.inner.config.max_reason_bytes),
-            }),
+        if let Decision::Allow { grant } = &decision {
+            narrowing::check_grant(request, grant, &binding.tag_keys)?;
         }
+        Ok(decision)
+    }
+
+    /// Runs a plugin call under the binding's wall-clock deadline: however the time went (computing,
+    /// sleeping, polling), a call still running at the deadline plus the grace is dropped — and its store
+    /// with it — and is a timeout.
+    async fn within_deadline<T>(
+        &self,
+        binding: &Binding,
+        call: impl Future<Output = Result<T, (wasmtime::Error, Stage)>>,
+    ) -> Result<T, Failed> {
+        let wall = binding.limits.deadline + self.inner.config.wall_clock_grace;
+        match tokio::time::timeout(wall, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err((error, stage))) => Err(Failed::Wasm(error, stage)),
+            Err(_) => Err(Failed::Fault(PluginFault::Timeout {
+                deadline: binding.limits.deadline,
+                waiting: true,
+            })),
+        }
+    }
+
+    /// Takes a slot of the binding's and one of the pool's, waiting at most `queue_wait` for both.
+    async fn admit(
+        &self,
+        binding: &Binding,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), PluginFault> {
+        let settings = &self.inner.config;
+        let until = tokio::time::Instant::now() + settings.queue_wait;
+        let own = tokio::time::timeout_at(until, binding.slots.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| PluginFault::Busy {
+                message: format!(
+                    "this binding already runs {} evaluations at once (its share of the instance pool)",
+                    settings.max_concurrent_per_binding
+                ),
+            })?;
+        let pool = tokio::time::timeout_at(until, self.inner.pool_slots.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| PluginFault::Busy {
+                message: format!(
+                    "all {} plugin instances are in use",
+                    settings.pool_instances
+                ),
+            })?;
+        Ok((own, pool))
+    }
+
+    /// The slots of binding `id`: shared with any live binding of that id.
+    fn binding_slots(&self, id: &str) -> Arc<Semaphore> {
+        let mut slots = self.inner.binding_slots.lock().unwrap();
+        if let Some(live) = slots.get(id).and_then(Weak::upgrade) {
+            return live;
+        }
+        slots.retain(|_, slot| slot.strong_count() > 0);
+        let fresh = Arc::new(Semaphore::new(
+            self.inner.config.max_concurrent_per_binding.max(1) as usize,
+        ));
+        slots.insert(id.into(), Arc::downgrade(&fresh));
+        fresh
     }
 
     /// Runs a connector's chain in order, each plugin seeing the previous one's grant; stops at the first
@@ -464,6 +613,14 @@ enum Stage {
     Call,
 }
 
+/// How a plugin call ended other than with an answer.
+enum Failed {
+    /// wasmtime stopped it (a trap, the CPU deadline, the memory cap…): see [`classify`].
+    Wasm(wasmtime::Error, Stage),
+    /// The host stopped it.
+    Fault(PluginFault),
+}
+
 /// Names the fault behind a wasmtime error, from what the store saw.
 fn classify(
     error: wasmtime::Error,
@@ -480,6 +637,7 @@ fn classify(
     if state.timed_out || trap == Some(Trap::Interrupt) {
         return PluginFault::Timeout {
             deadline: binding.limits.deadline,
+            waiting: false,
         };
     }
     let message = match trap {
@@ -490,16 +648,49 @@ fn classify(
         None => format!("{error:#}"),
     };
     let stderr = state.stderr.contents();
+    PluginFault::Trap {
+        message: match explain_stderr(&stderr) {
+            Some(explained) => format!("{message}; {explained}"),
+            None => message,
+        },
+    }
+}
+
+/// What a trapped plugin's stderr says, with its panic message (Rust's `thread '…' panicked at …`, the
+/// last one written) told apart from whatever the plugin wrote before it.
+fn explain_stderr(stderr: &str) -> Option<String> {
     let stderr = stderr.trim();
     if stderr.is_empty() {
-        PluginFault::Trap { message }
-    } else {
-        // The end of stderr is where a panic message is.
-        let tail = &stderr[stderr.floor_char_boundary(stderr.len().saturating_sub(512))..];
-        PluginFault::Trap {
-            message: format!("{message}; stderr: {}", log::sanitize(tail, 512)),
-        }
+        return None;
     }
+    let panic_at = stderr.rfind(" panicked at ").map(|at| {
+        // From the start of that line (`thread '<unnamed>' panicked at src/lib.rs:3:5:`).
+        stderr[..at].rfind('\n').map_or(0, |newline| newline + 1)
+    });
+    let tail = |text: &str, max: usize| {
+        let text = text.trim();
+        let from = text.floor_char_boundary(text.len().saturating_sub(max));
+        let cut = if from > 0 { "…" } else { "" };
+        format!("{cut}{}", log::sanitize(&text[from..], max))
+    };
+    Some(match panic_at {
+        Some(at) => {
+            let (before, panic) = stderr.split_at(at);
+            let panic = log::sanitize(panic.trim(), 512);
+            if before.trim().is_empty() {
+                format!("panic: {panic}")
+            } else {
+                format!(
+                    "panic: {panic} [the plugin's earlier stderr, not part of the panic: {}]",
+                    tail(before, 256)
+                )
+            }
+        }
+        None => format!(
+            "no panic message; the end of the plugin's stderr: {}",
+            tail(stderr, 512)
+        ),
+    })
 }
 
 mod millis {
@@ -522,4 +713,31 @@ fn _assert_send(runtime: &PluginRuntime, binding: &Binding, request: &PolicyRequ
     fn is_send<T: Send>(_: T) {}
     is_send(runtime.evaluate(binding, request));
     is_send(runtime.run_chain(std::slice::from_ref(binding), request));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain_stderr;
+
+    #[test]
+    fn a_panic_is_told_apart_from_the_plugin_s_earlier_output() {
+        let stderr = "loading rules\nrule 3 looks odd\nthread '<unnamed>' panicked at src/lib.rs:9:5:\nboom\n";
+        let explained = explain_stderr(stderr).unwrap();
+        assert!(
+            explained.starts_with("panic: thread '<unnamed>' panicked at src/lib.rs:9:5:\\nboom"),
+            "{explained}"
+        );
+        assert!(
+            explained.contains("[the plugin's earlier stderr, not part of the panic: loading rules\\nrule 3 looks odd]"),
+            "{explained}"
+        );
+        let only = explain_stderr("thread 'main' panicked at a.rs:1:1:\nno\n").unwrap();
+        assert_eq!(only, "panic: thread 'main' panicked at a.rs:1:1:\\nno");
+        let plain = explain_stderr("just some output\n").unwrap();
+        assert_eq!(
+            plain,
+            "no panic message; the end of the plugin's stderr: just some output"
+        );
+        assert_eq!(explain_stderr("  \n"), None);
+    }
 }

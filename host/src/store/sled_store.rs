@@ -1448,6 +1448,7 @@ mod tests {
             plugin: "ab".repeat(32),
             config: "{}".into(),
             limits: None,
+            tag_keys: Vec::new(),
         });
         assert_eq!(
             store.create_connector(bound.clone()).unwrap_err().code(),

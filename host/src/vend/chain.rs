@@ -82,7 +82,7 @@ impl Chains {
             .map_err(|e| fault(e.into()))?;
             let binding = self
                 .plugins
-                .bind(&spec.id, plugin, &spec.config, spec.limits)
+                .bind_with(&spec.id, plugin, &spec.config, &spec.options())
                 .await
                 .map_err(|e| {
                     fault(match e {

@@ -376,7 +376,7 @@ fn narrow_by_caller(base: &PolicyRequest, policy: String) -> Result<PolicyReques
         policy: Some(policy),
         ..base.unchanged_grant()
     };
-    plugins::check_grant(base, &candidate)
+    plugins::check_grant(base, &candidate, &[])
         .map_err(|fault| invalid(format!("may only narrow the connector's policy: {fault}")))?;
     Ok(base.with_grant(&candidate))
 }

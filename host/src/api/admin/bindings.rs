@@ -37,6 +37,7 @@ pub fn binding_json(b: &BindingSpec) -> Value {
         "plugin": b.plugin,
         "config": config,
         "limits": b.limits,
+        "tag_keys": b.tag_keys,
     })
 }
 
@@ -79,7 +80,7 @@ pub async fn check_binding(state: &AppState, spec: &BindingSpec) -> AdminResult<
     state
         .service
         .plugins
-        .bind(&spec.id, plugin, &spec.config, spec.limits)
+        .bind_with(&spec.id, plugin, &spec.config, &spec.options())
         .await?;
     Ok(())
 }
@@ -108,6 +109,12 @@ struct BindingInput {
     position: Option<usize>,
     #[serde(default)]
     limits: Option<LimitsInput>,
+    /// The session tag keys the plugin may add to a request (none if left out). Tags are what ABAC
+    /// policies (`aws:PrincipalTag/…`) grant on, so a plugin adding any other key is a fault
+    /// (`plugin_widened_grant`). Each must be a key STS takes; compared ignoring case.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    tag_keys: Vec<String>,
 }
 
 /// The plugins bound to a connector, in chain order.
@@ -189,6 +196,7 @@ async fn create(
         plugin: input.plugin.trim().to_ascii_lowercase(),
         config,
         limits,
+        tag_keys: input.tag_keys,
     };
     check_binding(&state, &spec).await?;
     // The chain as it is now (it may have changed while the plugin checked the configuration).
@@ -290,6 +298,7 @@ mod tests {
             plugin: plugin.into(),
             config: "{}".into(),
             limits: None,
+            tag_keys: Vec::new(),
         }
     }
 
