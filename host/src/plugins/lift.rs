@@ -2,8 +2,7 @@
 //!
 //! The generated bindings lift a whole `decision` into host `String`s and `Vec`s, so a plugin could make
 //! the host allocate as much as its own memory holds (a grant of 50,000 tags took ~45 MB of host memory
-//! and up to 600 ms). Here every string and list of an answer is lifted as a [`Bounded`] or
-//! [`BoundedList`]: the length the plugin claims is compared with STS's limit for that field *before*
+//! and up to 600 ms). Here every string and list of an answer is lifted as a [`Bounded`]: the length the plugin claims is compared with STS's limit for that field *before*
 //! anything is copied, and a longer one is kept as its length only (then refused as
 //! `plugin_invalid_grant`). Host work on an answer is therefore bounded by STS's limits, whatever the
 //! plugin claims. Messages for people (a denial's reason, an error) keep a cut prefix instead.
@@ -47,30 +46,38 @@ fn pointer_pair_from_memory(bytes: &[u8]) -> (usize, usize) {
     (word(0), word(4))
 }
 
-/// A guest `string` of at most `MAX` bytes, copied; a longer one is kept as its length only.
-pub(crate) struct Bounded<const MAX: usize>(Result<String, usize>);
+/// A guest `string` (`T` = `String`, at most `MAX` bytes) or `list` (`T` = `Vec<_>`, at most `MAX` items),
+/// lifted only when its length is within `MAX`; a longer one is kept as its length only. Both are a
+/// pointer and a length in the canonical ABI, the length second.
+pub(crate) struct Bounded<T, const MAX: usize>(Result<T, usize>);
 
-unsafe impl<const MAX: usize> ComponentType for Bounded<MAX> {
-    type Lower = <String as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <String as ComponentType>::ABI;
+unsafe impl<T, const MAX: usize> ComponentType for Bounded<T, MAX>
+where
+    T: ComponentType<Lower = [ValRaw; 2]>,
+{
+    type Lower = [ValRaw; 2];
+    const ABI: CanonicalAbiInfo = T::ABI;
 
     fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <String as ComponentType>::typecheck(ty, types)
+        T::typecheck(ty, types)
     }
 }
 
-unsafe impl<const MAX: usize> Lift for Bounded<MAX> {
+unsafe impl<T, const MAX: usize> Lift for Bounded<T, MAX>
+where
+    T: Lift + ComponentType<Lower = [ValRaw; 2]>,
+{
     fn linear_lift_from_flat(
         cx: &mut LiftContext<'_>,
         ty: InterfaceType,
         src: &Self::Lower,
     ) -> wasmtime::Result<Self> {
-        // (A UTF-16 component's length carries a tag bit: such a length is simply over every limit.)
+        // (A UTF-16 component's string length carries a tag bit: such a length is over every limit.)
         let (_, len) = pointer_pair_from_flat(src);
         if len > MAX {
             return Ok(Bounded(Err(len)));
         }
-        Ok(Bounded(Ok(String::linear_lift_from_flat(cx, ty, src)?)))
+        Ok(Bounded(Ok(T::linear_lift_from_flat(cx, ty, src)?)))
     }
 
     fn linear_lift_from_memory(
@@ -82,51 +89,12 @@ unsafe impl<const MAX: usize> Lift for Bounded<MAX> {
         if len > MAX {
             return Ok(Bounded(Err(len)));
         }
-        Ok(Bounded(Ok(String::linear_lift_from_memory(cx, ty, bytes)?)))
+        Ok(Bounded(Ok(T::linear_lift_from_memory(cx, ty, bytes)?)))
     }
 }
 
-/// A guest `list` of at most `MAX` items, lifted; a longer one is kept as its length only.
-pub(crate) struct BoundedList<T, const MAX: usize>(Result<Vec<T>, usize>);
-
-unsafe impl<T: ComponentType, const MAX: usize> ComponentType for BoundedList<T, MAX> {
-    type Lower = <Vec<T> as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <Vec<T> as ComponentType>::ABI;
-
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <Vec<T> as ComponentType>::typecheck(ty, types)
-    }
-}
-
-unsafe impl<T: Lift, const MAX: usize> Lift for BoundedList<T, MAX> {
-    fn linear_lift_from_flat(
-        cx: &mut LiftContext<'_>,
-        ty: InterfaceType,
-        src: &Self::Lower,
-    ) -> wasmtime::Result<Self> {
-        let (_, len) = pointer_pair_from_flat(src);
-        if len > MAX {
-            return Ok(BoundedList(Err(len)));
-        }
-        Ok(BoundedList(Ok(Vec::<T>::linear_lift_from_flat(
-            cx, ty, src,
-        )?)))
-    }
-
-    fn linear_lift_from_memory(
-        cx: &mut LiftContext<'_>,
-        ty: InterfaceType,
-        bytes: &[u8],
-    ) -> wasmtime::Result<Self> {
-        let (_, len) = pointer_pair_from_memory(bytes);
-        if len > MAX {
-            return Ok(BoundedList(Err(len)));
-        }
-        Ok(BoundedList(Ok(Vec::<T>::linear_lift_from_memory(
-            cx, ty, bytes,
-        )?)))
-    }
-}
+/// A bounded guest string.
+type Text<const MAX: usize> = Bounded<String, MAX>;
 
 /// A message for people: at most [`MAX_MESSAGE_BYTES`] of it copied, the rest cut.
 pub(crate) struct Message {
@@ -208,18 +176,18 @@ impl Message {
 #[derive(ComponentType, Lift)]
 #[component(record)]
 pub(crate) struct RawTag {
-    key: Bounded<MAX_TAG_KEY_BYTES>,
-    value: Bounded<MAX_TAG_VALUE_BYTES>,
+    key: Text<MAX_TAG_KEY_BYTES>,
+    value: Text<MAX_TAG_VALUE_BYTES>,
 }
 
 /// `grant`, bounded.
 #[derive(ComponentType, Lift)]
 #[component(record)]
 pub(crate) struct RawGrant {
-    policy: Option<Bounded<MAX_POLICY_BYTES>>,
+    policy: Option<Text<MAX_POLICY_BYTES>>,
     #[component(name = "policy-arns")]
-    policy_arns: BoundedList<Bounded<MAX_ARN_BYTES>, { validate::MAX_POLICY_ARNS }>,
-    tags: BoundedList<RawTag, { validate::MAX_TAGS }>,
+    policy_arns: Bounded<Vec<Text<MAX_ARN_BYTES>>, { validate::MAX_POLICY_ARNS }>,
+    tags: Bounded<Vec<RawTag>, { validate::MAX_TAGS }>,
     #[component(name = "duration-seconds")]
     duration_seconds: u32,
 }
@@ -269,7 +237,7 @@ fn too_many(what: &str, count: usize, max: usize) -> PluginFault {
 }
 
 fn field<const MAX: usize>(
-    value: Bounded<MAX>,
+    value: Text<MAX>,
     what: impl FnOnce() -> String,
 ) -> Result<String, PluginFault> {
     value.0.map_err(|len| {

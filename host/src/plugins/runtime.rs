@@ -492,26 +492,31 @@ impl PluginRuntime {
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), PluginFault> {
         let settings = &self.inner.config;
         let until = tokio::time::Instant::now() + settings.queue_wait;
-        let own = tokio::time::timeout_at(until, binding.slots.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| PluginFault::Busy {
-                message: format!(
-                    "this binding already runs {} evaluations at once (its share of the instance pool)",
-                    settings.max_concurrent_per_binding
-                ),
-            })?;
-        let pool = tokio::time::timeout_at(until, self.inner.pool_slots.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| PluginFault::Busy {
-                message: format!(
-                    "all {} plugin instances are in use",
-                    settings.pool_instances
-                ),
-            })?;
+        let slot = |slots: &Arc<Semaphore>, message: String| {
+            let acquire = slots.clone().acquire_owned();
+            async move {
+                match tokio::time::timeout_at(until, acquire).await {
+                    Ok(Ok(permit)) => Ok(permit),
+                    _ => Err(PluginFault::Busy { message }),
+                }
+            }
+        };
+        let own = slot(
+            &binding.slots,
+            format!(
+                "this binding already runs {} evaluations at once (its share of the instance pool)",
+                settings.max_concurrent_per_binding
+            ),
+        )
+        .await?;
+        let pool = slot(
+            &self.inner.pool_slots,
+            format!(
+                "all {} plugin instances are in use",
+                settings.pool_instances
+            ),
+        )
+        .await?;
         Ok((own, pool))
     }
 
