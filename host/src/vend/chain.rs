@@ -46,10 +46,18 @@ impl Chains {
             return chain.clone();
         }
         let chain = self.load(&connector.bindings).await;
-        self.loaded
-            .lock()
-            .unwrap()
-            .insert(connector.id, (connector.bindings.clone(), chain.clone()));
+        // A plugin that was busy or slow while its configuration was checked may not be next time: only
+        // lasting outcomes are kept.
+        let transient = matches!(
+            &chain,
+            Err((_, PluginFault::Busy { .. } | PluginFault::Timeout { .. }))
+        );
+        if !transient {
+            self.loaded
+                .lock()
+                .unwrap()
+                .insert(connector.id, (connector.bindings.clone(), chain.clone()));
+        }
         chain
     }
 
