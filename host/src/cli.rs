@@ -1629,7 +1629,20 @@ async fn serve(path: &Path) -> Result<ExitCode, Failure> {
                     .metrics_token()
                     .map_err(|e| Failure(e.to_string()))?,
             );
+    // Cached credentials too old to be handed out are dropped (and zeroed) once a minute.
+    let sweeper = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                service.vendor.cache().sweep(std::time::SystemTime::now());
+            }
+        })
+    };
     let served = crate::api::serve(listener, tls, state, crate::api::shutdown_signal()).await;
+    sweeper.abort();
+    service.vendor.cache().flush_all();
     let flushed = service.shutdown();
     served.map_err(|e| Failure(format!("server: {e}")))?;
     flushed.map_err(|e| Failure(e.to_string()))?;

@@ -25,6 +25,16 @@
 //! connect_timeout_seconds = 3
 //! operation_timeout_seconds = 10
 //! max_attempts = 3
+//! budget_per_second = 300              # STS calls per account and Region (STS allows 600); 0: no budget
+//! budget_wait_ms = 500                 # a call over budget waits this long, then sts_budget_exhausted (429)
+//!
+//! [credential_cache]                   # for connectors with credential_cache on
+//! min_remaining_seconds = 900          # hand out cached credentials only with this much life left…
+//! min_remaining_fraction = 0.5         # …and this share of the duration asked for
+//! max_entries = 10000
+//!
+//! [audit]
+//! durable = true                       # every vend's record fsynced (group commit) before its answer
 //!
 //! [plugins]
 //! deadline_ms = 50                     # CPU time and wall-clock time (waiting counts) of one call
@@ -73,6 +83,61 @@ pub struct Config {
     /// `[web]`: the web UI.
     #[serde(default)]
     pub web: WebConfig,
+    /// `[credential_cache]`: when cached credentials are handed out again.
+    #[serde(default)]
+    pub credential_cache: CredentialCacheConfig,
+    /// `[audit]`: the audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[credential_cache]`: for connectors with `credential_cache` on.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialCacheConfig {
+    /// The least life, in seconds, cached credentials must have left to be handed out (default 900).
+    pub min_remaining_seconds: u64,
+    /// The least share of the duration asked for they must have left (default 0.5; 0 to 1).
+    pub min_remaining_fraction: f64,
+    /// The most credential sets kept (default 10,000).
+    pub max_entries: usize,
+}
+
+impl Default for CredentialCacheConfig {
+    fn default() -> Self {
+        let d = crate::vend::CacheSettings::default();
+        CredentialCacheConfig {
+            min_remaining_seconds: d.min_remaining.as_secs(),
+            min_remaining_fraction: d.min_remaining_fraction,
+            max_entries: d.max_entries,
+        }
+    }
+}
+
+impl CredentialCacheConfig {
+    /// The cache's settings.
+    pub fn settings(&self) -> crate::vend::CacheSettings {
+        crate::vend::CacheSettings {
+            min_remaining: Duration::from_secs(self.min_remaining_seconds),
+            min_remaining_fraction: self.min_remaining_fraction,
+            max_entries: self.max_entries,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Whether every vend's and admin change's record is on disk (fsynced, shared by concurrent requests)
+    /// before the answer is sent (default true). Off, a crash can lose the last half second's records.
+    pub durable: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { durable: true }
+    }
 }
 
 /// `[web]`: the web UI served at `/`.
@@ -220,6 +285,11 @@ pub struct StsConfig {
     pub operation_timeout_seconds: u64,
     /// Attempts per operation (default 3).
     pub max_attempts: u32,
+    /// STS calls per second per account and Region idfed may make (default 300, half of STS's quota;
+    /// 0: no budget).
+    pub budget_per_second: u32,
+    /// How long a call over budget waits for its turn before `sts_budget_exhausted` (default 500 ms).
+    pub budget_wait_ms: u64,
 }
 
 impl Default for StsConfig {
@@ -231,6 +301,8 @@ impl Default for StsConfig {
             connect_timeout_seconds: d.connect_timeout.as_secs(),
             operation_timeout_seconds: d.operation_timeout.as_secs(),
             max_attempts: d.max_attempts,
+            budget_per_second: crate::sts::BudgetSettings::default().per_second,
+            budget_wait_ms: crate::sts::BudgetSettings::default().max_wait.as_millis() as u64,
         }
     }
 }
@@ -243,6 +315,14 @@ impl StsConfig {
             operation_timeout: Duration::from_secs(self.operation_timeout_seconds),
             max_attempts: self.max_attempts,
             default_region: self.region.clone(),
+        }
+    }
+
+    /// The STS budget's settings.
+    pub fn budget_settings(&self) -> crate::sts::BudgetSettings {
+        crate::sts::BudgetSettings {
+            per_second: self.budget_per_second,
+            max_wait: Duration::from_millis(self.budget_wait_ms),
         }
     }
 }
@@ -473,6 +553,25 @@ impl Config {
         if self.sts.operation_timeout_seconds == 0 {
             return Err(invalid(
                 "sts.operation_timeout_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.sts.budget_wait_ms > 60_000 {
+            return Err(invalid(
+                "sts.budget_wait_ms",
+                "must be at most 60000 (a minute): past that, a refusal with Retry-After serves callers better",
+            ));
+        }
+        let cache = &self.credential_cache;
+        if !(0.0..=1.0).contains(&cache.min_remaining_fraction) {
+            return Err(invalid(
+                "credential_cache.min_remaining_fraction",
+                "must be between 0 and 1",
+            ));
+        }
+        if cache.max_entries == 0 {
+            return Err(invalid(
+                "credential_cache.max_entries",
                 "must be at least 1",
             ));
         }

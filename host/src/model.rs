@@ -216,6 +216,11 @@ pub struct Connector {
     /// A disabled connector vends nothing.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Whether credentials issued may be handed out again to the same caller for the same final request
+    /// while they have enough life left (see `vend::cache`); concurrent identical requests then share one
+    /// STS call. Off by default: every vend is its own STS call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub credential_cache: bool,
     /// The plugin chain, in order.
     #[serde(default)]
     pub bindings: Vec<BindingSpec>,

@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::plugins::{KvStore, PluginRuntime};
 use crate::store::{SledStore, Store};
 use crate::sts::{
-    AccountAccess, AwsIssuer, BoxFuture, CallerIdentity, CredentialIssuer, IssueRequest,
-    IssuedCredentials, StsError,
+    AccountAccess, AwsIssuer, BoxFuture, Budgeted, CallerIdentity, CredentialIssuer, IssueRequest,
+    IssuedCredentials, StsBudget, StsError,
 };
 use crate::vend::Vendor;
 
@@ -30,8 +30,10 @@ pub struct Service {
     pub audit: AuditLog,
     /// The plugin runtime.
     pub plugins: PluginRuntime,
-    /// The STS client (with the configured default endpoint).
+    /// The STS client (with the configured default endpoint), paying from `budget`.
     pub issuer: Arc<dyn CredentialIssuer>,
+    /// The STS budget every STS call draws from.
+    pub budget: Arc<StsBudget>,
     /// The vend pipeline.
     pub vendor: Vendor,
     /// Logins, sessions, password checks.
@@ -56,6 +58,7 @@ impl Service {
         let store = Arc::new(store);
         let audit = AuditLog::open(store.db(), None)
             .map_err(|e| ServiceError(format!("audit log: {e}")))?;
+        audit.set_durable(config.audit.durable);
         let kv = KvStore::new(
             store
                 .db()
@@ -65,16 +68,22 @@ impl Service {
         let plugins =
             PluginRuntime::new(config.plugins.runtime_config(), Some(store.data_dir()), kv)
                 .map_err(|e| ServiceError(format!("plugin runtime: {e:#}")))?;
-        let issuer: Arc<dyn CredentialIssuer> = Arc::new(DefaultEndpoint {
-            inner: AwsIssuer::new(config.sts.issuer_settings()),
-            endpoint: config.sts.endpoint.clone(),
-        });
+        let budget = Arc::new(StsBudget::new(config.sts.budget_settings()));
+        let issuer: Arc<dyn CredentialIssuer> = Arc::new(Budgeted::new(
+            DefaultEndpoint {
+                inner: AwsIssuer::new(config.sts.issuer_settings()),
+                endpoint: config.sts.endpoint.clone(),
+            },
+            budget.clone(),
+            config.sts.region.clone(),
+        ));
         let vendor = Vendor::new(
             store.clone() as Arc<dyn Store>,
             issuer.clone(),
             plugins.clone(),
             audit.clone(),
-        );
+        )
+        .with_cache(config.credential_cache.settings());
         let directory = config
             .auth
             .directory
@@ -87,6 +96,7 @@ impl Service {
             audit,
             plugins,
             issuer,
+            budget,
             vendor,
             auth: Arc::new(auth),
         })

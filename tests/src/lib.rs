@@ -170,6 +170,7 @@ pub fn add_benchmark_connectors(store: &dyn idfed::store::Store, group: &str) {
         groups: vec![group.into()],
         system_scope: false,
         enabled: true,
+        credential_cache: false,
         bindings,
     };
     let bind = |path: &str, config: &str, tag_keys: &[&str]| BindingSpec {

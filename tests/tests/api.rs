@@ -91,6 +91,7 @@ impl Fixture {
                 groups: vec!["devs".into()],
                 system_scope: false,
                 enabled: true,
+                credential_cache: false,
                 bindings: vec![],
             })
             .unwrap();

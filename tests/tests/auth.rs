@@ -69,6 +69,7 @@ fn connector_for(group: &str) -> Connector {
         groups: vec![group.into()],
         system_scope: false,
         enabled: true,
+        credential_cache: false,
         bindings: vec![],
     }
 }

@@ -28,6 +28,7 @@ fn connector(name: &str, principal: Principal, groups: &[&str], system_scope: bo
         groups: groups.iter().map(|g| g.to_string()).collect(),
         system_scope,
         enabled: true,
+        credential_cache: false,
         bindings: vec![],
     }
 }

@@ -79,6 +79,7 @@ fn connector(name: &str, principal: Principal, groups: &[&str]) -> Connector {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         system_scope: false,
         enabled: true,
+        credential_cache: false,
         bindings: vec![],
     }
 }

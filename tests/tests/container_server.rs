@@ -53,6 +53,7 @@ async fn boto3_and_the_cli_read_the_local_container_server() {
             groups: vec!["devs".into()],
             system_scope: false,
             enabled: true,
+            credential_cache: false,
             bindings: vec![],
         })
         .unwrap();

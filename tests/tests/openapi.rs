@@ -20,7 +20,7 @@ use tower::ServiceExt;
 /// Every operation the API serves: 21 under `/api/v1/admin`, 13 other ones under `/api/v1` (session 3,
 /// web session 3, connectors 4 with caller-identity, console-url 1, container-credentials 1, openapi.json
 /// 1), and 7 outside it: the web UI's 4 files, `/healthz`, `/readyz`, `/metrics`.
-const OPERATIONS: usize = 41;
+const OPERATIONS: usize = 42;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
@@ -159,6 +159,7 @@ async fn every_documented_operation_is_served_and_nothing_else() {
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
+        ("post", "/api/v1/admin/connectors/{id_or_name}/cache/flush"),
     ] {
         assert!(
             operations.contains(&(wanted.0.to_owned(), wanted.1.to_owned())),

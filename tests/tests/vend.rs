@@ -119,6 +119,7 @@ impl Harness {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             system_scope: false,
             enabled: true,
+            credential_cache: false,
             bindings: vec![],
         };
         edit(&mut connector);

@@ -64,6 +64,9 @@ struct CredentialsBody {
     duration_seconds: u32,
     /// Whether the duration asked for was capped.
     capped: bool,
+    /// Whether these credentials were issued before, for an identical request (the connector's credential
+    /// cache): `expiration` is theirs, `duration_seconds` the whole seconds they have left.
+    cached: bool,
     /// The vend's id (in the audit log).
     request_id: String,
     /// The connector's name.
@@ -211,6 +214,7 @@ pub fn render(vended: &Vended, format: Format) -> Response {
                 "expiration": expiration,
                 "duration_seconds": vended.duration_seconds,
                 "capped": vended.capped,
+                "cached": vended.cached,
                 "request_id": vended.request_id,
                 "connector": vended.connector_name,
             })),
@@ -261,7 +265,7 @@ pub fn render(vended: &Vended, format: Format) -> Response {
          )),
         (status = 400, description = "A bad request (`invalid_request`), or a request STS refuses", body = ErrorBody),
         (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_attempts`), or idfed's STS budget for the account is spent (`sts_budget_exhausted`); with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now, or a policy plugin is busy (`plugin_busy`, with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
@@ -297,7 +301,7 @@ async fn credentials(
         (status = 200, description = "Who AWS says the vended credentials are", body = CallerIdentityBody),
         (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
         (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
-        (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_attempts`), or idfed's STS budget for the account is spent (`sts_budget_exhausted`); with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now, or a policy plugin is busy (`plugin_busy`, with `Retry-After`)", body = ErrorBody),
         (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),

@@ -82,6 +82,11 @@ fn sts_parts(e: &StsError) -> (StatusCode, String, Option<Duration>) {
             "STS is throttling requests; try again later".into(),
             Some(*retry_after),
         ),
+        StsErrorKind::BudgetExhausted { retry_after } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            e.message.clone(),
+            Some(*retry_after),
+        ),
         StsErrorKind::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "STS is unavailable; try again later".into(),

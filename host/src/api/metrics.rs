@@ -120,6 +120,105 @@ impl Metrics {
     }
 }
 
+/// The credential cache's, the STS budget's and the audit log's group commit's counters.
+fn render_economy(out: &mut String, service: &crate::service::Service) {
+    let cache = service.vendor.cache().stats();
+    for (name, kind, help, value) in [
+        (
+            "idfed_credential_cache_hits_total",
+            "counter",
+            "Vends answered with credentials from the credential cache.",
+            cache.hits,
+        ),
+        (
+            "idfed_credential_cache_misses_total",
+            "counter",
+            "Vends of caching connectors that found nothing usable in the cache.",
+            cache.misses,
+        ),
+        (
+            "idfed_credential_cache_coalesced_total",
+            "counter",
+            "Cache misses that shared an identical request's STS call instead of making one.",
+            cache.coalesced,
+        ),
+        (
+            "idfed_credential_cache_evictions_total",
+            "counter",
+            "Cached credential sets ended: too old, over the bound, changed, refused or flushed.",
+            cache.evictions,
+        ),
+        (
+            "idfed_credential_cache_entries",
+            "gauge",
+            "Credential sets in the cache now.",
+            cache.entries,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let budget = service.budget.stats();
+    header_lines(
+        out,
+        "idfed_sts_calls_total",
+        "STS calls made, by account and Region (or endpoint).",
+    );
+    for (scope, stats) in &budget {
+        let _ = writeln!(
+            out,
+            "idfed_sts_calls_total{{scope=\"{}\"}} {}",
+            escape(scope),
+            stats.calls
+        );
+    }
+    header_lines(
+        out,
+        "idfed_sts_budget_waits_total",
+        "STS calls that waited for the budget, by account and Region.",
+    );
+    for (scope, stats) in &budget {
+        let _ = writeln!(
+            out,
+            "idfed_sts_budget_waits_total{{scope=\"{}\"}} {}",
+            escape(scope),
+            stats.waited
+        );
+    }
+    header_lines(
+        out,
+        "idfed_sts_throttled_total",
+        "STS calls refused for throttling, by account and Region and by whom: idfed's budget \
+         (sts_budget_exhausted) or STS itself after retries (sts_throttled).",
+    );
+    for (scope, stats) in &budget {
+        for (by, n) in [("budget", stats.refused), ("sts", stats.throttled_by_sts)] {
+            let _ = writeln!(
+                out,
+                "idfed_sts_throttled_total{{scope=\"{}\",by=\"{by}\"}} {n}",
+                escape(scope)
+            );
+        }
+    }
+    let durability = service.audit.durability_stats();
+    for (name, help, value) in [
+        (
+            "idfed_audit_durable_appends_total",
+            "Audit records made durable before their answer was sent.",
+            durability.durable_appends,
+        ),
+        (
+            "idfed_audit_flushes_total",
+            "Flushes (fsyncs) that made them durable: concurrent records share one.",
+            durability.flushes,
+        ),
+    ] {
+        header_lines(out, name, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -161,7 +260,8 @@ pub async fn metrics(
             return Err(ApiError::Auth(crate::auth::AuthError::InvalidCredentials));
         }
     }
-    let body = state.metrics.render(state.service.auth.stats());
+    let mut body = state.metrics.render(state.service.auth.stats());
+    render_economy(&mut body, &state.service);
     Ok((
         [(
             header::CONTENT_TYPE,

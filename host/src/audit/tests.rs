@@ -598,3 +598,65 @@ fn long_free_text_is_cut_on_a_char_boundary() {
     assert_eq!(record.event.user_agent.as_deref(), Some("short"));
     assert!(record.time > UNIX_EPOCH);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_appends_share_flushes() {
+    let (_dir, _db, log) = setup(None);
+    assert!(log.is_durable(), "durable by default");
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                log.append_durable(event(&format!("user{i}"), "dev", Outcome::Issued))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        let record = task.await.unwrap();
+        // Once append_durable returns, a flush that started after the append has finished.
+        assert!(log.inner.synced.load(Ordering::Acquire) >= record.seq);
+        seqs.push(record.seq);
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=64).collect::<Vec<u64>>());
+    let stats = log.durability_stats();
+    assert_eq!(stats.durable_appends, 64);
+    assert!(
+        (1..=64).contains(&stats.flushes),
+        "each durable append waits for at most one flush of its own: {stats:?}"
+    );
+    assert!(log.verify().unwrap().is_intact());
+
+    // Off, nothing waits for the disk.
+    log.set_durable(false);
+    log.append_durable(event("late", "dev", Outcome::Issued))
+        .await
+        .unwrap();
+    assert_eq!(log.durability_stats().flushes, stats.flushes);
+    assert_eq!(log.durability_stats().durable_appends, 64);
+}
+
+#[test]
+fn cached_is_recorded_only_when_set() {
+    let (_dir, _db, log) = setup(None);
+    let plain = log.append(event("alice", "dev", Outcome::Issued)).unwrap();
+    let cached = log
+        .append(AuditEvent {
+            cached: true,
+            access_key_id: Some("ASIAEXAMPLE".into()),
+            ..event("alice", "dev", Outcome::Issued)
+        })
+        .unwrap();
+    let shown = |r: &AuditRecord| serde_json::to_value(&r.event).unwrap();
+    assert!(
+        shown(&plain).get("cached").is_none(),
+        "older records' bodies are unchanged"
+    );
+    assert_eq!(shown(&cached)["cached"], json!(true));
+    let found = log.query(&AuditFilter::default()).unwrap();
+    assert!(found[0].event.cached && !found[1].event.cached);
+    assert!(log.verify().unwrap().is_intact());
+}

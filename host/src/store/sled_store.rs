@@ -1132,6 +1132,7 @@ mod tests {
             groups: Vec::new(),
             system_scope: true,
             enabled: true,
+            credential_cache: false,
             bindings: Vec::new(),
         }
     }

@@ -9,9 +9,11 @@ use std::time::{Duration, SystemTime};
 pub use crate::model::SessionTag;
 use crate::secret::Secret;
 
+pub mod budget;
 mod issuer;
 pub mod validate;
 
+pub use budget::{BudgetSettings, Budgeted, StsBudget};
 pub use issuer::{AwsIssuer, IssuerSettings};
 pub use validate::ValidationError;
 
@@ -164,6 +166,11 @@ pub enum StsErrorKind {
         /// How long to wait before trying again.
         retry_after: Duration,
     },
+    /// idfed's own STS budget for the account and Region is spent (see [`budget`]): nothing was sent.
+    BudgetExhausted {
+        /// When a token will be free.
+        retry_after: Duration,
+    },
     /// STS found the session policy malformed.
     MalformedPolicy,
     /// The session policies and tags are over STS's packed size limit.
@@ -196,12 +203,14 @@ impl StsError {
     }
 
     /// The stable code: `sts_invalid_request`, `sts_access_denied`, `sts_throttled`, `sts_malformed_policy`,
-    /// `sts_packed_policy_too_large`, `sts_region_disabled`, `sts_invalid_token`, `sts_unavailable` or `sts_error`.
+    /// `sts_packed_policy_too_large`, `sts_region_disabled`, `sts_invalid_token`, `sts_unavailable`,
+    /// `sts_budget_exhausted` or `sts_error`.
     pub fn code(&self) -> &'static str {
         match self.kind {
             StsErrorKind::Invalid(_) => "sts_invalid_request",
             StsErrorKind::AccessDenied => "sts_access_denied",
             StsErrorKind::Throttled { .. } => "sts_throttled",
+            StsErrorKind::BudgetExhausted { .. } => "sts_budget_exhausted",
             StsErrorKind::MalformedPolicy => "sts_malformed_policy",
             StsErrorKind::PackedPolicyTooLarge => "sts_packed_policy_too_large",
             StsErrorKind::RegionDisabled => "sts_region_disabled",
@@ -235,6 +244,12 @@ mod tests {
                     retry_after: Duration::from_secs(1),
                 },
                 "sts_throttled",
+            ),
+            (
+                StsErrorKind::BudgetExhausted {
+                    retry_after: Duration::from_secs(1),
+                },
+                "sts_budget_exhausted",
             ),
             (StsErrorKind::MalformedPolicy, "sts_malformed_policy"),
             (

@@ -1258,6 +1258,7 @@ mod tests {
             groups: vec![],
             system_scope: false,
             enabled: true,
+            credential_cache: false,
             bindings: vec![],
         }
     }

@@ -4,6 +4,7 @@
 //! Every attempt is audited, whatever its outcome, and the audit record is written before credentials are
 //! handed out: if the audit log cannot be written, nothing is vended (fail closed).
 
+pub mod cache;
 mod chain;
 mod duration;
 
@@ -14,7 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::audit::{AuditEvent, AuditLog, Outcome};
-use crate::model::{Caller, Connector, Identity, Principal, PrincipalType};
+use crate::model::{Account, Caller, Connector, Identity, Principal, PrincipalType};
 use crate::plugins::{self, ChainOutcome, ConnectorInfo, Grant, PluginRuntime, PolicyRequest};
 use crate::store::Store;
 use crate::sts::validate::{self, ValidationError};
@@ -22,6 +23,7 @@ use crate::sts::{
     AccountAccess, CredentialIssuer, IssueKind, IssueRequest, IssuedCredentials, StsError,
 };
 
+pub use cache::{CacheKey, CacheSettings, CacheStats, CredentialCache};
 pub use duration::{DurationChoice, resolve_duration};
 
 /// What a caller may ask for beyond the connector's defaults: only ever narrower.
@@ -44,10 +46,13 @@ pub struct Vended {
     pub connector_name: String,
     /// The credentials.
     pub credentials: IssuedCredentials,
-    /// The duration granted, in seconds.
+    /// The duration granted, in seconds; for cached credentials, the whole seconds they have left.
     pub duration_seconds: u32,
     /// Whether the duration was cut to the connector's maximum (or by a plugin).
     pub capped: bool,
+    /// Whether the credentials were issued before, for an identical request (the connector's credential
+    /// cache, or an identical request in flight at the same time).
+    pub cached: bool,
 }
 
 /// Why nothing was vended. `code()` is stable; `Display` is for the caller (nothing internal, no secret).
@@ -114,10 +119,11 @@ pub struct Vendor {
     issuer: Arc<dyn CredentialIssuer>,
     audit: AuditLog,
     chains: chain::Chains,
+    cache: Arc<CredentialCache>,
 }
 
 impl Vendor {
-    /// A pipeline over these parts.
+    /// A pipeline over these parts, with a credential cache of the default settings.
     pub fn new(
         store: Arc<dyn Store>,
         issuer: Arc<dyn CredentialIssuer>,
@@ -130,12 +136,24 @@ impl Vendor {
             issuer,
             audit,
             chains,
+            cache: Arc::new(CredentialCache::new(CacheSettings::default())),
         }
+    }
+
+    /// The same pipeline with an empty credential cache of `settings`.
+    pub fn with_cache(mut self, settings: CacheSettings) -> Self {
+        self.cache = Arc::new(CredentialCache::new(settings));
+        self
     }
 
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// The credential cache (of the connectors with `credential_cache` on).
+    pub fn cache(&self) -> &CredentialCache {
+        &self.cache
     }
 
     /// Whether `caller` may use `connector`: administrators every connector, users those listing one of
@@ -181,6 +199,7 @@ impl Vendor {
             Ok(vended) => {
                 event.outcome = Outcome::Issued;
                 event.access_key_id = Some(vended.credentials.access_key_id.clone());
+                event.cached = vended.cached;
             }
             Err(e) => {
                 event.outcome = match e {
@@ -201,7 +220,8 @@ impl Vendor {
                 }
             }
         }
-        if let Err(e) = self.audit.append(event) {
+        // Durable (fsynced, shared with concurrent vends) before the credentials leave.
+        if let Err(e) = self.audit.append_durable(event).await {
             tracing::error!(request_id, error = %e, "audit log unavailable: refusing to hand out credentials");
             return Err(VendError::Internal("the audit log is unavailable".into()));
         }
@@ -224,6 +244,9 @@ impl Vendor {
         event.connector_id = Some(connector.id.to_string());
         event.connector = Some(connector.name.clone());
         if !Self::may_use(caller, &connector) {
+            // A caller who lost the group that let them in starts afresh if they get it back.
+            self.cache
+                .flush_caller(connector.id, &caller.display_name());
             return Err(VendError::Forbidden(connector.name.clone()));
         }
         if !connector.enabled {
@@ -303,26 +326,68 @@ impl Vendor {
             .as_deref()
             .map(|p| hex::encode(Sha256::digest(p.as_bytes())));
 
-        let access = self.account_access(&connector.account)?;
+        let (account, access) = self.account_parts(&connector.account)?;
         let issue = IssueRequest {
             access,
             kind: issue_kind(caller, &connector, &grant),
             duration_seconds: grant.duration_seconds,
         };
         validate::check_issue_request(&issue).map_err(VendError::Invalid)?;
-        let credentials = self.issuer.issue(&issue).await.map_err(VendError::Sts)?;
+        let (credentials, cached) = if connector.credential_cache {
+            let key = CacheKey::new(
+                caller,
+                &connector,
+                &account,
+                &issue.kind,
+                issue.duration_seconds,
+            );
+            match self
+                .cache
+                .get(&key, issue.duration_seconds, SystemTime::now())
+            {
+                Some(credentials) => (credentials, true),
+                None => {
+                    let issued = self
+                        .cache
+                        .issue_once(key, (&connector, caller), issue.duration_seconds, || {
+                            self.issuer.issue(&issue)
+                        })
+                        .await
+                        .map_err(VendError::Sts)?;
+                    (issued.credentials, issued.shared)
+                }
+            }
+        } else {
+            let credentials = self.issuer.issue(&issue).await.map_err(VendError::Sts)?;
+            (credentials, false)
+        };
+        let duration_seconds = if cached {
+            let left = credentials
+                .expiration
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            u32::try_from(left.as_secs()).unwrap_or(u32::MAX)
+        } else {
+            grant.duration_seconds
+        };
         Ok(Vended {
             request_id: request_id.to_owned(),
             connector_id: connector.id,
             connector_name: connector.name,
             credentials,
-            duration_seconds: grant.duration_seconds,
+            duration_seconds,
             capped,
+            cached,
         })
     }
 
     /// How to reach STS for `account`: its region, endpoint and opened credentials.
     pub fn account_access(&self, account: &str) -> Result<AccountAccess, VendError> {
+        self.account_parts(account).map(|(_, access)| access)
+    }
+
+    /// The account as stored, and how to reach STS for it.
+    fn account_parts(&self, account: &str) -> Result<(Account, AccountAccess), VendError> {
         let internal = |e: crate::store::StoreError| VendError::Internal(e.to_string());
         let entry = self.store.get_account(account).map_err(internal)?;
         let credentials = self.store.account_credentials(account).map_err(internal)?;
@@ -331,12 +396,13 @@ impl Vendor {
                 "the connector's account {account:?} is missing"
             )));
         };
-        Ok(AccountAccess {
-            account_name: entry.name,
+        let access = AccountAccess {
+            account_name: entry.name.clone(),
             credentials,
-            region: entry.region,
-            endpoint: entry.sts_endpoint,
-        })
+            region: entry.region.clone(),
+            endpoint: entry.sts_endpoint.clone(),
+        };
+        Ok((entry, access))
     }
 }
 

@@ -146,6 +146,7 @@ async fn put(
     let store = &state.service.store;
     let existed = store.get_account(&name)?.is_some();
     let account = store.put_account(input)?;
+    state.service.vendor.cache().flush_account(&account.name);
     let kind = match account.source {
         AccountSource::IamUser { .. } => "iam-user",
         AccountSource::HostCredentials => "host-credentials",
@@ -155,12 +156,14 @@ async fn put(
     } else {
         ("create", StatusCode::CREATED)
     };
-    admin.audit(
-        &state,
-        &format!("admin.account.{verb}"),
-        None,
-        format!("account {:?} {verb}d ({kind})", account.name),
-    )?;
+    admin
+        .audit(
+            &state,
+            &format!("admin.account.{verb}"),
+            None,
+            format!("account {:?} {verb}d ({kind})", account.name),
+        )
+        .await?;
     Ok((status, Json(account_json(&account))))
 }
 
@@ -185,11 +188,14 @@ async fn delete(
     Path(name): Path<String>,
 ) -> AdminResult<StatusCode> {
     state.service.store.delete_account(&name)?;
-    admin.audit(
-        &state,
-        "admin.account.delete",
-        None,
-        format!("account {name:?} deleted"),
-    )?;
+    state.service.vendor.cache().flush_account(&name);
+    admin
+        .audit(
+            &state,
+            "admin.account.delete",
+            None,
+            format!("account {name:?} deleted"),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -129,20 +129,22 @@ async fn create(
         .flatten()
         .filter_map(|c| c["name"].as_str().map(str::to_owned))
         .collect();
-    admin.audit(
-        &state,
-        "admin.api_key.create",
-        None,
-        format!(
-            "API key {:?} ({}) created for connector(s) {}{}",
-            key.name,
-            key.id,
-            names.join(", "),
-            key.expires
-                .map(|at| format!(", expiring {}", rfc3339(at)))
-                .unwrap_or_default()
-        ),
-    )?;
+    admin
+        .audit(
+            &state,
+            "admin.api_key.create",
+            None,
+            format!(
+                "API key {:?} ({}) created for connector(s) {}{}",
+                key.name,
+                key.id,
+                names.join(", "),
+                key.expires
+                    .map(|at| format!(", expiring {}", rfc3339(at)))
+                    .unwrap_or_default()
+            ),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
@@ -180,14 +182,16 @@ async fn remove(
         .find(|k| k.id == id)
         .map(|k| k.name);
     store.delete_api_key(id)?;
-    admin.audit(
-        &state,
-        "admin.api_key.delete",
-        None,
-        format!(
-            "API key {:?} ({id}) deleted",
-            name.as_deref().unwrap_or("?")
-        ),
-    )?;
+    admin
+        .audit(
+            &state,
+            "admin.api_key.delete",
+            None,
+            format!(
+                "API key {:?} ({id}) deleted",
+                name.as_deref().unwrap_or("?")
+            ),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -56,7 +56,11 @@ fn change_chain(
         change(&mut changed.bindings)?;
         match state.service.store.update_connector(changed, &read) {
             Err(StoreError::Conflict(_)) if attempt < ATTEMPTS => continue,
-            result => return Ok(result?),
+            result => {
+                let connector = result?;
+                state.service.vendor.cache().flush_connector(connector.id);
+                return Ok(connector);
+            }
         }
     }
     unreachable!("the last attempt returns")
@@ -207,15 +211,17 @@ async fn create(
         chain.insert(position, spec.clone());
         Ok(())
     })?;
-    admin.audit(
-        &state,
-        "admin.binding.create",
-        Some(&connector),
-        format!(
-            "plugin {} bound to connector {:?} at position {position} as binding {}",
-            spec.plugin, connector.name, spec.id
-        ),
-    )?;
+    admin
+        .audit(
+            &state,
+            "admin.binding.create",
+            Some(&connector),
+            format!(
+                "plugin {} bound to connector {:?} at position {position} as binding {}",
+                spec.plugin, connector.name, spec.id
+            ),
+        )
+        .await?;
     let mut body = binding_json(&spec);
     body["position"] = json!(position);
     body["connector"] = json!(connector.name);
@@ -258,15 +264,17 @@ async fn remove(
     if let Err(e) = state.service.plugins.kv().remove_binding(&removed.id) {
         tracing::warn!(binding = %removed.id, error = %e, "could not remove a binding's state");
     }
-    admin.audit(
-        &state,
-        "admin.binding.delete",
-        Some(&connector),
-        format!(
-            "binding {} (plugin {}) removed from connector {:?}",
-            removed.id, removed.plugin, connector.name
-        ),
-    )?;
+    admin
+        .audit(
+            &state,
+            "admin.binding.delete",
+            Some(&connector),
+            format!(
+                "binding {} (plugin {}) removed from connector {:?}",
+                removed.id, removed.plugin, connector.name
+            ),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -330,6 +338,7 @@ mod tests {
                 groups: vec![],
                 system_scope: false,
                 enabled: true,
+                credential_cache: false,
                 bindings: vec![],
             })
             .unwrap();

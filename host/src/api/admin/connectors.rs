@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(show, replace, delete))
+        .routes(routes!(flush_cache))
 }
 
 fn yes() -> bool {
@@ -62,6 +63,10 @@ struct ConnectorInput {
     system_scope: bool,
     #[serde(default = "yes")]
     enabled: bool,
+    /// Hand out credentials already issued to the same caller for the same final request while they have
+    /// enough life left (default off; see the README's "Credential cache").
+    #[serde(default)]
+    credential_cache: bool,
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
     bindings: Option<Vec<BindingSpec>>,
@@ -82,6 +87,7 @@ impl ConnectorInput {
             groups: self.groups,
             system_scope: self.system_scope,
             enabled: self.enabled,
+            credential_cache: self.credential_cache,
             bindings,
         }
     }
@@ -103,6 +109,7 @@ pub fn connector_json(c: &Connector) -> Value {
         "groups": c.groups,
         "system_scope": c.system_scope,
         "enabled": c.enabled,
+        "credential_cache": c.credential_cache,
         "bindings": c.bindings.iter().map(binding_json).collect::<Vec<_>>(),
         "revision": c.revision(),
     })
@@ -210,17 +217,19 @@ async fn create(
     }
     let connector = input.into_connector(Uuid::new_v4(), Vec::new());
     let connector = state.service.store.create_connector(connector)?;
-    admin.audit(
-        &state,
-        "admin.connector.create",
-        Some(&connector),
-        format!(
-            "connector {:?} created ({:?}, account {:?})",
-            connector.name,
-            connector.principal.principal_type(),
-            connector.account
-        ),
-    )?;
+    admin
+        .audit(
+            &state,
+            "admin.connector.create",
+            Some(&connector),
+            format!(
+                "connector {:?} created ({:?}, account {:?})",
+                connector.name,
+                connector.principal.principal_type(),
+                connector.account
+            ),
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(connector_json(&connector))))
 }
 
@@ -274,6 +283,7 @@ async fn replace(
     };
     let connector = input.into_connector(existing.id, bindings);
     let connector = state.service.store.update_connector(connector, &existing)?;
+    state.service.vendor.cache().flush_connector(connector.id);
     for dropped in existing
         .bindings
         .iter()
@@ -283,19 +293,21 @@ async fn replace(
             tracing::warn!(binding = %dropped.id, error = %e, "could not remove a binding's state");
         }
     }
-    admin.audit(
-        &state,
-        "admin.connector.update",
-        Some(&connector),
-        if existing.name == connector.name {
-            format!("connector {:?} replaced", connector.name)
-        } else {
-            format!(
-                "connector {:?} replaced, renamed from {:?}",
-                connector.name, existing.name
-            )
-        },
-    )?;
+    admin
+        .audit(
+            &state,
+            "admin.connector.update",
+            Some(&connector),
+            if existing.name == connector.name {
+                format!("connector {:?} replaced", connector.name)
+            } else {
+                format!(
+                    "connector {:?} replaced, renamed from {:?}",
+                    connector.name, existing.name
+                )
+            },
+        )
+        .await?;
     Ok(Json(connector_json(&connector)))
 }
 
@@ -321,16 +333,68 @@ async fn delete(
 ) -> AdminResult<StatusCode> {
     let connector = find_connector(&state, &id_or_name)?;
     state.service.store.delete_connector(connector.id)?;
+    state.service.vendor.cache().flush_connector(connector.id);
     for binding in &connector.bindings {
         if let Err(e) = state.service.plugins.kv().remove_binding(&binding.id) {
             tracing::warn!(binding = %binding.id, error = %e, "could not remove a binding's state");
         }
     }
-    admin.audit(
-        &state,
-        "admin.connector.delete",
-        Some(&connector),
-        format!("connector {:?} deleted", connector.name),
-    )?;
+    admin
+        .audit(
+            &state,
+            "admin.connector.delete",
+            Some(&connector),
+            format!("connector {:?} deleted", connector.name),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a cache flush ended.
+#[derive(Serialize, ToSchema)]
+struct FlushedBody {
+    /// The connector's name.
+    connector: String,
+    /// How many cached credential sets were ended (none when the connector's cache is off).
+    flushed: usize,
+}
+
+/// Ends every credential set cached for a connector: the next vend of each caller goes to STS. Credentials
+/// already handed out stay valid until they expire (STS cannot take them back; revoke the role's sessions
+/// in IAM for that).
+#[utoipa::path(
+    post,
+    path = "/admin/connectors/{id_or_name}/cache/flush",
+    tag = "admin",
+    params(("id_or_name" = String, Path, description = "The connector's id or name")),
+    security(("bearer" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The entries were ended", body = FlushedBody),
+        AdminErrors,
+        (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
+        (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
+    )
+)]
+async fn flush_cache(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id_or_name): Path<String>,
+) -> AdminResult<Json<FlushedBody>> {
+    let connector = find_connector(&state, &id_or_name)?;
+    let flushed = state.service.vendor.cache().flush_connector(connector.id);
+    admin
+        .audit(
+            &state,
+            "admin.connector.cache.flush",
+            Some(&connector),
+            format!(
+                "credential cache of connector {:?} flushed ({flushed} entries)",
+                connector.name
+            ),
+        )
+        .await?;
+    Ok(Json(FlushedBody {
+        connector: connector.name,
+        flushed,
+    }))
 }

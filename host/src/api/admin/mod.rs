@@ -234,7 +234,7 @@ impl FromRequestParts<AppState> for Admin {
 impl Admin {
     /// Audits a change: `action` (`admin.<resource>.<verb>`), the connector concerned if any, and a short
     /// description (never a secret).
-    pub fn audit(
+    pub async fn audit(
         &self,
         state: &AppState,
         action: &str,
@@ -261,11 +261,16 @@ impl Admin {
             reason = %reason,
             "admin change"
         );
-        state.service.audit.append(event).map_err(|e| {
-            AdminError::internal(format!(
-                "the admin change {action} ({reason}) was made but could not be audited: {e}"
-            ))
-        })?;
+        state
+            .service
+            .audit
+            .append_durable(event)
+            .await
+            .map_err(|e| {
+                AdminError::internal(format!(
+                    "the admin change {action} ({reason}) was made but could not be audited: {e}"
+                ))
+            })?;
         Ok(())
     }
 }

@@ -143,17 +143,19 @@ async fn upload(
         Ok((store.put_plugin(&body, label.as_deref())?, existed))
     })
     .await??;
-    admin.audit(&state, "admin.plugin.upload", None, {
-        let named = name
-            .as_deref()
-            .map(|n| format!(" as {n:?}"))
-            .unwrap_or_default();
-        if existed {
-            format!("plugin {digest} uploaded again{named} ({size} bytes; already stored)")
-        } else {
-            format!("plugin {digest} stored{named} ({size} bytes)")
-        }
-    })?;
+    admin
+        .audit(&state, "admin.plugin.upload", None, {
+            let named = name
+                .as_deref()
+                .map(|n| format!(" as {n:?}"))
+                .unwrap_or_default();
+            if existed {
+                format!("plugin {digest} uploaded again{named} ({size} bytes; already stored)")
+            } else {
+                format!("plugin {digest} stored{named} ({size} bytes)")
+            }
+        })
+        .await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -188,11 +190,13 @@ async fn remove(
     let store = state.service.store.clone();
     let target = digest.clone();
     blocking(move || store.remove_plugin(&target)).await??;
-    admin.audit(
-        &state,
-        "admin.plugin.delete",
-        None,
-        format!("plugin {digest} removed"),
-    )?;
+    admin
+        .audit(
+            &state,
+            "admin.plugin.delete",
+            None,
+            format!("plugin {digest} removed"),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,316 @@
+//! The STS budget: a token bucket per account and Region that every STS call idfed makes draws from.
+//!
+//! STS allows 600 requests per second per AWS account and Region, shared by `AssumeRole`,
+//! `GetFederationToken`, `GetSessionToken` and `GetCallerIdentity`; past it, every caller of that account is
+//! throttled, idfed's and everyone else's. [`Budgeted`] wraps an issuer so that idfed spends at most its
+//! budget (default 300 calls/s, half the quota, with a burst of one second's worth): a call over budget waits
+//! for its token up to [`BudgetSettings::max_wait`], else it is refused at once with
+//! `sts_budget_exhausted` and the time after which a token will be free. Nothing is sent to STS for a
+//! refused call. STS's own throttling (after the SDK's retries) is counted beside the budget's refusals.
+//!
+//! The bucket is keyed by idfed's account name and the STS region (or endpoint): two idfed accounts that are
+//! IAM users of the same AWS account have a budget each, so size the budget for that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{
+    AccountAccess, BoxFuture, CallerIdentity, CredentialIssuer, IssueRequest, IssuedCredentials,
+    StsError, StsErrorKind,
+};
+
+/// How much of STS idfed may use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BudgetSettings {
+    /// Calls per second per account and Region (also the burst); 0 for no budget.
+    pub per_second: u32,
+    /// How long a call over budget may wait for its token before it is refused.
+    pub max_wait: Duration,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        BudgetSettings {
+            per_second: 300,
+            max_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the budget counted for one account and Region.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetStats {
+    /// STS calls made.
+    pub calls: u64,
+    /// Calls that waited for their token.
+    pub waited: u64,
+    /// Calls refused by the budget (`sts_budget_exhausted`).
+    pub refused: u64,
+    /// Calls STS itself throttled, still after retries (`sts_throttled`).
+    pub throttled_by_sts: u64,
+}
+
+struct Bucket {
+    /// Tokens now; below zero while calls wait for tokens already promised to them.
+    tokens: f64,
+    refilled: Instant,
+    stats: BudgetStats,
+}
+
+/// The token buckets, one per account and Region.
+pub struct StsBudget {
+    settings: BudgetSettings,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl std::fmt::Debug for StsBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StsBudget")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StsBudget {
+    /// A budget with `settings`.
+    pub fn new(settings: BudgetSettings) -> Self {
+        StsBudget {
+            settings,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> BudgetSettings {
+        self.settings
+    }
+
+    /// Takes a token for one call in `scope` at `now`: `Ok(wait)`, the time to wait before calling (zero
+    /// when a token is free), or `Err(retry_after)` when even waiting [`BudgetSettings::max_wait`] would
+    /// not do (nothing is taken then).
+    pub fn reserve(&self, scope: &str, now: Instant) -> Result<Duration, Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(scope.to_owned()).or_insert_with(|| Bucket {
+            tokens: f64::from(self.settings.per_second),
+            refilled: now,
+            stats: BudgetStats::default(),
+        });
+        if self.settings.per_second == 0 {
+            bucket.stats.calls += 1;
+            return Ok(Duration::ZERO);
+        }
+        let rate = f64::from(self.settings.per_second);
+        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+        bucket.refilled = now.max(bucket.refilled);
+        let wait = if bucket.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - bucket.tokens) / rate)
+        };
+        if wait > self.settings.max_wait {
+            bucket.stats.refused += 1;
+            // Whole seconds, as Retry-After says them; at least one.
+            return Err(Duration::from_secs(
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            ));
+        }
+        bucket.tokens -= 1.0;
+        bucket.stats.calls += 1;
+        if !wait.is_zero() {
+            bucket.stats.waited += 1;
+        }
+        Ok(wait)
+    }
+
+    /// Counts a call STS throttled.
+    pub fn throttled_by_sts(&self, scope: &str) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(scope) {
+            bucket.stats.throttled_by_sts += 1;
+        }
+    }
+
+    /// What was counted, by scope (`<account>@<region or endpoint>`).
+    pub fn stats(&self) -> BTreeMap<String, BudgetStats> {
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets
+            .iter()
+            .map(|(scope, bucket)| (scope.clone(), bucket.stats))
+            .collect()
+    }
+
+    /// Takes a token for a call with `access`'s account, waiting for it if need be.
+    async fn acquire(&self, scope: &str, access: &AccountAccess) -> Result<(), StsError> {
+        match self.reserve(scope, Instant::now()) {
+            Ok(wait) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(())
+            }
+            Err(retry_after) => Err(StsError::new(
+                StsErrorKind::BudgetExhausted { retry_after },
+                format!(
+                    "idfed's STS budget for account {:?} ({} calls/s) is spent; try again in {} s",
+                    access.account_name,
+                    self.settings.per_second,
+                    retry_after.as_secs()
+                ),
+            )),
+        }
+    }
+}
+
+/// An issuer whose every call is paid for from an [`StsBudget`].
+pub struct Budgeted<I> {
+    inner: I,
+    budget: std::sync::Arc<StsBudget>,
+    default_region: String,
+}
+
+impl<I> Budgeted<I> {
+    /// `inner`, paying from `budget`; `default_region` is the region of accounts that name none.
+    pub fn new(inner: I, budget: std::sync::Arc<StsBudget>, default_region: String) -> Self {
+        Budgeted {
+            inner,
+            budget,
+            default_region,
+        }
+    }
+
+    fn scope(&self, access: &AccountAccess) -> String {
+        let place = access
+            .endpoint
+            .as_deref()
+            .or(access.region.as_deref())
+            .unwrap_or(&self.default_region);
+        format!("{}@{place}", access.account_name)
+    }
+
+    fn note<T>(&self, scope: &str, result: &Result<T, StsError>) {
+        if let Err(StsError {
+            kind: StsErrorKind::Throttled { .. },
+            ..
+        }) = result
+        {
+            self.budget.throttled_by_sts(scope);
+        }
+    }
+}
+
+impl<I: CredentialIssuer> CredentialIssuer for Budgeted<I> {
+    fn issue<'a>(
+        &'a self,
+        request: &'a IssueRequest,
+    ) -> BoxFuture<'a, Result<IssuedCredentials, StsError>> {
+        Box::pin(async move {
+            let scope = self.scope(&request.access);
+            self.budget.acquire(&scope, &request.access).await?;
+            let result = self.inner.issue(request).await;
+            self.note(&scope, &result);
+            result
+        })
+    }
+
+    fn caller_identity<'a>(
+        &'a self,
+        access: &'a AccountAccess,
+        credentials: &'a IssuedCredentials,
+    ) -> BoxFuture<'a, Result<CallerIdentity, StsError>> {
+        Box::pin(async move {
+            let scope = self.scope(access);
+            self.budget.acquire(&scope, access).await?;
+            let result = self.inner.caller_identity(access, credentials).await;
+            self.note(&scope, &result);
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(per_second: u32, max_wait_ms: u64) -> StsBudget {
+        StsBudget::new(BudgetSettings {
+            per_second,
+            max_wait: Duration::from_millis(max_wait_ms),
+        })
+    }
+
+    #[test]
+    fn a_burst_of_one_seconds_worth_then_waits_then_refusals() {
+        let budget = budget(10, 250);
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(budget.reserve("a@us-east-1", now), Ok(Duration::ZERO));
+        }
+        // Tokens come back at 10/s: the next two wait 100 and 200 ms, the third would wait 300 ms.
+        let wait = budget.reserve("a@us-east-1", now).unwrap();
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
+        let wait = budget.reserve("a@us-east-1", now).unwrap();
+        assert!((wait.as_secs_f64() - 0.2).abs() < 1e-6, "{wait:?}");
+        assert_eq!(
+            budget.reserve("a@us-east-1", now),
+            Err(Duration::from_secs(1))
+        );
+        // Another account or region has its own bucket.
+        assert_eq!(budget.reserve("a@eu-west-1", now), Ok(Duration::ZERO));
+        assert_eq!(budget.reserve("b@us-east-1", now), Ok(Duration::ZERO));
+        // A second later the bucket has refilled what the waiting calls did not take.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(budget.reserve("a@us-east-1", later), Ok(Duration::ZERO));
+        let stats = budget.stats()["a@us-east-1"];
+        assert_eq!(
+            stats,
+            BudgetStats {
+                calls: 13,
+                waited: 2,
+                refused: 1,
+                throttled_by_sts: 0
+            }
+        );
+    }
+
+    #[test]
+    fn the_bucket_never_holds_more_than_a_second() {
+        let budget = budget(5, 0);
+        let now = Instant::now();
+        assert_eq!(budget.reserve("a", now), Ok(Duration::ZERO));
+        let later = now + Duration::from_secs(3600);
+        for _ in 0..5 {
+            assert_eq!(budget.reserve("a", later), Ok(Duration::ZERO));
+        }
+        assert!(budget.reserve("a", later).is_err());
+    }
+
+    #[test]
+    fn no_budget_counts_but_never_waits() {
+        let budget = budget(0, 0);
+        let now = Instant::now();
+        for _ in 0..10_000 {
+            assert_eq!(budget.reserve("a", now), Ok(Duration::ZERO));
+        }
+        assert_eq!(budget.stats()["a"].calls, 10_000);
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_and_covers_the_wait() {
+        let budget = budget(1, 0);
+        let now = Instant::now();
+        assert!(budget.reserve("a", now).is_ok());
+        assert_eq!(budget.reserve("a", now), Err(Duration::from_secs(1)));
+        let slow = self::budget(1, 0);
+        assert!(slow.reserve("a", now).is_ok());
+        // Refusals take nothing: the next token is still one second away.
+        for _ in 0..5 {
+            assert_eq!(slow.reserve("a", now), Err(Duration::from_secs(1)));
+        }
+        assert_eq!(
+            slow.reserve("a", now + Duration::from_secs(1)),
+            Ok(Duration::ZERO)
+        );
+    }
+}
