@@ -1060,6 +1060,16 @@ async function screenAdminConnectors(root) {
           refresh();
         } catch (e) { announceError(e); }
       });
+      let flush = null;
+      if (c.credential_cache) {
+        flush = h('button', { type: 'button', class: 'btn btn-sm btn-quiet', text: 'Flush cache', 'aria-label': `Flush cache of ${c.name}` });
+        flush.addEventListener('click', async () => {
+          try {
+            const done = await api('POST', `/api/v1/admin/connectors/${enc(c.id)}/cache/flush`);
+            announce(`Credential cache of ${c.name} flushed: ${plural(done.flushed, 'credential set', 'credential sets')} ended.`);
+          } catch (e) { announceError(e); }
+        });
+      }
       tbody.append(h('tr', {},
         h('td', {}, h('strong', { class: 'mono', text: c.name }), c.description ? h('span', { class: 'sub', text: c.description }) : null),
         h('td', {}, principalBadge(c.principal_type)),
@@ -1067,8 +1077,9 @@ async function screenAdminConnectors(root) {
         h('td', {}, c.groups.length ? c.groups.map((g) => h('span', { class: 'tag', text: g })) : h('span', { class: 'muted', text: 'Administrators only' })),
         h('td', { class: 'nowrap' }, c.bindings.length ? plural(c.bindings.length, 'plugin', 'plugins') : h('span', { class: 'muted', text: 'None' })),
         h('td', {}, c.enabled ? h('span', { class: 'badge badge-green', text: 'Enabled' }) : h('span', { class: 'badge', text: 'Disabled' }),
-          ' ', c.system_scope ? h('span', { class: 'badge badge-purple', title: 'System-scope API keys may use it', text: 'System scope' }) : null),
-        h('td', { class: 'actions' }, edit, del)));
+          ' ', c.system_scope ? h('span', { class: 'badge badge-purple', title: 'System-scope API keys may use it', text: 'System scope' }) : null,
+          ' ', c.credential_cache ? h('span', { class: 'badge', title: 'Issued credentials are handed out again for identical requests', text: 'Cached' }) : null),
+        h('td', { class: 'actions' }, edit, flush, del)));
     }
     clear(tablePanel, h('h2', { id: 'conn-h', class: 'visually-hidden', text: 'All connectors' }),
       h('div', { class: 'table-wrap' }, h('table', {},
@@ -1137,7 +1148,7 @@ async function openConnectorDialog(name, onSaved) {
   const c = existing || {
     name: '', description: '', account: accounts.length ? accounts[0].name : '', principal: { type: 'federated-user' },
     policy: null, policy_arns: [], default_duration_seconds: null, max_duration_seconds: null, groups: [],
-    system_scope: false, enabled: true, bindings: [],
+    system_scope: false, enabled: true, credential_cache: false, bindings: [],
   };
 
   const formError = h('div', { class: 'form-error' });
@@ -1271,6 +1282,7 @@ async function openConnectorDialog(name, onSaved) {
         ? h('p', { class: 'hint', text: `The directory's groups could not be listed: ${groupsError.message}` }) : null);
   }
   const groupsNote = h('div', { class: 'alert', text: 'Administrators may always use this connector. With no group, only administrators may use it.' });
+  const credentialCache = checkbox('Reuse issued credentials (credential cache)', { checked: c.credential_cache, hint: 'The same caller asking for the same thing gets the credentials already issued while they have enough life left, instead of a new STS call each time; identical requests at the same moment share one call. Authorization and plugins still decide every request. Off: every request is its own STS call.' });
   const systemScope = checkbox('System scope', { checked: c.system_scope, hint: 'System-scope API keys (task runners, CI) that name this connector may get credentials from it without a user session. Their requests are audited as system:<key name>.' });
 
   // Plugins
@@ -1284,7 +1296,7 @@ async function openConnectorDialog(name, onSaved) {
     principalSet, roleSection,
     h('h3', { class: 'section-title', text: 'Permissions' }),
     iamUserNote, permissionsSection,
-    h('h3', { class: 'section-title', text: 'Session duration' }), durationSection,
+    h('h3', { class: 'section-title', text: 'Session duration' }), durationSection, credentialCache.wrap,
     h('h3', { class: 'section-title', text: 'Who may use it' }), groupsNote, groupsControl, systemScope.wrap,
     h('h3', { class: 'section-title', text: 'Policy plugins' }), pluginsSection,
   ];
@@ -1404,6 +1416,7 @@ async function openConnectorDialog(name, onSaved) {
       groups: [...new Set([...groupBoxes.filter(([, input]) => input.checked).map(([g]) => g), ...lines(otherGroups.value)])],
       system_scope: systemScope.input.checked,
       enabled: enabled.input.checked,
+      credential_cache: credentialCache.input.checked,
     };
     if (principalType === 'assumed-role') {
       body.principal.role_arn = fields.role_arn.input.value.trim();

@@ -481,9 +481,17 @@ async function main() {
   await visible(rdlg.getByText(/^Empty: AWS's maximum, 12 h\. Allowed: 900–43,200 seconds/), "the assumed-role duration range");
   await auditLabels('the Create connector dialog, assumed role');
   await rdlg.getByRole('checkbox', { name: GROUP, exact: true }).check();
+  await rdlg.getByRole('checkbox', { name: 'Reuse issued credentials (credential cache)' }).check();
   await rdlg.getByRole('button', { name: 'Create connector' }).click();
   await rdlg.waitFor({ state: 'detached' });
-  await visible(page.getByRole('row').filter({ hasText: ROLE_CONNECTOR }), 'the role connector in the table');
+  const roleRow = page.getByRole('row').filter({ hasText: ROLE_CONNECTOR });
+  await visible(roleRow, 'the role connector in the table');
+  await visible(roleRow.getByText('Cached', { exact: true }), 'the credential cache badge');
+  log("an administrator flushes a connector's credential cache");
+  await roleRow.getByRole('button', { name: `Flush cache of ${ROLE_CONNECTOR}` }).click();
+  await visible(page.getByText(`Credential cache of ${ROLE_CONNECTOR} flushed: 0 credential sets ended.`), 'the flush announcement');
+  check(await page.getByRole('row').filter({ hasText: CONNECTOR }).getByRole('button', { name: /^Flush cache/ }).count() === 0,
+    'a connector without the cache offers a flush');
   await shot('04-admin-connectors');
   await auditLabels('the Connectors page');
 

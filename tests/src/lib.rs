@@ -21,6 +21,9 @@ pub mod server;
 /// Starts and stops moto, the third-party STS the tests run against.
 pub mod moto;
 
+/// An AWS STS stand-in (Query API, counted calls, delay and throttling), in process or as the `sts-standin` binary.
+pub mod sts_standin;
+
 /// Paths of the components built from `plugins/`, one constant per crate (`RATE_LIMIT`, `ENDLESS_LOOP`…).
 pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
