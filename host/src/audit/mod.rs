@@ -378,48 +378,11 @@ impl AuditLog {
 
     /// Appends a record of `event`: assigns its seq, time, previous hash and hash, and stores it with the
     /// new head in one transaction. Durable within sled's flush interval (see the module docs).
-    pub fn append(&self, mut event: AuditEvent) -> Result<AuditRecord, AuditError> {
-        cut_text(&mut event.reason);
-        cut_text(&mut event.user_agent);
+    pub fn append(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
         let _append = lock(&self.inner.append);
-        let time = chain::record_time(SystemTime::now());
-        let record = (&self.inner.records, &self.inner.meta).transaction(|(records, meta)| {
-            let prev = match meta.get(HEAD_KEY)? {
-                Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
-                    ConflictableTransactionError::Abort(AuditError::Corrupt(format!(
-                        "the head is unreadable: {e}"
-                    )))
-                })?,
-                // No head: nothing ever appended, or everything was pruned.
-                None => match meta.get(ANCHOR_KEY)? {
-                    Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
-                        ConflictableTransactionError::Abort(AuditError::Corrupt(format!(
-                            "the retention anchor is unreadable: {e}"
-                        )))
-                    })?,
-                    None => ChainLink::genesis(),
-                },
-            };
-            let seq = prev.seq + 1;
-            let key = seq.to_be_bytes();
-            if records.get(key)?.is_some() {
-                return Err(ConflictableTransactionError::Abort(AuditError::Corrupt(
-                    format!(
-                        "record {seq} already exists though the head is at {}: written out of \
-                         band (not overwritten)",
-                        prev.seq
-                    ),
-                )));
-            }
-            let (value, record) = chain::seal(seq, time, &prev.hash, &event);
-            records.insert(&key, value)?;
-            let head = ChainLink {
-                seq,
-                hash: record.hash.clone(),
-            };
-            meta.insert(HEAD_KEY, head.encode())?;
-            Ok(record)
-        })?;
+        let time = SystemTime::now();
+        let record = (&self.inner.records, &self.inner.meta)
+            .transaction(|(records, meta)| append_in(records, meta, &event, time))?;
         self.inner.appended.fetch_max(record.seq, Ordering::AcqRel);
         Ok(record)
     }
@@ -620,6 +583,56 @@ impl AuditLog {
             }),
         }
     }
+}
+
+/// Appends a record of `event` at `time` inside a sled transaction over the log's trees (`records` is
+/// [`RECORDS_TREE`], `meta` [`META_TREE`]), so that another change can be committed with its record, or not
+/// at all. [`AuditLog::append`] is this in a transaction of its own.
+pub fn append_in(
+    records: &sled::transaction::TransactionalTree,
+    meta: &sled::transaction::TransactionalTree,
+    event: &AuditEvent,
+    time: SystemTime,
+) -> Result<AuditRecord, ConflictableTransactionError<AuditError>> {
+    let mut event = event.clone();
+    cut_text(&mut event.reason);
+    cut_text(&mut event.user_agent);
+    let time = chain::record_time(time);
+    let prev = match meta.get(HEAD_KEY)? {
+        Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
+            ConflictableTransactionError::Abort(AuditError::Corrupt(format!(
+                "the head is unreadable: {e}"
+            )))
+        })?,
+        // No head: nothing ever appended, or everything was pruned.
+        None => match meta.get(ANCHOR_KEY)? {
+            Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
+                ConflictableTransactionError::Abort(AuditError::Corrupt(format!(
+                    "the retention anchor is unreadable: {e}"
+                )))
+            })?,
+            None => ChainLink::genesis(),
+        },
+    };
+    let seq = prev.seq + 1;
+    let key = seq.to_be_bytes();
+    if records.get(key)?.is_some() {
+        return Err(ConflictableTransactionError::Abort(AuditError::Corrupt(
+            format!(
+                "record {seq} already exists though the head is at {}: written out of \
+                     band (not overwritten)",
+                prev.seq
+            ),
+        )));
+    }
+    let (value, record) = chain::seal(seq, time, &prev.hash, &event);
+    records.insert(&key, value)?;
+    let head = ChainLink {
+        seq,
+        hash: record.hash.clone(),
+    };
+    meta.insert(HEAD_KEY, head.encode())?;
+    Ok(record)
 }
 
 /// The locks guard no data, so a panic elsewhere while one was held leaves nothing inconsistent.

@@ -48,7 +48,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, abort};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree, abort};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -57,6 +57,7 @@ use super::seal::{
     create_private_dir_all, read_pending_key, write_pending_key,
 };
 use super::{PluginInfo, Store, StoreError, check_digest, check_name};
+use crate::audit::AuditEvent;
 use crate::model::{
     Account, AccountCredentials, AccountInput, AccountSource, AccountSourceInput, ApiKey,
     Connector, ConnectorId,
@@ -108,7 +109,21 @@ pub struct SledStore {
     keyring: RwLock<Keyring>,
     /// Serialises writes (not `last_used` updates, which compare-and-swap).
     writer: Mutex<()>,
+    /// The audit log's trees, for changes committed with their audit record ([`SledStore::audited`]).
+    audit_records: sled::Tree,
+    audit_meta: sled::Tree,
 }
+
+/// The store's trees inside one write's transaction.
+struct Tx<'a> {
+    accounts: &'a TransactionalTree,
+    connectors: &'a TransactionalTree,
+    names: &'a TransactionalTree,
+    api_keys: &'a TransactionalTree,
+    plugins: &'a TransactionalTree,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -159,6 +174,8 @@ impl SledStore {
             keyring = keyring.with_key(pending.duplicate());
         }
         let store = SledStore {
+            audit_records: db.open_tree(crate::audit::RECORDS_TREE)?,
+            audit_meta: db.open_tree(crate::audit::META_TREE)?,
             db,
             dir,
             plugin_dir,
@@ -210,6 +227,62 @@ impl SledStore {
     fn durable(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// The writes of an administrator's change, each committed in one transaction with `event`'s audit
+    /// record: both are stored, or neither (an audit log that cannot be written refuses the change).
+    pub fn audited(&self, event: AuditEvent) -> Audited<'_> {
+        Audited { store: self, event }
+    }
+
+    /// Runs `work` in one transaction over the store's trees (and, with `audit`, appends its record in
+    /// the same transaction), then makes it durable.
+    fn commit<R>(
+        &self,
+        audit: Option<&AuditEvent>,
+        work: impl Fn(&Tx<'_>) -> TxResult<R>,
+    ) -> Result<R, StoreError> {
+        let time = SystemTime::now();
+        let t = &self.trees;
+        let result = (
+            &t.accounts,
+            &t.connectors,
+            &t.connector_names,
+            &t.api_keys,
+            &t.plugins,
+            &self.audit_records,
+            &self.audit_meta,
+        )
+            .transaction(
+                |(accounts, connectors, names, api_keys, plugins, records, meta)| {
+                    let result = work(&Tx {
+                        accounts,
+                        connectors,
+                        names,
+                        api_keys,
+                        plugins,
+                    })?;
+                    if let Some(event) = audit {
+                        crate::audit::append_in(records, meta, event, time).map_err(
+                            |e| match e {
+                                ConflictableTransactionError::Abort(e) => {
+                                    ConflictableTransactionError::Abort(StoreError::Io(format!(
+                                        "the change could not be audited, so it was not made: {e}"
+                                    )))
+                                }
+                                ConflictableTransactionError::Storage(e) => {
+                                    ConflictableTransactionError::Storage(e)
+                                }
+                                _ => ConflictableTransactionError::Conflict,
+                            },
+                        )?;
+                    }
+                    Ok(result)
+                },
+            )
+            .map_err(StoreError::from)?;
+        self.durable()?;
+        Ok(result)
     }
 
     /// Refuses a keyring that cannot open every stored secret: most likely the wrong key was given, and
@@ -411,8 +484,13 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn put_account(&self, input: AccountInput) -> Result<Account, StoreError> {
+/// The writes, each with an optional audit record committed in the same transaction.
+impl SledStore {
+    fn put_account_in(
+        &self,
+        input: AccountInput,
+        audit: Option<&AuditEvent>,
+    ) -> Result<Account, StoreError> {
         check_name("account", &input.name)?;
         let _writer = self.write_lock();
         let keys = self.keys();
@@ -473,26 +551,16 @@ impl Store for SledStore {
             region: input.region,
             sts_endpoint: input.sts_endpoint,
         };
-        self.trees
-            .accounts
-            .insert(account.name.as_bytes(), encode(&account)?)?;
-        self.durable()?;
+        let value = encode(&account)?;
+        self.commit(audit, |tx| {
+            tx.accounts
+                .insert(account.name.as_bytes(), value.as_slice())?;
+            Ok(())
+        })?;
         Ok(account)
     }
 
-    fn get_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
-        self.trees
-            .accounts
-            .get(name)?
-            .map(|value| decode(ACCOUNTS, name.as_bytes(), &value))
-            .transpose()
-    }
-
-    fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.accounts()
-    }
-
-    fn delete_account(&self, name: &str) -> Result<(), StoreError> {
+    fn delete_account_in(&self, name: &str, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
         let _writer = self.write_lock();
         if !self.trees.accounts.contains_key(name)? {
             return Err(StoreError::NotFound(format!("account {name:?}")));
@@ -509,31 +577,17 @@ impl Store for SledStore {
                 users.join(", ")
             )));
         }
-        self.trees.accounts.remove(name)?;
-        self.durable()
+        self.commit(audit, |tx| {
+            tx.accounts.remove(name.as_bytes())?;
+            Ok(())
+        })
     }
 
-    fn account_credentials(&self, name: &str) -> Result<Option<AccountCredentials>, StoreError> {
-        // The keyring is held while the record is read, so a rotation cannot come in between.
-        let keys = self.keys();
-        let Some(account) = self.get_account(name)? else {
-            return Ok(None);
-        };
-        Ok(Some(match account.source {
-            AccountSource::HostCredentials => AccountCredentials::HostChain,
-            AccountSource::IamUser {
-                access_key_id,
-                secret_access_key,
-            } => AccountCredentials::Static {
-                secret_access_key: keys
-                    .open(&secret_access_key, &account_secret_aad(&account.name))
-                    .map_err(|e| StoreError::Sealing(format!("account {name}: {e}")))?,
-                access_key_id,
-            },
-        }))
-    }
-
-    fn create_connector(&self, mut connector: Connector) -> Result<Connector, StoreError> {
+    fn create_connector_in(
+        &self,
+        mut connector: Connector,
+        audit: Option<&AuditEvent>,
+    ) -> Result<Connector, StoreError> {
         if connector.id.is_nil() {
             connector.id = Uuid::new_v4();
         }
@@ -541,32 +595,30 @@ impl Store for SledStore {
         self.check_connector(&connector)?;
         let id = connector.id.to_string();
         let value = encode(&connector)?;
-        (&self.trees.connectors, &self.trees.connector_names)
-            .transaction(|(connectors, names)| {
-                if connectors.get(&id)?.is_some() {
-                    return abort(StoreError::Conflict(format!(
-                        "a connector with id {id} exists"
-                    )));
-                }
-                if names.get(&connector.name)?.is_some() {
-                    return abort(StoreError::Conflict(format!(
-                        "a connector named {} exists",
-                        connector.name
-                    )));
-                }
-                connectors.insert(id.as_bytes(), value.as_slice())?;
-                names.insert(connector.name.as_bytes(), id.as_bytes())?;
-                Ok(())
-            })
-            .map_err(StoreError::from)?;
-        self.durable()?;
+        self.commit(audit, |tx| {
+            if tx.connectors.get(&id)?.is_some() {
+                return abort(StoreError::Conflict(format!(
+                    "a connector with id {id} exists"
+                )));
+            }
+            if tx.names.get(&connector.name)?.is_some() {
+                return abort(StoreError::Conflict(format!(
+                    "a connector named {} exists",
+                    connector.name
+                )));
+            }
+            tx.connectors.insert(id.as_bytes(), value.as_slice())?;
+            tx.names.insert(connector.name.as_bytes(), id.as_bytes())?;
+            Ok(())
+        })?;
         Ok(connector)
     }
 
-    fn update_connector(
+    fn update_connector_in(
         &self,
         connector: Connector,
         expected: &Connector,
+        audit: Option<&AuditEvent>,
     ) -> Result<Connector, StoreError> {
         let _writer = self.write_lock();
         let old = self
@@ -581,53 +633,30 @@ impl Store for SledStore {
         self.check_connector(&connector)?;
         let id = connector.id.to_string();
         let value = encode(&connector)?;
-        (&self.trees.connectors, &self.trees.connector_names)
-            .transaction(|(connectors, names)| {
-                if let Some(holder) = names.get(&connector.name)?
-                    && holder.as_ref() != id.as_bytes()
-                {
-                    return abort(StoreError::Conflict(format!(
-                        "a connector named {} exists",
-                        connector.name
-                    )));
-                }
-                if old.name != connector.name {
-                    names.remove(old.name.as_bytes())?;
-                }
-                names.insert(connector.name.as_bytes(), id.as_bytes())?;
-                connectors.insert(id.as_bytes(), value.as_slice())?;
-                Ok(())
-            })
-            .map_err(StoreError::from)?;
-        self.durable()?;
+        self.commit(audit, |tx| {
+            if let Some(holder) = tx.names.get(&connector.name)?
+                && holder.as_ref() != id.as_bytes()
+            {
+                return abort(StoreError::Conflict(format!(
+                    "a connector named {} exists",
+                    connector.name
+                )));
+            }
+            if old.name != connector.name {
+                tx.names.remove(old.name.as_bytes())?;
+            }
+            tx.names.insert(connector.name.as_bytes(), id.as_bytes())?;
+            tx.connectors.insert(id.as_bytes(), value.as_slice())?;
+            Ok(())
+        })?;
         Ok(connector)
     }
 
-    fn get_connector(&self, id_or_name: &str) -> Result<Option<Connector>, StoreError> {
-        if let Ok(id) = Uuid::try_parse(id_or_name) {
-            return self.connector_by_id(id);
-        }
-        let Some(id) = self.trees.connector_names.get(id_or_name)? else {
-            return Ok(None);
-        };
-        let id = std::str::from_utf8(&id)
-            .ok()
-            .and_then(|id| Uuid::try_parse(id).ok())
-            .ok_or_else(|| {
-                StoreError::Io(format!(
-                    "the {CONNECTOR_NAMES} entry of {id_or_name:?} is not a UUID"
-                ))
-            })?;
-        self.connector_by_id(id)
-    }
-
-    fn list_connectors(&self) -> Result<Vec<Connector>, StoreError> {
-        let mut connectors = self.connectors()?;
-        connectors.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(connectors)
-    }
-
-    fn delete_connector(&self, id: ConnectorId) -> Result<(), StoreError> {
+    fn delete_connector_in(
+        &self,
+        id: ConnectorId,
+        audit: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
         let _writer = self.write_lock();
         let connector = self
             .connector_by_id(id)?
@@ -639,37 +668,31 @@ impl Store for SledStore {
             .map(|k| k.id.to_string())
             .collect();
         let key = id.to_string();
-        (
-            &self.trees.connectors,
-            &self.trees.connector_names,
-            &self.trees.api_keys,
-        )
-            .transaction(|(connectors, names, api_keys)| {
-                connectors.remove(key.as_bytes())?;
-                if names.get(&connector.name)?.as_deref() == Some(key.as_bytes()) {
-                    names.remove(connector.name.as_bytes())?;
-                }
-                for holder in &holders {
-                    let Some(value) = api_keys.get(holder)? else {
-                        continue;
-                    };
-                    let mut api_key: ApiKey = decode(API_KEYS, holder.as_bytes(), &value)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    api_key.connectors.retain(|c| *c != id);
-                    let value = encode(&api_key).map_err(ConflictableTransactionError::Abort)?;
-                    api_keys.insert(holder.as_bytes(), value)?;
-                }
-                Ok(())
-            })
-            .map_err(StoreError::from)?;
-        self.durable()
+        self.commit(audit, |tx| {
+            tx.connectors.remove(key.as_bytes())?;
+            if tx.names.get(&connector.name)?.as_deref() == Some(key.as_bytes()) {
+                tx.names.remove(connector.name.as_bytes())?;
+            }
+            for holder in &holders {
+                let Some(value) = tx.api_keys.get(holder)? else {
+                    continue;
+                };
+                let mut api_key: ApiKey = decode(API_KEYS, holder.as_bytes(), &value)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                api_key.connectors.retain(|c| *c != id);
+                let value = encode(&api_key).map_err(ConflictableTransactionError::Abort)?;
+                tx.api_keys.insert(holder.as_bytes(), value)?;
+            }
+            Ok(())
+        })
     }
 
-    fn create_api_key(
+    fn create_api_key_in(
         &self,
         name: &str,
         connectors: Vec<ConnectorId>,
         expires: Option<SystemTime>,
+        audit: Option<&AuditEvent>,
     ) -> Result<(ApiKey, Secret), StoreError> {
         check_name("API key", name)?;
         let now = SystemTime::now();
@@ -729,11 +752,276 @@ impl Store for SledStore {
             expires,
             last_used: None,
         };
-        self.trees
-            .api_keys
-            .insert(id.to_string().as_bytes(), encode(&api_key)?)?;
-        self.durable()?;
+        let value = encode(&api_key)?;
+        self.commit(audit, |tx| {
+            tx.api_keys
+                .insert(id.to_string().as_bytes(), value.as_slice())?;
+            Ok(())
+        })?;
         Ok((api_key, whole))
+    }
+
+    fn delete_api_key_in(&self, id: Uuid, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+        let _writer = self.write_lock();
+        self.commit(audit, |tx| {
+            if tx.api_keys.remove(id.to_string().as_bytes())?.is_none() {
+                return abort(StoreError::NotFound(format!("API key {id}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn put_plugin_in(
+        &self,
+        wasm: &[u8],
+        plugin_name: Option<&str>,
+        audit: Option<&AuditEvent>,
+    ) -> Result<String, StoreError> {
+        if wasm.is_empty() {
+            return Err(StoreError::Invalid("an empty plugin".into()));
+        }
+        if let Some(plugin_name) = plugin_name {
+            check_name("plugin", plugin_name)?;
+        }
+        let digest = hex::encode(Sha256::digest(wasm));
+        let name = Self::plugin_file(&digest);
+        let _writer = self.write_lock();
+        let existing: Option<PluginInfo> = self
+            .trees
+            .plugins
+            .get(&digest)?
+            .map(|v| decode(PLUGINS, digest.as_bytes(), &v))
+            .transpose()?;
+        let on_disk = self
+            .plugin_dir
+            .metadata(&name)
+            .is_ok_and(|m| m.is_file() && m.len() == wasm.len() as u64);
+        if !(existing.is_some() && on_disk) {
+            // Written under a temporary name, synced, and renamed: never a torn file under the real name.
+            let temporary = format!("{name}.{}.tmp", std::process::id());
+            let write = || -> std::io::Result<()> {
+                let mut file = self.plugin_dir.create(&temporary)?;
+                file.write_all(wasm)?;
+                file.sync_all()?;
+                self.plugin_dir
+                    .rename(&temporary, &self.plugin_dir, &name)?;
+                self.sync_plugin_dir()
+            };
+            write().map_err(|e| {
+                let _ = self.plugin_dir.remove_file(&temporary);
+                StoreError::Io(format!("cannot store plugin {digest}: {e}"))
+            })?;
+        }
+        let info = PluginInfo {
+            digest: digest.clone(),
+            size: wasm.len() as u64,
+            name: plugin_name
+                .map(str::to_owned)
+                .or_else(|| existing.as_ref().and_then(|e| e.name.clone())),
+            stored: existing.map_or_else(SystemTime::now, |e| e.stored),
+        };
+        let value = encode(&info)?;
+        self.commit(audit, |tx| {
+            tx.plugins.insert(digest.as_bytes(), value.as_slice())?;
+            Ok(())
+        })?;
+        Ok(digest)
+    }
+
+    fn remove_plugin_in(&self, digest: &str, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+        check_digest(digest)?;
+        let _writer = self.write_lock();
+        let users: Vec<String> = self
+            .connectors()?
+            .into_iter()
+            .filter(|c| c.bindings.iter().any(|b| b.plugin == digest))
+            .map(|c| c.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(StoreError::Conflict(format!(
+                "plugin {digest} is bound in connector(s) {}",
+                users.join(", ")
+            )));
+        }
+        let had_metadata = self.commit(audit, |tx| {
+            Ok(tx.plugins.remove(digest.as_bytes())?.is_some())
+        })?;
+        // The metadata goes first: a crash in between leaves an unlisted file, which a later
+        // put_plugin of the same component reuses.
+        let had_file = match self.plugin_dir.remove_file(Self::plugin_file(digest)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(e) => {
+                return Err(StoreError::Io(format!(
+                    "cannot remove plugin {digest}: {e}"
+                )));
+            }
+        };
+        if !had_metadata && !had_file {
+            return Err(StoreError::NotFound(format!("plugin {digest}")));
+        }
+        Ok(())
+    }
+}
+
+/// An administrator's change to the store with its audit record: each write commits both, or neither.
+pub struct Audited<'a> {
+    store: &'a SledStore,
+    event: AuditEvent,
+}
+
+impl Audited<'_> {
+    /// The record's event (to name what was changed in it before the write).
+    pub fn event_mut(&mut self) -> &mut AuditEvent {
+        &mut self.event
+    }
+
+    /// [`Store::put_account`], audited.
+    pub fn put_account(&self, input: AccountInput) -> Result<Account, StoreError> {
+        self.store.put_account_in(input, Some(&self.event))
+    }
+
+    /// [`Store::delete_account`], audited.
+    pub fn delete_account(&self, name: &str) -> Result<(), StoreError> {
+        self.store.delete_account_in(name, Some(&self.event))
+    }
+
+    /// [`Store::create_connector`], audited.
+    pub fn create_connector(&self, connector: Connector) -> Result<Connector, StoreError> {
+        self.store.create_connector_in(connector, Some(&self.event))
+    }
+
+    /// [`Store::update_connector`], audited.
+    pub fn update_connector(
+        &self,
+        connector: Connector,
+        expected: &Connector,
+    ) -> Result<Connector, StoreError> {
+        self.store
+            .update_connector_in(connector, expected, Some(&self.event))
+    }
+
+    /// [`Store::delete_connector`], audited.
+    pub fn delete_connector(&self, id: ConnectorId) -> Result<(), StoreError> {
+        self.store.delete_connector_in(id, Some(&self.event))
+    }
+
+    /// [`Store::create_api_key`], audited.
+    pub fn create_api_key(
+        &self,
+        name: &str,
+        connectors: Vec<ConnectorId>,
+        expires: Option<SystemTime>,
+    ) -> Result<(ApiKey, Secret), StoreError> {
+        self.store
+            .create_api_key_in(name, connectors, expires, Some(&self.event))
+    }
+
+    /// [`Store::delete_api_key`], audited.
+    pub fn delete_api_key(&self, id: Uuid) -> Result<(), StoreError> {
+        self.store.delete_api_key_in(id, Some(&self.event))
+    }
+
+    /// [`Store::put_plugin`], audited.
+    pub fn put_plugin(&self, wasm: &[u8], plugin_name: Option<&str>) -> Result<String, StoreError> {
+        self.store
+            .put_plugin_in(wasm, plugin_name, Some(&self.event))
+    }
+
+    /// [`Store::remove_plugin`], audited.
+    pub fn remove_plugin(&self, digest: &str) -> Result<(), StoreError> {
+        self.store.remove_plugin_in(digest, Some(&self.event))
+    }
+}
+
+impl Store for SledStore {
+    fn put_account(&self, input: AccountInput) -> Result<Account, StoreError> {
+        self.put_account_in(input, None)
+    }
+
+    fn get_account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        self.trees
+            .accounts
+            .get(name)?
+            .map(|value| decode(ACCOUNTS, name.as_bytes(), &value))
+            .transpose()
+    }
+
+    fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.accounts()
+    }
+
+    fn delete_account(&self, name: &str) -> Result<(), StoreError> {
+        self.delete_account_in(name, None)
+    }
+
+    fn account_credentials(&self, name: &str) -> Result<Option<AccountCredentials>, StoreError> {
+        // The keyring is held while the record is read, so a rotation cannot come in between.
+        let keys = self.keys();
+        let Some(account) = self.get_account(name)? else {
+            return Ok(None);
+        };
+        Ok(Some(match account.source {
+            AccountSource::HostCredentials => AccountCredentials::HostChain,
+            AccountSource::IamUser {
+                access_key_id,
+                secret_access_key,
+            } => AccountCredentials::Static {
+                secret_access_key: keys
+                    .open(&secret_access_key, &account_secret_aad(&account.name))
+                    .map_err(|e| StoreError::Sealing(format!("account {name}: {e}")))?,
+                access_key_id,
+            },
+        }))
+    }
+
+    fn create_connector(&self, connector: Connector) -> Result<Connector, StoreError> {
+        self.create_connector_in(connector, None)
+    }
+
+    fn update_connector(
+        &self,
+        connector: Connector,
+        expected: &Connector,
+    ) -> Result<Connector, StoreError> {
+        self.update_connector_in(connector, expected, None)
+    }
+
+    fn get_connector(&self, id_or_name: &str) -> Result<Option<Connector>, StoreError> {
+        if let Ok(id) = Uuid::try_parse(id_or_name) {
+            return self.connector_by_id(id);
+        }
+        let Some(id) = self.trees.connector_names.get(id_or_name)? else {
+            return Ok(None);
+        };
+        let id = std::str::from_utf8(&id)
+            .ok()
+            .and_then(|id| Uuid::try_parse(id).ok())
+            .ok_or_else(|| {
+                StoreError::Io(format!(
+                    "the {CONNECTOR_NAMES} entry of {id_or_name:?} is not a UUID"
+                ))
+            })?;
+        self.connector_by_id(id)
+    }
+
+    fn list_connectors(&self) -> Result<Vec<Connector>, StoreError> {
+        let mut connectors = self.connectors()?;
+        connectors.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(connectors)
+    }
+
+    fn delete_connector(&self, id: ConnectorId) -> Result<(), StoreError> {
+        self.delete_connector_in(id, None)
+    }
+
+    fn create_api_key(
+        &self,
+        name: &str,
+        connectors: Vec<ConnectorId>,
+        expires: Option<SystemTime>,
+    ) -> Result<(ApiKey, Secret), StoreError> {
+        self.create_api_key_in(name, connectors, expires, None)
     }
 
     fn authenticate_api_key(&self, presented: &str) -> Result<Option<ApiKey>, StoreError> {
@@ -792,62 +1080,11 @@ impl Store for SledStore {
     }
 
     fn delete_api_key(&self, id: Uuid) -> Result<(), StoreError> {
-        let _writer = self.write_lock();
-        if self.trees.api_keys.remove(id.to_string())?.is_none() {
-            return Err(StoreError::NotFound(format!("API key {id}")));
-        }
-        self.durable()
+        self.delete_api_key_in(id, None)
     }
 
     fn put_plugin(&self, wasm: &[u8], plugin_name: Option<&str>) -> Result<String, StoreError> {
-        if wasm.is_empty() {
-            return Err(StoreError::Invalid("an empty plugin".into()));
-        }
-        if let Some(plugin_name) = plugin_name {
-            check_name("plugin", plugin_name)?;
-        }
-        let digest = hex::encode(Sha256::digest(wasm));
-        let name = Self::plugin_file(&digest);
-        let _writer = self.write_lock();
-        let existing: Option<PluginInfo> = self
-            .trees
-            .plugins
-            .get(&digest)?
-            .map(|v| decode(PLUGINS, digest.as_bytes(), &v))
-            .transpose()?;
-        let on_disk = self
-            .plugin_dir
-            .metadata(&name)
-            .is_ok_and(|m| m.is_file() && m.len() == wasm.len() as u64);
-        if !(existing.is_some() && on_disk) {
-            // Written under a temporary name, synced, and renamed: never a torn file under the real name.
-            let temporary = format!("{name}.{}.tmp", std::process::id());
-            let write = || -> std::io::Result<()> {
-                let mut file = self.plugin_dir.create(&temporary)?;
-                file.write_all(wasm)?;
-                file.sync_all()?;
-                self.plugin_dir
-                    .rename(&temporary, &self.plugin_dir, &name)?;
-                self.sync_plugin_dir()
-            };
-            write().map_err(|e| {
-                let _ = self.plugin_dir.remove_file(&temporary);
-                StoreError::Io(format!("cannot store plugin {digest}: {e}"))
-            })?;
-        }
-        let info = PluginInfo {
-            digest: digest.clone(),
-            size: wasm.len() as u64,
-            name: plugin_name
-                .map(str::to_owned)
-                .or_else(|| existing.as_ref().and_then(|e| e.name.clone())),
-            stored: existing.map_or_else(SystemTime::now, |e| e.stored),
-        };
-        self.trees
-            .plugins
-            .insert(digest.as_bytes(), encode(&info)?)?;
-        self.durable()?;
-        Ok(digest)
+        self.put_plugin_in(wasm, plugin_name, None)
     }
 
     fn get_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -877,37 +1114,7 @@ impl Store for SledStore {
     }
 
     fn remove_plugin(&self, digest: &str) -> Result<(), StoreError> {
-        check_digest(digest)?;
-        let _writer = self.write_lock();
-        let users: Vec<String> = self
-            .connectors()?
-            .into_iter()
-            .filter(|c| c.bindings.iter().any(|b| b.plugin == digest))
-            .map(|c| c.name)
-            .collect();
-        if !users.is_empty() {
-            return Err(StoreError::Conflict(format!(
-                "plugin {digest} is bound in connector(s) {}",
-                users.join(", ")
-            )));
-        }
-        let had_metadata = self.trees.plugins.remove(digest)?.is_some();
-        self.durable()?;
-        // The metadata goes first: a crash in between leaves an unlisted file, which a later
-        // put_plugin of the same component reuses.
-        let had_file = match self.plugin_dir.remove_file(Self::plugin_file(digest)) {
-            Ok(()) => true,
-            Err(e) if e.kind() == ErrorKind::NotFound => false,
-            Err(e) => {
-                return Err(StoreError::Io(format!(
-                    "cannot remove plugin {digest}: {e}"
-                )));
-            }
-        };
-        if !had_metadata && !had_file {
-            return Err(StoreError::NotFound(format!("plugin {digest}")));
-        }
-        Ok(())
+        self.remove_plugin_in(digest, None)
     }
 
     fn rotate_master_key(&self, new_key: MasterKey) -> Result<usize, StoreError> {
@@ -1365,6 +1572,54 @@ mod tests {
             store.rotate_master_key(same).unwrap_err().code(),
             "store_invalid"
         );
+    }
+
+    #[test]
+    fn an_audited_change_is_stored_with_its_record_or_not_at_all() {
+        use crate::audit::{AuditFilter, AuditLog, RECORDS_TREE};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), env_key().1).unwrap();
+        store.put_account(iam_user("main", Some("secret"))).unwrap();
+        let event = AuditEvent {
+            action: "admin.connector.create".into(),
+            reason: Some("connector dev created".into()),
+            ..AuditEvent::default()
+        };
+        // A record written out of band where the next one goes: the audit log refuses to append.
+        let records = store.db().open_tree(RECORDS_TREE).unwrap();
+        records
+            .insert(1u64.to_be_bytes(), &b"out of band"[..])
+            .unwrap();
+        let refused = store
+            .audited(event.clone())
+            .create_connector(connector("dev", "main"))
+            .unwrap_err();
+        assert_eq!(refused.code(), "store_io");
+        assert!(refused.to_string().contains("not made"), "{refused}");
+        assert!(
+            store.get_connector("dev").unwrap().is_none(),
+            "nothing changed"
+        );
+        let unaudited = store.audited(event.clone()).delete_account("main");
+        assert!(unaudited.is_err());
+        assert!(store.get_account("main").unwrap().is_some());
+
+        records.remove(1u64.to_be_bytes()).unwrap();
+        let created = store
+            .audited(event)
+            .create_connector(connector("dev", "main"))
+            .unwrap();
+        assert_eq!(store.get_connector("dev").unwrap(), Some(created));
+        let log = AuditLog::open(store.db(), None).unwrap();
+        let found = log.query(&AuditFilter::default()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].event.action, "admin.connector.create");
+        assert!(log.verify().unwrap().is_intact());
+        // Unaudited writes (tests, the command line's maintenance) add no record.
+        store
+            .put_account(iam_user("other", Some("secret")))
+            .unwrap();
+        assert_eq!(log.query(&AuditFilter::default()).unwrap().len(), 1);
     }
 
     #[test]

@@ -222,7 +222,24 @@ impl CredentialCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<IssuedCredentials, StsError>>,
     {
-        let flight = lock(&self.in_flight).entry(key).or_default().clone();
+        let flight = {
+            let mut in_flight = lock(&self.in_flight);
+            match in_flight.get(&key) {
+                Some(flight) => flight.clone(),
+                None => {
+                    // A call that ended between this request's miss and now left its entry (it is
+                    // inserted before the flight is removed): take it rather than call again.
+                    if let Some(credentials) = self.usable(&key, duration_seconds) {
+                        self.coalesced.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Issued {
+                            credentials,
+                            shared: true,
+                        });
+                    }
+                    in_flight.entry(key).or_default().clone()
+                }
+            }
+        };
         let led = AtomicBool::new(false);
         let outcome = flight
             .get_or_init(|| async {
@@ -260,6 +277,16 @@ impl CredentialCache {
             credentials,
             shared: !led,
         })
+    }
+
+    /// The entry's credentials if they have enough life left now (counting nothing).
+    fn usable(&self, key: &CacheKey, duration_seconds: u32) -> Option<IssuedCredentials> {
+        let needed = self.min_remaining(duration_seconds);
+        let entries = lock(&self.entries);
+        entries
+            .get(key)
+            .filter(|entry| remaining(&entry.credentials, SystemTime::now()) >= needed)
+            .map(|entry| entry.credentials.clone())
     }
 
     fn insert(&self, key: CacheKey, entry: Entry) {
@@ -466,6 +493,15 @@ mod tests {
             .await
             .unwrap();
         assert!(!issued.shared);
+        // A request that missed just before that call ended takes its entry rather than call again.
+        let late = cache
+            .issue_once(key, (&c, &alice), 3600, || async {
+                panic!("a second STS call for an entry in the cache")
+            })
+            .await
+            .unwrap();
+        assert!(late.shared);
+        assert_eq!(late.credentials.access_key_id, "ASIAONE");
         assert_eq!(cache.get(&key, 3600, now).unwrap().access_key_id, "ASIAONE");
         // 31 minutes on, less than half the hour is left: removed, a miss.
         assert!(
@@ -479,7 +515,7 @@ mod tests {
             CacheStats {
                 hits: 1,
                 misses: 3,
-                coalesced: 0,
+                coalesced: 1,
                 evictions: 1,
                 entries: 0
             }

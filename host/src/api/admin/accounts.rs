@@ -145,25 +145,22 @@ async fn put(
     }
     let store = &state.service.store;
     let existed = store.get_account(&name)?.is_some();
-    let account = store.put_account(input)?;
-    state.service.vendor.cache().flush_account(&account.name);
-    let kind = match account.source {
-        AccountSource::IamUser { .. } => "iam-user",
-        AccountSource::HostCredentials => "host-credentials",
+    let kind = match input.source {
+        AccountSourceInput::IamUser { .. } => "iam-user",
+        AccountSourceInput::HostCredentials => "host-credentials",
     };
     let (verb, status) = if existed {
         ("update", StatusCode::OK)
     } else {
         ("create", StatusCode::CREATED)
     };
-    admin
-        .audit(
-            &state,
-            &format!("admin.account.{verb}"),
-            None,
-            format!("account {:?} {verb}d ({kind})", account.name),
-        )
-        .await?;
+    let event = admin.event(
+        &format!("admin.account.{verb}"),
+        None,
+        format!("account {name:?} {verb}d ({kind})"),
+    );
+    let account = store.audited(event).put_account(input)?;
+    state.service.vendor.cache().flush_account(&account.name);
     Ok((status, Json(account_json(&account))))
 }
 
@@ -187,15 +184,12 @@ async fn delete(
     admin: Admin,
     Path(name): Path<String>,
 ) -> AdminResult<StatusCode> {
-    state.service.store.delete_account(&name)?;
+    let event = admin.event(
+        "admin.account.delete",
+        None,
+        format!("account {name:?} deleted"),
+    );
+    state.service.store.audited(event).delete_account(&name)?;
     state.service.vendor.cache().flush_account(&name);
-    admin
-        .audit(
-            &state,
-            "admin.account.delete",
-            None,
-            format!("account {name:?} deleted"),
-        )
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -119,32 +119,29 @@ async fn create(
         .as_deref()
         .map(|text| parse_time("expires", text))
         .transpose()?;
-    let (key, secret) = store.create_api_key(&input.name, ids, expires)?;
+    let names: Vec<String> = ids
+        .iter()
+        .filter_map(|id| store.get_connector(&id.to_string()).ok().flatten())
+        .map(|c| c.name)
+        .collect();
+    let event = admin.event(
+        "admin.api_key.create",
+        None,
+        format!(
+            "API key {:?} created for connector(s) {}{}",
+            input.name,
+            names.join(", "),
+            expires
+                .map(|at| format!(", expiring {}", rfc3339(at)))
+                .unwrap_or_default()
+        ),
+    );
+    let (key, secret) = store
+        .audited(event)
+        .create_api_key(&input.name, ids, expires)?;
     let connectors = store.list_connectors()?;
     let mut body = key_json(&key, &connectors);
     body["key"] = Value::String(secret.expose().to_owned());
-    let names: Vec<String> = body["connectors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str().map(str::to_owned))
-        .collect();
-    admin
-        .audit(
-            &state,
-            "admin.api_key.create",
-            None,
-            format!(
-                "API key {:?} ({}) created for connector(s) {}{}",
-                key.name,
-                key.id,
-                names.join(", "),
-                key.expires
-                    .map(|at| format!(", expiring {}", rfc3339(at)))
-                    .unwrap_or_default()
-            ),
-        )
-        .await?;
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
@@ -181,17 +178,14 @@ async fn remove(
         .into_iter()
         .find(|k| k.id == id)
         .map(|k| k.name);
-    store.delete_api_key(id)?;
-    admin
-        .audit(
-            &state,
-            "admin.api_key.delete",
-            None,
-            format!(
-                "API key {:?} ({id}) deleted",
-                name.as_deref().unwrap_or("?")
-            ),
-        )
-        .await?;
+    let event = admin.event(
+        "admin.api_key.delete",
+        None,
+        format!(
+            "API key {:?} ({id}) deleted",
+            name.as_deref().unwrap_or("?")
+        ),
+    );
+    store.audited(event).delete_api_key(id)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,6 +18,7 @@ use super::{Admin, AdminError, AdminResult, blocking, find_connector};
 use crate::api::AppState;
 use crate::api::extract::JsonBody;
 use crate::api::openapi::ErrorBody;
+use crate::audit::AuditEvent;
 use crate::model::{BindingSpec, Connector, Limits};
 use crate::store::{Store, StoreError, check_digest};
 
@@ -41,20 +42,23 @@ pub fn binding_json(b: &BindingSpec) -> Value {
     })
 }
 
-/// Applies `change` to the connector's plugin chain and stores it; if another change landed in between,
-/// does it again on the chain as it then is (a few times), so that concurrent edits of one chain all
-/// count. The connector as stored.
+/// Applies `change` to the connector's plugin chain and stores it with the audit record `event` makes of
+/// the change's description, in one transaction; if another change landed in between, does it again on
+/// the chain as it then is (a few times), so that concurrent edits of one chain all count. The connector
+/// as stored.
 fn change_chain(
     state: &AppState,
     connector: &str,
-    mut change: impl FnMut(&mut Vec<BindingSpec>) -> AdminResult<()>,
+    mut change: impl FnMut(&mut Vec<BindingSpec>) -> AdminResult<String>,
+    event: impl Fn(&Connector, String) -> AuditEvent,
 ) -> AdminResult<Connector> {
     const ATTEMPTS: usize = 5;
     for attempt in 1..=ATTEMPTS {
         let read = find_connector(state, connector)?;
         let mut changed = read.clone();
-        change(&mut changed.bindings)?;
-        match state.service.store.update_connector(changed, &read) {
+        let description = change(&mut changed.bindings)?;
+        let audited = state.service.store.audited(event(&changed, description));
+        match audited.update_connector(changed, &read) {
             Err(StoreError::Conflict(_)) if attempt < ATTEMPTS => continue,
             result => {
                 let connector = result?;
@@ -206,22 +210,25 @@ async fn create(
     // The chain as it is now (it may have changed while the plugin checked the configuration).
     let id = connector.id.to_string();
     let mut position = 0;
-    let connector = change_chain(&state, &id, |chain| {
-        position = input.position.unwrap_or(chain.len()).min(chain.len());
-        chain.insert(position, spec.clone());
-        Ok(())
-    })?;
-    admin
-        .audit(
-            &state,
-            "admin.binding.create",
-            Some(&connector),
-            format!(
-                "plugin {} bound to connector {:?} at position {position} as binding {}",
-                spec.plugin, connector.name, spec.id
-            ),
-        )
-        .await?;
+    let connector = change_chain(
+        &state,
+        &id,
+        |chain| {
+            position = input.position.unwrap_or(chain.len()).min(chain.len());
+            chain.insert(position, spec.clone());
+            Ok(format!("at position {position}"))
+        },
+        |connector, at| {
+            admin.event(
+                "admin.binding.create",
+                Some(connector),
+                format!(
+                    "plugin {} bound to connector {:?} {at} as binding {}",
+                    spec.plugin, connector.name, spec.id
+                ),
+            )
+        },
+    )?;
     let mut body = binding_json(&spec);
     body["position"] = json!(position);
     body["connector"] = json!(connector.name);
@@ -250,31 +257,33 @@ async fn remove(
     Path((c, binding_id)): Path<(String, String)>,
 ) -> AdminResult<StatusCode> {
     let mut removed = None;
-    let connector = change_chain(&state, &c, |chain| {
-        let index = chain
-            .iter()
-            .position(|b| b.id == binding_id)
-            .ok_or_else(|| {
-                AdminError::not_found(format!("the connector has no binding {binding_id:?}"))
-            })?;
-        removed = Some(chain.remove(index));
-        Ok(())
-    })?;
+    change_chain(
+        &state,
+        &c,
+        |chain| {
+            let index = chain
+                .iter()
+                .position(|b| b.id == binding_id)
+                .ok_or_else(|| {
+                    AdminError::not_found(format!("the connector has no binding {binding_id:?}"))
+                })?;
+            let binding = chain.remove(index);
+            let description = format!("binding {} (plugin {})", binding.id, binding.plugin);
+            removed = Some(binding);
+            Ok(description)
+        },
+        |connector, binding| {
+            admin.event(
+                "admin.binding.delete",
+                Some(connector),
+                format!("{binding} removed from connector {:?}", connector.name),
+            )
+        },
+    )?;
     let removed = removed.expect("a binding was removed");
     if let Err(e) = state.service.plugins.kv().remove_binding(&removed.id) {
         tracing::warn!(binding = %removed.id, error = %e, "could not remove a binding's state");
     }
-    admin
-        .audit(
-            &state,
-            "admin.binding.delete",
-            Some(&connector),
-            format!(
-                "binding {} (plugin {}) removed from connector {:?}",
-                removed.id, removed.plugin, connector.name
-            ),
-        )
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -345,21 +354,42 @@ mod tests {
         let plugin = store.put_plugin(b"\0asm component", None).unwrap();
         let (ours, theirs) = (binding(&plugin), binding(&plugin));
         let mut calls = 0;
-        let stored = change_chain(&state, "dev", |chain| {
-            calls += 1;
-            if calls == 1 {
-                // Another administrator's binding lands between our read and our write.
-                let read = store.get_connector("dev").unwrap().unwrap();
-                let mut other = read.clone();
-                other.bindings.push(theirs.clone());
-                store.update_connector(other, &read).unwrap();
-            }
-            chain.push(ours.clone());
-            Ok(())
-        })
+        let stored = change_chain(
+            &state,
+            "dev",
+            |chain| {
+                calls += 1;
+                if calls == 1 {
+                    // Another administrator's binding lands between our read and our write.
+                    let read = store.get_connector("dev").unwrap().unwrap();
+                    let mut other = read.clone();
+                    other.bindings.push(theirs.clone());
+                    store.update_connector(other, &read).unwrap();
+                }
+                chain.push(ours.clone());
+                Ok(format!("attempt {calls}"))
+            },
+            |_, attempt| AuditEvent {
+                action: "admin.binding.create".into(),
+                reason: Some(attempt),
+                ..AuditEvent::default()
+            },
+        )
         .unwrap();
         assert_eq!(calls, 2, "done again on the chain as it then was");
         assert_eq!(stored.bindings, [theirs, ours]);
         assert_eq!(store.get_connector("dev").unwrap().unwrap(), stored);
+        // The attempt that lost wrote nothing, its record neither: one record, of the change made.
+        let records = state
+            .service
+            .audit
+            .query(&crate::audit::AuditFilter::default())
+            .unwrap();
+        let reasons: Vec<_> = records
+            .iter()
+            .filter(|r| r.event.action == "admin.binding.create")
+            .map(|r| r.event.reason.clone())
+            .collect();
+        assert_eq!(reasons, [Some("attempt 2".to_owned())]);
     }
 }

@@ -216,20 +216,21 @@ async fn create(
         ));
     }
     let connector = input.into_connector(Uuid::new_v4(), Vec::new());
-    let connector = state.service.store.create_connector(connector)?;
-    admin
-        .audit(
-            &state,
-            "admin.connector.create",
-            Some(&connector),
-            format!(
-                "connector {:?} created ({:?}, account {:?})",
-                connector.name,
-                connector.principal.principal_type(),
-                connector.account
-            ),
-        )
-        .await?;
+    let event = admin.event(
+        "admin.connector.create",
+        Some(&connector),
+        format!(
+            "connector {:?} created ({:?}, account {:?})",
+            connector.name,
+            connector.principal.principal_type(),
+            connector.account
+        ),
+    );
+    let connector = state
+        .service
+        .store
+        .audited(event)
+        .create_connector(connector)?;
     Ok((StatusCode::CREATED, Json(connector_json(&connector))))
 }
 
@@ -282,7 +283,23 @@ async fn replace(
         }
     };
     let connector = input.into_connector(existing.id, bindings);
-    let connector = state.service.store.update_connector(connector, &existing)?;
+    let event = admin.event(
+        "admin.connector.update",
+        Some(&connector),
+        if existing.name == connector.name {
+            format!("connector {:?} replaced", connector.name)
+        } else {
+            format!(
+                "connector {:?} replaced, renamed from {:?}",
+                connector.name, existing.name
+            )
+        },
+    );
+    let connector = state
+        .service
+        .store
+        .audited(event)
+        .update_connector(connector, &existing)?;
     state.service.vendor.cache().flush_connector(connector.id);
     for dropped in existing
         .bindings
@@ -293,21 +310,6 @@ async fn replace(
             tracing::warn!(binding = %dropped.id, error = %e, "could not remove a binding's state");
         }
     }
-    admin
-        .audit(
-            &state,
-            "admin.connector.update",
-            Some(&connector),
-            if existing.name == connector.name {
-                format!("connector {:?} replaced", connector.name)
-            } else {
-                format!(
-                    "connector {:?} replaced, renamed from {:?}",
-                    connector.name, existing.name
-                )
-            },
-        )
-        .await?;
     Ok(Json(connector_json(&connector)))
 }
 
@@ -332,21 +334,22 @@ async fn delete(
     Path(id_or_name): Path<String>,
 ) -> AdminResult<StatusCode> {
     let connector = find_connector(&state, &id_or_name)?;
-    state.service.store.delete_connector(connector.id)?;
+    let event = admin.event(
+        "admin.connector.delete",
+        Some(&connector),
+        format!("connector {:?} deleted", connector.name),
+    );
+    state
+        .service
+        .store
+        .audited(event)
+        .delete_connector(connector.id)?;
     state.service.vendor.cache().flush_connector(connector.id);
     for binding in &connector.bindings {
         if let Err(e) = state.service.plugins.kv().remove_binding(&binding.id) {
             tracing::warn!(binding = %binding.id, error = %e, "could not remove a binding's state");
         }
     }
-    admin
-        .audit(
-            &state,
-            "admin.connector.delete",
-            Some(&connector),
-            format!("connector {:?} deleted", connector.name),
-        )
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

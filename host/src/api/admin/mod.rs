@@ -232,17 +232,23 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 impl Admin {
-    /// Audits a change: `action` (`admin.<resource>.<verb>`), the connector concerned if any, and a short
-    /// description (never a secret).
-    pub async fn audit(
+    /// The audit event of a change: `action` (`admin.<resource>.<verb>`), the connector concerned if any,
+    /// and a short description (never a secret). Commit it with the change through
+    /// [`crate::store::SledStore::audited`], so that both are stored or neither.
+    pub fn event(
         &self,
-        state: &AppState,
         action: &str,
         connector: Option<&Connector>,
         reason: impl Into<String>,
-    ) -> AdminResult<()> {
+    ) -> AuditEvent {
         let reason = reason.into();
-        let event = AuditEvent {
+        tracing::info!(
+            action,
+            caller = %self.caller.display_name(),
+            reason = %reason,
+            "admin change"
+        );
+        AuditEvent {
             request_id: self.request_id.clone(),
             action: action.to_owned(),
             caller: Some(self.caller.display_name()),
@@ -252,15 +258,21 @@ impl Admin {
             connector_id: connector.map(|c| c.id.to_string()),
             connector: connector.map(|c| c.name.clone()),
             outcome: Outcome::Changed,
-            reason: Some(reason.clone()),
+            reason: Some(reason),
             ..AuditEvent::default()
-        };
-        tracing::info!(
-            action,
-            caller = %self.caller.display_name(),
-            reason = %reason,
-            "admin change"
-        );
+        }
+    }
+
+    /// Audits a change that writes nothing to the store (a cache flush): the record is durable before
+    /// this returns.
+    pub async fn audit(
+        &self,
+        state: &AppState,
+        action: &str,
+        connector: Option<&Connector>,
+        reason: impl Into<String>,
+    ) -> AdminResult<()> {
+        let event = self.event(action, connector, reason);
         state
             .service
             .audit
@@ -268,7 +280,7 @@ impl Admin {
             .await
             .map_err(|e| {
                 AdminError::internal(format!(
-                    "the admin change {action} ({reason}) was made but could not be audited: {e}"
+                    "the admin change {action} was made but could not be audited: {e}"
                 ))
             })?;
         Ok(())

@@ -134,28 +134,28 @@ async fn upload(
     let store = state.service.store.clone();
     let runtime = state.service.plugins.clone();
     let label = name.clone();
+    let event = admin.event(
+        "admin.plugin.upload",
+        None,
+        format!("a plugin of {size} bytes uploaded"),
+    );
     let (digest, existed) = blocking(move || -> AdminResult<(String, bool)> {
         let plugin = runtime.load("upload", &body)?;
-        let existed = store
-            .list_plugins()?
-            .iter()
-            .any(|p| p.digest == plugin.digest());
-        Ok((store.put_plugin(&body, label.as_deref())?, existed))
+        let digest = plugin.digest().to_owned();
+        let existed = store.list_plugins()?.iter().any(|p| p.digest == digest);
+        let named = label
+            .as_deref()
+            .map(|n| format!(" as {n:?}"))
+            .unwrap_or_default();
+        let mut audited = store.audited(event);
+        audited.event_mut().reason = Some(if existed {
+            format!("plugin {digest} uploaded again{named} ({size} bytes; already stored)")
+        } else {
+            format!("plugin {digest} stored{named} ({size} bytes)")
+        });
+        Ok((audited.put_plugin(&body, label.as_deref())?, existed))
     })
     .await??;
-    admin
-        .audit(&state, "admin.plugin.upload", None, {
-            let named = name
-                .as_deref()
-                .map(|n| format!(" as {n:?}"))
-                .unwrap_or_default();
-            if existed {
-                format!("plugin {digest} uploaded again{named} ({size} bytes; already stored)")
-            } else {
-                format!("plugin {digest} stored{named} ({size} bytes)")
-            }
-        })
-        .await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -189,14 +189,11 @@ async fn remove(
 ) -> AdminResult<StatusCode> {
     let store = state.service.store.clone();
     let target = digest.clone();
-    blocking(move || store.remove_plugin(&target)).await??;
-    admin
-        .audit(
-            &state,
-            "admin.plugin.delete",
-            None,
-            format!("plugin {digest} removed"),
-        )
-        .await?;
+    let event = admin.event(
+        "admin.plugin.delete",
+        None,
+        format!("plugin {digest} removed"),
+    );
+    blocking(move || store.audited(event).remove_plugin(&target)).await??;
     Ok(StatusCode::NO_CONTENT)
 }
