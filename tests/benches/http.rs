@@ -1,31 +1,100 @@
-//! The vending endpoint over HTTP: `cargo bench -p idfed-tests --bench http` (needs `wrk`:
-//! `apt-get install wrk`).
+//! The vending endpoint over HTTP, as a user's load arrives: `cargo bench -p idfed-tests --bench http`
+//! (needs `wrk`: `apt-get install wrk`).
 //!
-//! A real idfed server (plain HTTP on 127.0.0.1) whose STS is an in-process stand-in that answers at once,
-//! loaded by `wrk` on loopback: requests per second and p50/p99 for `POST /connectors/{c}/credentials`
-//! with a session token, at 1, 64 and 256 connections, with no plugin and with a chain of three. Asserts
-//! nothing about time.
+//! In one run, on the same machine: a bare axum hello-world (the floor), then idfed (plain HTTP on
+//! 127.0.0.1, its real STS client) against the STS stand-in **in another process** on loopback, loaded by
+//! `wrk` at 1 and 64 connections: no plugin and a chain of three, each with the credential cache off and
+//! hit — requests/s, p50, p99 and the share of hello-world at the same connections. Then a burst of 1,000
+//! identical concurrent requests on a caching connector (and the STS calls it made), and throughput with
+//! the durable audit log on and off. The STS budget is off (`budget_per_second = 0`) so that it measures
+//! idfed, not the budget. Asserts nothing about time.
 
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Instant;
 
 use idfed::api::{ApiLimits, AppState, serve};
 use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
 use idfed::config::Config;
+use idfed::model::Connector;
 use idfed::secret::Secret;
 use idfed::service::Service;
-use idfed::vend::Vendor;
-use idfed_tests::{InstantSts, add_benchmark_connectors};
+use idfed::store::Store;
+use idfed_tests::add_benchmark_connectors;
+use idfed_tests::sts_standin::{StandInOptions, spawn_process};
+
+/// What `wrk` measured.
+struct Run {
+    requests_per_second: f64,
+    p50: String,
+    p99: String,
+    non_2xx: String,
+}
+
+fn wrk(url: &str, connections: usize, seconds: u64, script: Option<&std::path::Path>) -> Run {
+    let threads = connections.clamp(1, 2).to_string();
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t",
+        &threads,
+        "-c",
+        &connections.to_string(),
+        "-d",
+        &format!("{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(url).output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    let field = |prefix: &str| {
+        report
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    Run {
+        requests_per_second: field("Requests/sec:").parse().unwrap_or(0.0),
+        p50: field("50%"),
+        p99: field("99%"),
+        non_2xx: report
+            .lines()
+            .find(|l| l.contains("Non-2xx"))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_default(),
+    }
+}
 
 fn main() {
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("wrk is not installed: apt-get install wrk");
         std::process::exit(1);
     }
+    let seconds: u64 = std::env::var("IDFED_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    let sts = spawn_process(
+        std::path::Path::new(env!("CARGO_BIN_EXE_sts-standin")),
+        &StandInOptions::default(),
+    );
+
+    // The floor: a bare axum hello-world on the same runtime.
+    let hello = tokio.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello, world" }));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    });
+
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.toml");
     let password = "benchmark-password";
@@ -43,20 +112,40 @@ fn main() {
     )
     .unwrap();
     let config = Config::parse(&format!(
-        "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
+        "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n\
+         [auth.directory]\ntype = \"static\"\nfile = {:?}\n\
+         [sts]\nendpoint = {:?}\nbudget_per_second = 0\n",
         dir.path().join("data"),
-        users
+        users,
+        sts.endpoint(),
     ))
     .unwrap();
-    let mut service = Service::open(&config).unwrap();
-    service.vendor = Vendor::new(
-        service.store.clone(),
-        Arc::new(InstantSts),
-        service.plugins.clone(),
-        service.audit.clone(),
-    );
+    let service = Service::open(&config).unwrap();
     add_benchmark_connectors(service.store.as_ref(), "devs");
-
+    for name in ["plain", "chained"] {
+        let original = service.store.get_connector(name).unwrap().unwrap();
+        service
+            .store
+            .create_connector(Connector {
+                id: uuid::Uuid::new_v4(),
+                name: format!("{name}-cached"),
+                credential_cache: true,
+                // A binding's id keys its private store: the copy's bindings are bindings of their own.
+                bindings: original
+                    .bindings
+                    .iter()
+                    .map(|b| idfed::model::BindingSpec {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        ..b.clone()
+                    })
+                    .collect(),
+                ..original.clone()
+            })
+            .unwrap();
+    }
+    // IDFED_BENCH_NOT_DURABLE=1: every case without the durable audit log (to see what it costs).
+    let durable = std::env::var_os("IDFED_BENCH_NOT_DURABLE").is_none();
+    service.audit.set_durable(durable);
     let service = Arc::new(service);
     let listener = tokio
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -67,8 +156,9 @@ fn main() {
     let server = tokio.spawn(serve(listener, None, state, async move {
         let _ = stopped.await;
     }));
+    let client = reqwest::Client::new();
     let token: String = tokio.block_on(async {
-        let answer = reqwest::Client::new()
+        let answer = client
             .post(format!("http://{addr}/api/v1/login"))
             .json(&serde_json::json!({"username": "alice", "password": password}))
             .send()
@@ -85,66 +175,142 @@ fn main() {
         ),
     )
     .unwrap();
+    let vend_url =
+        |connector: &str| format!("http://{addr}/api/v1/connectors/{connector}/credentials");
 
     println!(
-        "idfed vending endpoint over HTTP (wrk on loopback, an STS that answers at once, 5 s a run)\n"
+        "idfed's vending endpoint over HTTP: wrk on loopback, {seconds} s a run; STS is the stand-in in \
+         another process ({}); durable audit on unless said\n",
+        sts.endpoint()
     );
     println!(
-        "{:<10} {:>12} {:>12} {:>10} {:>10} {:>10}",
-        "connector", "connections", "requests/s", "p50", "p99", "max"
+        "{:<34} {:>5} {:>12} {:>10} {:>10} {:>9}",
+        "case", "conns", "requests/s", "p50", "p99", "of hello"
     );
-    for name in ["plain", "chained"] {
-        let url = format!("http://{addr}/api/v1/connectors/{name}/credentials");
-        let run = |connections: usize, seconds: u64| {
-            let threads = connections.clamp(1, 2).to_string();
-            let output = Command::new("wrk")
-                .args([
-                    "-t",
-                    &threads,
-                    "-c",
-                    &connections.to_string(),
-                    "-d",
-                    &format!("{seconds}s"),
-                    "--latency",
-                    "-s",
-                ])
-                .arg(&script)
-                .arg(&url)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        };
-        run(8, 2); // warm-up: chain loading, caches
-        for connections in [1, 64, 256] {
-            let report = run(connections, 5);
-            let field = |prefix: &str| {
-                report
-                    .lines()
-                    .find(|l| l.trim_start().starts_with(prefix))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .unwrap_or("?")
-                    .to_owned()
-            };
-            let max = report
-                .lines()
-                .find(|l| l.trim_start().starts_with("Latency") && !l.contains("Distribution"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .unwrap_or("?")
-                .to_owned();
-            let non_2xx = report
-                .lines()
-                .find(|l| l.contains("Non-2xx"))
-                .map(str::trim)
-                .unwrap_or("");
+    let mut floor = std::collections::HashMap::new();
+    let hello_url = format!("http://{hello}/");
+    wrk(&hello_url, 8, 1, None);
+    for connections in [1, 64] {
+        let run = wrk(&hello_url, connections, seconds, None);
+        println!(
+            "{:<34} {connections:>5} {:>12.0} {:>10} {:>10} {:>9} {}",
+            "axum hello-world (the floor)",
+            run.requests_per_second,
+            run.p50,
+            run.p99,
+            "1",
+            run.non_2xx
+        );
+        floor.insert(connections, run.requests_per_second);
+    }
+    let cases = [
+        ("no plugin, cache off", "plain"),
+        ("no plugin, cache hit", "plain-cached"),
+        ("chain of three, cache hit", "chained-cached"),
+        ("chain of three, cache off", "chained"),
+    ];
+    // IDFED_BENCH_CASES=plain-cached,chained … runs only those (e.g. under a profiler).
+    let only: Option<Vec<String>> = std::env::var("IDFED_BENCH_CASES")
+        .ok()
+        .map(|list| list.split(',').map(str::to_owned).collect());
+    for (label, connector) in cases {
+        if only
+            .as_ref()
+            .is_some_and(|only| !only.iter().any(|c| c == connector))
+        {
+            continue;
+        }
+        let url = vend_url(connector);
+        wrk(&url, 8, 1, Some(&script)); // warm-up: chain loading, the cache entry
+        for connections in [1, 64] {
+            let run = wrk(&url, connections, seconds, Some(&script));
+            let share = run.requests_per_second / floor[&connections];
             println!(
-                "{name:<10} {connections:>12} {:>12} {:>10} {:>10} {:>10} {non_2xx}",
-                field("Requests/sec:"),
-                field("50%"),
-                field("99%"),
-                max
+                "{label:<34} {connections:>5} {:>12.0} {:>10} {:>10} {:>9} {}",
+                run.requests_per_second,
+                run.p50,
+                run.p99,
+                format!("1/{:.0}", 1.0 / share.max(1e-9)),
+                run.non_2xx
             );
         }
     }
+
+    // Durable audit off, for its cost.
+    service.audit.set_durable(false);
+    let url = vend_url("plain");
+    for connections in [1, 64] {
+        let run = wrk(&url, connections, seconds, Some(&script));
+        let share = run.requests_per_second / floor[&connections];
+        println!(
+            "{:<34} {connections:>5} {:>12.0} {:>10} {:>10} {:>9} {}",
+            "no plugin, cache off, audit NOT durable",
+            run.requests_per_second,
+            run.p50,
+            run.p99,
+            format!("1/{:.0}", 1.0 / share.max(1e-9)),
+            run.non_2xx
+        );
+    }
+    service.audit.set_durable(durable);
+    let group = service.audit.durability_stats();
+    println!(
+        "\ngroup commit: {} durable records took {} flushes ({:.1} records a flush)",
+        group.durable_appends,
+        group.flushes,
+        group.durable_appends as f64 / group.flushes.max(1) as f64
+    );
+
+    // The burst: 1,000 identical concurrent requests on a caching connector with nothing cached.
+    // The last wrk run's connections may still have vends in flight: wait until STS is quiet.
+    let mut quiet = sts.total_calls();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = sts.total_calls();
+        if now == quiet {
+            break;
+        }
+        quiet = now;
+    }
+    service.vendor.cache().flush_all();
+    let cache_before = service.vendor.cache().stats();
+    let before = sts.total_calls();
+    let started = Instant::now();
+    let statuses: Vec<u16> = tokio.block_on(async {
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let (client, url, token) =
+                    (client.clone(), vend_url("plain-cached"), token.clone());
+                tokio::spawn(async move {
+                    client
+                        .post(url)
+                        .bearer_auth(token)
+                        .json(&serde_json::json!({}))
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0)
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        statuses
+    });
+    let elapsed = started.elapsed();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let cache = service.vendor.cache().stats();
+    println!(
+        "burst: 1,000 identical concurrent requests (no plugin, cache on, nothing cached): {ok} answered \
+         200 in {:.0} ms, {} STS call(s); {} shared the call in flight, {} were cache hits",
+        elapsed.as_secs_f64() * 1000.0,
+        sts.total_calls() - before,
+        cache.coalesced - cache_before.coalesced,
+        cache.hits - cache_before.hits,
+    );
+
     let _ = stop.send(());
     tokio.block_on(server).unwrap().unwrap();
     service.shutdown().unwrap();

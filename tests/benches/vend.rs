@@ -3,7 +3,8 @@
 //! What idfed adds on top of the STS call itself: the whole vend pipeline (store reads, unsealing,
 //! authorization, duration, plugin chain, validation, audit append) against an in-process STS stand-in that
 //! answers at once (moto, at ~3 ms a call, would hide idfed's own cost). Median and p99 per vend, with no
-//! plugin and with a chain of three, at 1 and at 64 concurrent callers. Asserts nothing about time.
+//! plugin and with a chain of three, at 1 and at 64 concurrent callers, with the audit log durable (every
+//! record fsynced before the answer, by group commit) and not. Asserts nothing about time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,23 +72,26 @@ fn main() {
     let kv = KvStore::new(store.db().open_tree("plugin-kv").unwrap());
     let plugins = PluginRuntime::new(RuntimeConfig::default(), Some(store.data_dir()), kv).unwrap();
     let audit = AuditLog::open(store.db(), None).unwrap();
-    let vendor = Vendor::new(store.clone(), Arc::new(InstantSts), plugins, audit);
+    let vendor = Vendor::new(store.clone(), Arc::new(InstantSts), plugins, audit.clone());
     add_benchmark_connectors(store.as_ref(), "dev");
 
     println!(
         "idfed broker overhead: the vend pipeline against an STS that answers at once (2 tokio workers)\n"
     );
-    for connector in ["plain", "chained"] {
-        tokio.block_on(run(&vendor, connector, 1)); // warm-up: chain loading, caches
-        for callers in [1, 64] {
-            let samples = tokio.block_on(run(&vendor, connector, callers));
-            println!(
-                "{:<40} median {:>9.1?}   p99 {:>9.1?}   ({} vends)",
-                format!("{connector}, {callers} concurrent caller(s)"),
-                percentile(&samples, 0.5),
-                percentile(&samples, 0.99),
-                samples.len()
-            );
+    for (durable, audited) in [(true, "durable audit"), (false, "audit NOT durable")] {
+        audit.set_durable(durable);
+        for connector in ["plain", "chained"] {
+            tokio.block_on(run(&vendor, connector, 1)); // warm-up: chain loading, caches
+            for callers in [1, 64] {
+                let samples = tokio.block_on(run(&vendor, connector, callers));
+                println!(
+                    "{:<58} median {:>9.1?}   p99 {:>9.1?}   ({} vends)",
+                    format!("{connector}, {callers} concurrent caller(s), {audited}"),
+                    percentile(&samples, 0.5),
+                    percentile(&samples, 0.99),
+                    samples.len()
+                );
+            }
         }
     }
 }
