@@ -252,6 +252,12 @@ enum ConnectorsCommand {
         /// The connector's name or id.
         connector: String,
     },
+    /// Ends the credentials cached for a connector (those with `credential_cache` on): each caller's next
+    /// vend goes to STS.
+    FlushCache {
+        /// The connector's name or id.
+        connector: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -992,6 +998,12 @@ impl ConnectorsCommand {
                             }
                             .to_owned(),
                             if c["enabled"] == true { "yes" } else { "no" }.to_owned(),
+                            if c["credential_cache"] == true {
+                                "yes"
+                            } else {
+                                "no"
+                            }
+                            .to_owned(),
                             items(c, "bindings").len().to_string(),
                             text(&c["id"]).into_owned(),
                         ]
@@ -1005,6 +1017,7 @@ impl ConnectorsCommand {
                         "GROUPS",
                         "SYSTEM",
                         "ENABLED",
+                        "CACHED",
                         "BINDINGS",
                         "ID",
                     ],
@@ -1046,6 +1059,22 @@ impl ConnectorsCommand {
                     return print_json(&answer);
                 }
                 println!("deleted connector {connector}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            ConnectorsCommand::FlushCache { connector } => {
+                let answer = api(crate::client::post(
+                    &format!("/admin/connectors/{}/cache/flush", segment(&connector)),
+                    serde_json::json!({}),
+                )
+                .await)?;
+                if json {
+                    return print_json(&answer);
+                }
+                println!(
+                    "flushed the credential cache of connector {}: {} credential set(s) ended",
+                    text(&answer["connector"]),
+                    answer["flushed"]
+                );
                 return Ok(ExitCode::SUCCESS);
             }
         };

@@ -234,6 +234,17 @@ async fn an_administrator_sets_everything_up_from_the_command_line() {
         out.contains("federated-user") && out.contains("devs"),
         "{out}"
     );
+    let out = ok(&root, &["admin", "connectors", "flush-cache", "web"], None);
+    assert!(
+        out.contains("flushed the credential cache of connector web: 0 credential set(s) ended"),
+        "{out}"
+    );
+    let flushed = json_of(&ok(
+        &root,
+        &["admin", "connectors", "flush-cache", "web", "--json"],
+        None,
+    ));
+    assert_eq!(flushed, json!({"connector": "web", "flushed": 0}));
 
     // A plugin, bound with a configuration.
     let uploaded = json_of(&ok(
