@@ -341,8 +341,10 @@ impl CredentialCache {
         self.remove_where(|_| true)
     }
 
-    /// Removes the entries too old to be handed out at `now`; how many.
+    /// Removes the entries too old to be handed out at `now` (how many), and the flights nobody waits
+    /// for any more (their leader was cancelled, e.g. by a client that hung up, before anyone joined).
     pub fn sweep(&self, now: SystemTime) -> usize {
+        lock(&self.in_flight).retain(|_, flight| Arc::strong_count(flight) > 1);
         let floor = self.settings.min_remaining;
         self.remove_where(|e| remaining(&e.credentials, now) < floor)
     }
@@ -576,6 +578,46 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(shared, 99);
         assert_eq!(cache.stats().coalesced, 198);
+        assert!(lock(&cache.in_flight).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_call_is_taken_over_or_swept() {
+        let cache = CredentialCache::new(CacheSettings::default());
+        let (alice, c) = (user("alice", &["devs"]), connector("dev"));
+        let key = CacheKey::new(&alice, &c, &account(), &IssueKind::SessionToken, 3600);
+        // The leader's request is dropped mid-call (its client hung up): nothing waits for its flight.
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(20),
+            cache.issue_once(key, (&c, &alice), 3600, || async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(credentials("ASIANEVER", HOUR))
+            }),
+        )
+        .await;
+        assert!(abandoned.is_err());
+        assert_eq!(lock(&cache.in_flight).len(), 1);
+        // The next identical request leads a call of its own.
+        let next = cache
+            .issue_once(key, (&c, &alice), 3600, || async {
+                Ok(credentials("ASIANEXT", HOUR))
+            })
+            .await
+            .unwrap();
+        assert_eq!(next.credentials.access_key_id, "ASIANEXT");
+        assert!(lock(&cache.in_flight).is_empty());
+        // An abandoned flight of a key nobody asks for again is swept.
+        let other = CacheKey::new(&alice, &c, &account(), &IssueKind::SessionToken, 7200);
+        let _ = tokio::time::timeout(
+            Duration::from_millis(20),
+            cache.issue_once(other, (&c, &alice), 7200, || async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(credentials("ASIANEVER", HOUR))
+            }),
+        )
+        .await;
+        assert_eq!(lock(&cache.in_flight).len(), 1);
+        cache.sweep(SystemTime::now());
         assert!(lock(&cache.in_flight).is_empty());
     }
 
