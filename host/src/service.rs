@@ -76,6 +76,7 @@ impl Service {
             },
             budget.clone(),
             config.sts.region.clone(),
+            config.sts.max_attempts,
         ));
         let vendor = Vendor::new(
             store.clone() as Arc<dyn Store>,

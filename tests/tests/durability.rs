@@ -1,6 +1,10 @@
 //! No credentials without a durable audit record: the real `idfed serve` (plain HTTP on 127.0.0.1, moto as
 //! STS) is killed with SIGKILL while clients vend as fast as they can; afterwards every vend a client saw
 //! answered 200 has its `issued` record in the audit log, and `idfed audit verify` passes.
+//!
+//! What a SIGKILL can show: that the record left idfed's memory before the answer (sled keeps writes in
+//! memory until a flush, so without durability the last moments' records are lost: this test then fails).
+//! That the flush's fsync also survives a power cut cannot be shown by a test on this machine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

@@ -753,7 +753,12 @@ impl SledStore {
             last_used: None,
         };
         let value = encode(&api_key)?;
-        self.commit(audit, |tx| {
+        // The record names the key by its id too (made here), as its deletion's record does.
+        let audit = audit.map(|event| AuditEvent {
+            reason: event.reason.as_ref().map(|r| format!("{r} (id {id})")),
+            ..event.clone()
+        });
+        self.commit(audit.as_ref(), |tx| {
             tx.api_keys
                 .insert(id.to_string().as_bytes(), value.as_slice())?;
             Ok(())
@@ -842,6 +847,11 @@ impl SledStore {
                 "plugin {digest} is bound in connector(s) {}",
                 users.join(", ")
             )));
+        }
+        let on_disk = self.plugin_dir.metadata(Self::plugin_file(digest)).is_ok();
+        if !on_disk && !self.trees.plugins.contains_key(digest)? {
+            // Nothing to remove: no change, and no record of one.
+            return Err(StoreError::NotFound(format!("plugin {digest}")));
         }
         let had_metadata = self.commit(audit, |tx| {
             Ok(tx.plugins.remove(digest.as_bytes())?.is_some())

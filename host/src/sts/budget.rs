@@ -124,11 +124,15 @@ impl StsBudget {
         Ok(wait)
     }
 
-    /// Counts a call STS throttled.
-    pub fn throttled_by_sts(&self, scope: &str) {
+    /// Counts a call STS throttled, and charges the bucket for the `extra_attempts` the SDK made on top of
+    /// the one paid for (each was a request to STS), without waiting: the next calls wait instead.
+    pub fn throttled_by_sts(&self, scope: &str, extra_attempts: u32) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bucket) = buckets.get_mut(scope) {
             bucket.stats.throttled_by_sts += 1;
+            if self.settings.per_second > 0 {
+                bucket.tokens -= f64::from(extra_attempts);
+            }
         }
     }
 
@@ -142,7 +146,7 @@ impl StsBudget {
     }
 
     /// Takes a token for a call with `access`'s account, waiting for it if need be.
-    async fn acquire(&self, scope: &str, access: &AccountAccess) -> Result<(), StsError> {
+    async fn acquire(&self, scope: &str) -> Result<(), StsError> {
         match self.reserve(scope, Instant::now()) {
             Ok(wait) => {
                 if !wait.is_zero() {
@@ -153,9 +157,7 @@ impl StsBudget {
             Err(retry_after) => Err(StsError::new(
                 StsErrorKind::BudgetExhausted { retry_after },
                 format!(
-                    "idfed's STS budget for account {:?} ({} calls/s) is spent; try again in {} s",
-                    access.account_name,
-                    self.settings.per_second,
+                    "idfed's STS budget for the connector's account is spent; try again in {} s",
                     retry_after.as_secs()
                 ),
             )),
@@ -168,15 +170,24 @@ pub struct Budgeted<I> {
     inner: I,
     budget: std::sync::Arc<StsBudget>,
     default_region: String,
+    /// The SDK's attempts per call: a call throttled after its retries cost this many requests.
+    max_attempts: u32,
 }
 
 impl<I> Budgeted<I> {
-    /// `inner`, paying from `budget`; `default_region` is the region of accounts that name none.
-    pub fn new(inner: I, budget: std::sync::Arc<StsBudget>, default_region: String) -> Self {
+    /// `inner`, paying from `budget`; `default_region` is the region of accounts that name none;
+    /// `max_attempts` the attempts `inner` makes of a throttled call.
+    pub fn new(
+        inner: I,
+        budget: std::sync::Arc<StsBudget>,
+        default_region: String,
+        max_attempts: u32,
+    ) -> Self {
         Budgeted {
             inner,
             budget,
             default_region,
+            max_attempts: max_attempts.max(1),
         }
     }
 
@@ -195,7 +206,7 @@ impl<I> Budgeted<I> {
             ..
         }) = result
         {
-            self.budget.throttled_by_sts(scope);
+            self.budget.throttled_by_sts(scope, self.max_attempts - 1);
         }
     }
 }
@@ -207,7 +218,7 @@ impl<I: CredentialIssuer> CredentialIssuer for Budgeted<I> {
     ) -> BoxFuture<'a, Result<IssuedCredentials, StsError>> {
         Box::pin(async move {
             let scope = self.scope(&request.access);
-            self.budget.acquire(&scope, &request.access).await?;
+            self.budget.acquire(&scope).await?;
             let result = self.inner.issue(request).await;
             self.note(&scope, &result);
             result
@@ -221,7 +232,7 @@ impl<I: CredentialIssuer> CredentialIssuer for Budgeted<I> {
     ) -> BoxFuture<'a, Result<CallerIdentity, StsError>> {
         Box::pin(async move {
             let scope = self.scope(access);
-            self.budget.acquire(&scope, access).await?;
+            self.budget.acquire(&scope).await?;
             let result = self.inner.caller_identity(access, credentials).await;
             self.note(&scope, &result);
             result
@@ -284,6 +295,17 @@ mod tests {
             assert_eq!(budget.reserve("a", later), Ok(Duration::ZERO));
         }
         assert!(budget.reserve("a", later).is_err());
+    }
+
+    #[test]
+    fn a_throttled_call_is_charged_for_its_retries() {
+        let budget = budget(3, 0);
+        let now = Instant::now();
+        assert!(budget.reserve("a", now).is_ok());
+        // STS throttled it after three attempts: two more requests were sent than were paid for.
+        budget.throttled_by_sts("a", 2);
+        assert!(budget.reserve("a", now).is_err(), "the bucket is spent");
+        assert_eq!(budget.stats()["a"].throttled_by_sts, 1);
     }
 
     #[test]

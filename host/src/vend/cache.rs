@@ -119,13 +119,22 @@ struct Entry {
     credentials: IssuedCredentials,
 }
 
-type Flight = Arc<OnceCell<Result<IssuedCredentials, StsError>>>;
+/// An STS call in flight, shared by the identical requests that join it, with the cache's generation
+/// when it began: a flush since then keeps its credentials out of the cache and new requests out of it.
+struct InFlight {
+    generation: u64,
+    outcome: OnceCell<Result<IssuedCredentials, StsError>>,
+}
+
+type Flight = Arc<InFlight>;
 
 /// Credentials issued, kept for reuse, and the STS calls in flight.
 pub struct CredentialCache {
     settings: CacheSettings,
     entries: Mutex<HashMap<CacheKey, Entry>>,
     in_flight: Mutex<HashMap<CacheKey, Flight>>,
+    /// Bumped by every flush, under the `entries` lock.
+    generation: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     coalesced: AtomicU64,
@@ -157,6 +166,7 @@ impl CredentialCache {
             settings,
             entries: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
@@ -189,7 +199,7 @@ impl CredentialCache {
         let mut entries = lock(&self.entries);
         let usable = entries
             .get(key)
-            .map(|entry| remaining(&entry.credentials, now) >= needed);
+            .map(|entry| usable_for(&entry.credentials, needed, now));
         match usable {
             Some(true) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -224,9 +234,10 @@ impl CredentialCache {
     {
         let flight = {
             let mut in_flight = lock(&self.in_flight);
+            let generation = self.generation.load(Ordering::Acquire);
             match in_flight.get(&key) {
-                Some(flight) => flight.clone(),
-                None => {
+                Some(flight) if flight.generation == generation => flight.clone(),
+                _ => {
                     // A call that ended between this request's miss and now left its entry (it is
                     // inserted before the flight is removed): take it rather than call again.
                     if let Some(credentials) = self.usable(&key, duration_seconds) {
@@ -236,12 +247,18 @@ impl CredentialCache {
                             shared: true,
                         });
                     }
-                    in_flight.entry(key).or_default().clone()
+                    let flight = Arc::new(InFlight {
+                        generation,
+                        outcome: OnceCell::new(),
+                    });
+                    in_flight.insert(key, flight.clone());
+                    flight
                 }
             }
         };
         let led = AtomicBool::new(false);
         let outcome = flight
+            .outcome
             .get_or_init(|| async {
                 led.store(true, Ordering::Relaxed);
                 issue().await
@@ -253,9 +270,10 @@ impl CredentialCache {
             let (connector, caller) = owner;
             if let Ok(credentials) = &outcome {
                 let needed = self.min_remaining(duration_seconds);
-                if remaining(credentials, SystemTime::now()) >= needed {
+                if usable_for(credentials, needed, SystemTime::now()) {
                     self.insert(
                         key,
+                        flight.generation,
                         Entry {
                             connector: connector.id,
                             account: connector.account.clone(),
@@ -285,12 +303,16 @@ impl CredentialCache {
         let entries = lock(&self.entries);
         entries
             .get(key)
-            .filter(|entry| remaining(&entry.credentials, SystemTime::now()) >= needed)
+            .filter(|entry| usable_for(&entry.credentials, needed, SystemTime::now()))
             .map(|entry| entry.credentials.clone())
     }
 
-    fn insert(&self, key: CacheKey, entry: Entry) {
+    /// Caches `entry` unless a flush came since `generation` (checked under the lock flushes take).
+    fn insert(&self, key: CacheKey, generation: u64, entry: Entry) {
         let mut entries = lock(&self.entries);
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if entries.len() >= self.settings.max_entries.max(1) && !entries.contains_key(&key) {
             let now = SystemTime::now();
             let floor = self.settings.min_remaining;
@@ -312,6 +334,17 @@ impl CredentialCache {
         entries.insert(key, entry);
     }
 
+    /// Ends the entries `doomed` picks, and keeps calls in flight now from caching theirs.
+    fn flush_where(&self, doomed: impl Fn(&Entry) -> bool) -> usize {
+        let mut entries = lock(&self.entries);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let before = entries.len();
+        entries.retain(|_, e| !doomed(e));
+        let removed = before - entries.len();
+        self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
     fn remove_where(&self, doomed: impl Fn(&Entry) -> bool) -> usize {
         let mut entries = lock(&self.entries);
         let before = entries.len();
@@ -323,22 +356,22 @@ impl CredentialCache {
 
     /// Ends every entry of a connector; how many there were.
     pub fn flush_connector(&self, connector: Uuid) -> usize {
-        self.remove_where(|e| e.connector == connector)
+        self.flush_where(|e| e.connector == connector)
     }
 
     /// Ends every entry of connectors over `account`.
     pub fn flush_account(&self, account: &str) -> usize {
-        self.remove_where(|e| e.account == account)
+        self.flush_where(|e| e.account == account)
     }
 
     /// Ends a caller's entries of a connector (the caller was refused it).
     pub fn flush_caller(&self, connector: Uuid, caller: &str) -> usize {
-        self.remove_where(|e| e.connector == connector && e.caller == caller)
+        self.flush_where(|e| e.connector == connector && e.caller == caller)
     }
 
     /// Ends every entry.
     pub fn flush_all(&self) -> usize {
-        self.remove_where(|_| true)
+        self.flush_where(|_| true)
     }
 
     /// Removes the entries too old to be handed out at `now` (how many), and the flights nobody waits
@@ -359,6 +392,12 @@ impl CredentialCache {
             entries: lock(&self.entries).len() as u64,
         }
     }
+}
+
+/// Whether credentials have at least `needed` life left at `now`, and some life at all.
+fn usable_for(credentials: &IssuedCredentials, needed: Duration, now: SystemTime) -> bool {
+    let left = remaining(credentials, now);
+    left > Duration::ZERO && left >= needed
 }
 
 fn remaining(credentials: &IssuedCredentials, now: SystemTime) -> Duration {
@@ -547,7 +586,7 @@ mod tests {
                         cache
                             .issue_once(key, (&c, &alice), 3600, || async {
                                 calls.fetch_add(1, Ordering::SeqCst);
-                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                tokio::time::sleep(Duration::from_millis(500)).await;
                                 if fail {
                                     Err(StsError::new(StsErrorKind::Unavailable, "down"))
                                 } else {
@@ -619,6 +658,66 @@ mod tests {
         assert_eq!(lock(&cache.in_flight).len(), 1);
         cache.sweep(SystemTime::now());
         assert!(lock(&cache.in_flight).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flush_ends_the_calls_in_flight_too() {
+        let cache = Arc::new(CredentialCache::new(CacheSettings::default()));
+        let (alice, c) = (user("alice", &["devs"]), connector("dev"));
+        let key = CacheKey::new(&alice, &c, &account(), &IssueKind::SessionToken, 3600);
+        let (started, call_started) = tokio::sync::oneshot::channel::<()>();
+        let (finish, may_finish) = tokio::sync::oneshot::channel::<()>();
+        let before = {
+            let (cache, alice, c) = (cache.clone(), alice.clone(), c.clone());
+            tokio::spawn(async move {
+                cache
+                    .issue_once(key, (&c, &alice), 3600, || async move {
+                        started.send(()).unwrap();
+                        may_finish.await.unwrap();
+                        Ok(credentials("ASIABEFORE", HOUR))
+                    })
+                    .await
+            })
+        };
+        call_started.await.unwrap();
+        // An administrator flushes while the call is in flight.
+        cache.flush_connector(c.id);
+        // A request after the flush does not join the call made before it.
+        let after = cache
+            .issue_once(key, (&c, &alice), 3600, || async {
+                Ok(credentials("ASIAAFTER", HOUR))
+            })
+            .await
+            .unwrap();
+        assert_eq!(after.credentials.access_key_id, "ASIAAFTER");
+        assert!(!after.shared);
+        finish.send(()).unwrap();
+        let before = before.await.unwrap().unwrap();
+        assert_eq!(before.credentials.access_key_id, "ASIABEFORE");
+        // What the earlier call issued is not cached over the later one's.
+        assert_eq!(
+            cache
+                .get(&key, 3600, SystemTime::now())
+                .unwrap()
+                .access_key_id,
+            "ASIAAFTER"
+        );
+        assert!(lock(&cache.in_flight).is_empty());
+    }
+
+    #[test]
+    fn expired_credentials_are_never_usable() {
+        let cache = CredentialCache::new(CacheSettings {
+            min_remaining: Duration::ZERO,
+            min_remaining_fraction: 0.0,
+            ..CacheSettings::default()
+        });
+        let expired = credentials("ASIAOLD", Duration::ZERO);
+        assert!(!usable_for(
+            &expired,
+            cache.min_remaining(3600),
+            SystemTime::now() + Duration::from_secs(1)
+        ));
     }
 
     #[tokio::test]

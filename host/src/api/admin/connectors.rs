@@ -17,9 +17,9 @@ use uuid::Uuid;
 use super::AdminErrors;
 use super::bindings::{binding_json, check_binding};
 use super::{Admin, AdminError, AdminResult, find_connector};
-use crate::api::AppState;
 use crate::api::extract::JsonBody;
 use crate::api::openapi::ErrorBody;
+use crate::api::{ApiError, AppState};
 use crate::model::{BindingSpec, Connector, Principal};
 use crate::store::Store;
 
@@ -384,18 +384,19 @@ async fn flush_cache(
     Path(id_or_name): Path<String>,
 ) -> AdminResult<Json<FlushedBody>> {
     let connector = find_connector(&state, &id_or_name)?;
+    // Audited first: a flush that cannot be audited is not made.
+    let event = admin.event(
+        "admin.connector.cache.flush",
+        Some(&connector),
+        format!("credential cache of connector {:?} flushed", connector.name),
+    );
+    state
+        .service
+        .audit
+        .append_durable(event)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("audit log: {e}")))?;
     let flushed = state.service.vendor.cache().flush_connector(connector.id);
-    admin
-        .audit(
-            &state,
-            "admin.connector.cache.flush",
-            Some(&connector),
-            format!(
-                "credential cache of connector {:?} flushed ({flushed} entries)",
-                connector.name
-            ),
-        )
-        .await?;
     Ok(Json(FlushedBody {
         connector: connector.name,
         flushed,

@@ -262,29 +262,6 @@ impl Admin {
             ..AuditEvent::default()
         }
     }
-
-    /// Audits a change that writes nothing to the store (a cache flush): the record is durable before
-    /// this returns.
-    pub async fn audit(
-        &self,
-        state: &AppState,
-        action: &str,
-        connector: Option<&Connector>,
-        reason: impl Into<String>,
-    ) -> AdminResult<()> {
-        let event = self.event(action, connector, reason);
-        state
-            .service
-            .audit
-            .append_durable(event)
-            .await
-            .map_err(|e| {
-                AdminError::internal(format!(
-                    "the admin change {action} was made but could not be audited: {e}"
-                ))
-            })?;
-        Ok(())
-    }
 }
 
 /// A connector by id or name: 404 `connector_not_found` when there is none.
