@@ -3,15 +3,15 @@
 //! [`AuditLog::verify`]; with a retention that prunes old records without breaking verification.
 //!
 //! Records live in the tree `audit`, keyed by their seq (`u64` big-endian, from 1); the tree `audit-meta`
-//! holds the head (the last record's seq and hash) and the retention anchor (the last pruned record's seq
-//! and hash). Each record's hash is SHA-256 over its stored body, which includes its seq, its time and the
+//! holds the head (the last record's seq and hash, written right after each record) and the retention
+//! anchor (the last pruned record's seq and hash). Each record's hash is SHA-256 over its stored body, which includes its seq, its time and the
 //! previous record's hash, so the chain can only be rewritten from the point of an edit onwards, head
 //! included (see `chain.rs` for the encoding). The chain proves integrity against edits to the database
 //! that do not rewrite everything after them; to guard against someone rewriting the whole tail, record the
 //! head ([`AuditLog::head`]) somewhere else from time to time.
 //!
-//! Durability: an append is one sled transaction (the record and the new head together, so they never
-//! disagree after a crash). [`AuditLog::append_durable`], which every vend uses before it hands anything
+//! Durability: an append writes the record, then the head (not a sled transaction: see
+//! [`AuditLog::append`]); a crash between the two is completed when the log is next opened. [`AuditLog::append_durable`], which every vend uses before it hands anything
 //! out, also waits until the record is on disk, by **group commit**: one caller at a time flushes sled
 //! (an fsync), and that flush covers every record appended before it started, so concurrent vends share
 //! one fsync instead of paying one each. With durability off (`[audit] durable = false`) a record is
@@ -306,6 +306,9 @@ impl AuditLog {
                 durable_appends: AtomicU64::new(0),
             }),
         };
+        if let Err(e) = log.complete_interrupted_append() {
+            tracing::error!(error = %e, "audit log: could not check for an interrupted append");
+        }
         match log.read_link(HEAD_KEY) {
             Ok(head) => {
                 // What was there at open is on disk (sled recovered it from there).
@@ -376,15 +379,98 @@ impl AuditLog {
         self.inner.retention
     }
 
-    /// Appends a record of `event`: assigns its seq, time, previous hash and hash, and stores it with the
-    /// new head in one transaction. Durable within sled's flush interval (see the module docs).
+    /// Appends a record of `event`: assigns its seq, time, previous hash and hash, and stores it, then the
+    /// new head. Durable within sled's flush interval (see the module docs).
+    ///
+    /// Two single-key writes rather than a sled transaction: sled 0.34 rolls its I/O buffer before and
+    /// after every transaction (a buffer write and `sync_file_range` per append, which halved the vending
+    /// endpoint's throughput), plain inserts do not. Appends are serialized by the lock, and sled recovers
+    /// writes in their order, so a crash can leave at most the last record without its head;
+    /// [`AuditLog::open`] completes such an append.
     pub fn append(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
         let _append = lock(&self.inner.append);
-        let time = SystemTime::now();
-        let record = (&self.inner.records, &self.inner.meta)
-            .transaction(|(records, meta)| append_in(records, meta, &event, time))?;
+        let mut event = event;
+        cut_text(&mut event.reason);
+        cut_text(&mut event.user_agent);
+        let prev = self.tip()?;
+        let seq = prev.seq + 1;
+        let key = seq.to_be_bytes();
+        if self.inner.records.get(key)?.is_some() {
+            return Err(AuditError::Corrupt(format!(
+                "record {seq} already exists though the head is at {}: written out of band (not \
+                 overwritten)",
+                prev.seq
+            )));
+        }
+        let (value, record) = chain::seal(
+            seq,
+            chain::record_time(SystemTime::now()),
+            &prev.hash,
+            &event,
+        );
+        self.inner.records.insert(key, value)?;
+        let head = ChainLink {
+            seq,
+            hash: record.hash.clone(),
+        };
+        self.inner.meta.insert(HEAD_KEY, head.encode())?;
         self.inner.appended.fetch_max(record.seq, Ordering::AcqRel);
         Ok(record)
+    }
+
+    /// What the next record links to: the head, else the retention anchor, else genesis.
+    fn tip(&self) -> Result<ChainLink, AuditError> {
+        match self.inner.meta.get(HEAD_KEY)? {
+            Some(bytes) => ChainLink::decode(&bytes)
+                .map_err(|e| AuditError::Corrupt(format!("the head is unreadable: {e}"))),
+            None => match self.inner.meta.get(ANCHOR_KEY)? {
+                Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
+                    AuditError::Corrupt(format!("the retention anchor is unreadable: {e}"))
+                }),
+                None => Ok(ChainLink::genesis()),
+            },
+        }
+    }
+
+    /// Completes an append a crash interrupted between its record and its head: exactly one record past
+    /// the tip, linked to it, and nothing after it. Anything else past the tip is left for `verify`.
+    fn complete_interrupted_append(&self) -> Result<(), AuditError> {
+        let tip = self.tip()?;
+        let next = tip.seq + 1;
+        let Some(value) = self.inner.records.get(next.to_be_bytes())? else {
+            return Ok(());
+        };
+        if self.inner.records.get((next + 1).to_be_bytes())?.is_some() {
+            return Ok(());
+        }
+        let Ok(opened) = chain::open(&value) else {
+            return Ok(());
+        };
+        if opened.record.seq != next || opened.record.prev_hash != tip.hash {
+            return Ok(());
+        }
+        let head = ChainLink {
+            seq: next,
+            hash: opened.record.hash,
+        };
+        self.inner.meta.insert(HEAD_KEY, head.encode())?;
+        self.inner.meta.flush()?;
+        tracing::warn!(
+            seq = next,
+            "completed an audit append interrupted between its record and its head"
+        );
+        Ok(())
+    }
+
+    /// Holds appends off while another write appends through [`append_in`] (an administrator's change
+    /// committed with its record); call [`AuditLog::appended_through`] with the record's seq after.
+    pub fn lock_appends(&self) -> MutexGuard<'_, ()> {
+        lock(&self.inner.append)
+    }
+
+    /// Notes a record appended through [`append_in`], for the group commit's bookkeeping.
+    pub fn appended_through(&self, seq: u64) {
+        self.inner.appended.fetch_max(seq, Ordering::AcqRel);
     }
 
     /// The head: the last record's seq and hash (the anchor, or genesis, when there is none). Worth

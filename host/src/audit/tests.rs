@@ -676,3 +676,54 @@ fn cached_is_recorded_only_when_set() {
     assert!(found[0].event.cached && !found[1].event.cached);
     assert!(log.verify().unwrap().is_intact());
 }
+
+#[test]
+fn an_append_interrupted_before_its_head_is_completed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    let log = AuditLog::open(&db, None).unwrap();
+    let recs = append_n(&log, 3);
+    // A crash between the record and its head: record 4 is there, linked, the head still at 3.
+    let (value, record) = chain::seal(
+        4,
+        SystemTime::now(),
+        &recs[2].hash,
+        &event("alice", "dev", Outcome::Issued),
+    );
+    records(&db).insert(4u64.to_be_bytes(), value).unwrap();
+    assert!(
+        !log.verify().unwrap().is_intact(),
+        "until the log is opened again"
+    );
+    drop(log);
+    let log = AuditLog::open(&db, None).unwrap();
+    assert_eq!(log.head().unwrap().seq, 4);
+    assert_eq!(log.head().unwrap().hash, record.hash);
+    assert!(log.verify().unwrap().is_intact());
+    assert_eq!(
+        log.append(event("bob", "dev", Outcome::Issued))
+            .unwrap()
+            .seq,
+        5
+    );
+
+    // Two records past the head, or one that does not link to it, are not an interrupted append.
+    let recs = append_n(&log, 1);
+    for (seq, prev) in [(7u64, recs[0].hash.clone()), (8, recs[0].hash.clone())] {
+        let (value, _) = chain::seal(
+            seq,
+            SystemTime::now(),
+            &prev,
+            &event("m", "x", Outcome::Issued),
+        );
+        records(&db).insert(seq.to_be_bytes(), value).unwrap();
+    }
+    drop(log);
+    let log = AuditLog::open(&db, None).unwrap();
+    assert_eq!(
+        log.head().unwrap().seq,
+        6,
+        "left as it was, for verify to report"
+    );
+    assert!(!log.verify().unwrap().is_intact());
+}

@@ -57,7 +57,7 @@ use super::seal::{
     create_private_dir_all, read_pending_key, write_pending_key,
 };
 use super::{PluginInfo, Store, StoreError, check_digest, check_name};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditLog};
 use crate::model::{
     Account, AccountCredentials, AccountInput, AccountSource, AccountSourceInput, ApiKey,
     Connector, ConnectorId,
@@ -229,20 +229,28 @@ impl SledStore {
         Ok(())
     }
 
-    /// The writes of an administrator's change, each committed in one transaction with `event`'s audit
-    /// record: both are stored, or neither (an audit log that cannot be written refuses the change).
-    pub fn audited(&self, event: AuditEvent) -> Audited<'_> {
-        Audited { store: self, event }
+    /// The writes of an administrator's change, each committed in one transaction with `event`'s record
+    /// in `log` (which must be this database's): both are stored, or neither (an audit log that cannot be
+    /// written refuses the change).
+    pub fn audited<'a>(&'a self, log: &'a AuditLog, event: AuditEvent) -> Audited<'a> {
+        Audited {
+            store: self,
+            log,
+            event,
+        }
     }
 
     /// Runs `work` in one transaction over the store's trees (and, with `audit`, appends its record in
     /// the same transaction), then makes it durable.
     fn commit<R>(
         &self,
-        audit: Option<&AuditEvent>,
+        audit: Option<(&AuditLog, &AuditEvent)>,
         work: impl Fn(&Tx<'_>) -> TxResult<R>,
     ) -> Result<R, StoreError> {
         let time = SystemTime::now();
+        // The log's own appends are held off, so the record's seq is the next one.
+        let _appends = audit.map(|(log, _)| log.lock_appends());
+        let appended = std::cell::Cell::new(None);
         let t = &self.trees;
         let result = (
             &t.accounts,
@@ -262,8 +270,8 @@ impl SledStore {
                         api_keys,
                         plugins,
                     })?;
-                    if let Some(event) = audit {
-                        crate::audit::append_in(records, meta, event, time).map_err(
+                    if let Some((_, event)) = audit {
+                        let record = crate::audit::append_in(records, meta, event, time).map_err(
                             |e| match e {
                                 ConflictableTransactionError::Abort(e) => {
                                     ConflictableTransactionError::Abort(StoreError::Io(format!(
@@ -276,11 +284,15 @@ impl SledStore {
                                 _ => ConflictableTransactionError::Conflict,
                             },
                         )?;
+                        appended.set(Some(record.seq));
                     }
                     Ok(result)
                 },
             )
             .map_err(StoreError::from)?;
+        if let (Some((log, _)), Some(seq)) = (audit, appended.get()) {
+            log.appended_through(seq);
+        }
         self.durable()?;
         Ok(result)
     }
@@ -489,7 +501,7 @@ impl SledStore {
     fn put_account_in(
         &self,
         input: AccountInput,
-        audit: Option<&AuditEvent>,
+        audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<Account, StoreError> {
         check_name("account", &input.name)?;
         let _writer = self.write_lock();
@@ -560,7 +572,11 @@ impl SledStore {
         Ok(account)
     }
 
-    fn delete_account_in(&self, name: &str, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+    fn delete_account_in(
+        &self,
+        name: &str,
+        audit: Option<(&AuditLog, &AuditEvent)>,
+    ) -> Result<(), StoreError> {
         let _writer = self.write_lock();
         if !self.trees.accounts.contains_key(name)? {
             return Err(StoreError::NotFound(format!("account {name:?}")));
@@ -586,7 +602,7 @@ impl SledStore {
     fn create_connector_in(
         &self,
         mut connector: Connector,
-        audit: Option<&AuditEvent>,
+        audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<Connector, StoreError> {
         if connector.id.is_nil() {
             connector.id = Uuid::new_v4();
@@ -618,7 +634,7 @@ impl SledStore {
         &self,
         connector: Connector,
         expected: &Connector,
-        audit: Option<&AuditEvent>,
+        audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<Connector, StoreError> {
         let _writer = self.write_lock();
         let old = self
@@ -655,7 +671,7 @@ impl SledStore {
     fn delete_connector_in(
         &self,
         id: ConnectorId,
-        audit: Option<&AuditEvent>,
+        audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<(), StoreError> {
         let _writer = self.write_lock();
         let connector = self
@@ -692,7 +708,7 @@ impl SledStore {
         name: &str,
         connectors: Vec<ConnectorId>,
         expires: Option<SystemTime>,
-        audit: Option<&AuditEvent>,
+        audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<(ApiKey, Secret), StoreError> {
         check_name("API key", name)?;
         let now = SystemTime::now();
@@ -754,11 +770,14 @@ impl SledStore {
         };
         let value = encode(&api_key)?;
         // The record names the key by its id too (made here), as its deletion's record does.
-        let audit = audit.map(|event| AuditEvent {
-            reason: event.reason.as_ref().map(|r| format!("{r} (id {id})")),
-            ..event.clone()
+        let named = audit.map(|(log, event)| {
+            let event = AuditEvent {
+                reason: event.reason.as_ref().map(|r| format!("{r} (id {id})")),
+                ..event.clone()
+            };
+            (log, event)
         });
-        self.commit(audit.as_ref(), |tx| {
+        self.commit(named.as_ref().map(|(log, event)| (*log, event)), |tx| {
             tx.api_keys
                 .insert(id.to_string().as_bytes(), value.as_slice())?;
             Ok(())
@@ -766,7 +785,11 @@ impl SledStore {
         Ok((api_key, whole))
     }
 
-    fn delete_api_key_in(&self, id: Uuid, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+    fn delete_api_key_in(
+        &self,
+        id: Uuid,
+        audit: Option<(&AuditLog, &AuditEvent)>,
+    ) -> Result<(), StoreError> {
         let _writer = self.write_lock();
         self.commit(audit, |tx| {
             if tx.api_keys.remove(id.to_string().as_bytes())?.is_none() {
@@ -780,7 +803,7 @@ impl SledStore {
         &self,
         wasm: &[u8],
         plugin_name: Option<&str>,
-        audit: Option<&AuditEvent>,
+        audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<String, StoreError> {
         if wasm.is_empty() {
             return Err(StoreError::Invalid("an empty plugin".into()));
@@ -833,7 +856,11 @@ impl SledStore {
         Ok(digest)
     }
 
-    fn remove_plugin_in(&self, digest: &str, audit: Option<&AuditEvent>) -> Result<(), StoreError> {
+    fn remove_plugin_in(
+        &self,
+        digest: &str,
+        audit: Option<(&AuditLog, &AuditEvent)>,
+    ) -> Result<(), StoreError> {
         check_digest(digest)?;
         let _writer = self.write_lock();
         let users: Vec<String> = self
@@ -877,6 +904,7 @@ impl SledStore {
 /// An administrator's change to the store with its audit record: each write commits both, or neither.
 pub struct Audited<'a> {
     store: &'a SledStore,
+    log: &'a AuditLog,
     event: AuditEvent,
 }
 
@@ -888,17 +916,20 @@ impl Audited<'_> {
 
     /// [`Store::put_account`], audited.
     pub fn put_account(&self, input: AccountInput) -> Result<Account, StoreError> {
-        self.store.put_account_in(input, Some(&self.event))
+        self.store
+            .put_account_in(input, Some((self.log, &self.event)))
     }
 
     /// [`Store::delete_account`], audited.
     pub fn delete_account(&self, name: &str) -> Result<(), StoreError> {
-        self.store.delete_account_in(name, Some(&self.event))
+        self.store
+            .delete_account_in(name, Some((self.log, &self.event)))
     }
 
     /// [`Store::create_connector`], audited.
     pub fn create_connector(&self, connector: Connector) -> Result<Connector, StoreError> {
-        self.store.create_connector_in(connector, Some(&self.event))
+        self.store
+            .create_connector_in(connector, Some((self.log, &self.event)))
     }
 
     /// [`Store::update_connector`], audited.
@@ -908,12 +939,13 @@ impl Audited<'_> {
         expected: &Connector,
     ) -> Result<Connector, StoreError> {
         self.store
-            .update_connector_in(connector, expected, Some(&self.event))
+            .update_connector_in(connector, expected, Some((self.log, &self.event)))
     }
 
     /// [`Store::delete_connector`], audited.
     pub fn delete_connector(&self, id: ConnectorId) -> Result<(), StoreError> {
-        self.store.delete_connector_in(id, Some(&self.event))
+        self.store
+            .delete_connector_in(id, Some((self.log, &self.event)))
     }
 
     /// [`Store::create_api_key`], audited.
@@ -924,23 +956,25 @@ impl Audited<'_> {
         expires: Option<SystemTime>,
     ) -> Result<(ApiKey, Secret), StoreError> {
         self.store
-            .create_api_key_in(name, connectors, expires, Some(&self.event))
+            .create_api_key_in(name, connectors, expires, Some((self.log, &self.event)))
     }
 
     /// [`Store::delete_api_key`], audited.
     pub fn delete_api_key(&self, id: Uuid) -> Result<(), StoreError> {
-        self.store.delete_api_key_in(id, Some(&self.event))
+        self.store
+            .delete_api_key_in(id, Some((self.log, &self.event)))
     }
 
     /// [`Store::put_plugin`], audited.
     pub fn put_plugin(&self, wasm: &[u8], plugin_name: Option<&str>) -> Result<String, StoreError> {
         self.store
-            .put_plugin_in(wasm, plugin_name, Some(&self.event))
+            .put_plugin_in(wasm, plugin_name, Some((self.log, &self.event)))
     }
 
     /// [`Store::remove_plugin`], audited.
     pub fn remove_plugin(&self, digest: &str) -> Result<(), StoreError> {
-        self.store.remove_plugin_in(digest, Some(&self.event))
+        self.store
+            .remove_plugin_in(digest, Some((self.log, &self.event)))
     }
 }
 
@@ -1586,7 +1620,7 @@ mod tests {
 
     #[test]
     fn an_audited_change_is_stored_with_its_record_or_not_at_all() {
-        use crate::audit::{AuditFilter, AuditLog, RECORDS_TREE};
+        use crate::audit::{AuditFilter, RECORDS_TREE};
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path(), env_key().1).unwrap();
         store.put_account(iam_user("main", Some("secret"))).unwrap();
@@ -1600,8 +1634,9 @@ mod tests {
         records
             .insert(1u64.to_be_bytes(), &b"out of band"[..])
             .unwrap();
+        let log = AuditLog::open(store.db(), None).unwrap();
         let refused = store
-            .audited(event.clone())
+            .audited(&log, event.clone())
             .create_connector(connector("dev", "main"))
             .unwrap_err();
         assert_eq!(refused.code(), "store_io");
@@ -1610,17 +1645,16 @@ mod tests {
             store.get_connector("dev").unwrap().is_none(),
             "nothing changed"
         );
-        let unaudited = store.audited(event.clone()).delete_account("main");
+        let unaudited = store.audited(&log, event.clone()).delete_account("main");
         assert!(unaudited.is_err());
         assert!(store.get_account("main").unwrap().is_some());
 
         records.remove(1u64.to_be_bytes()).unwrap();
         let created = store
-            .audited(event)
+            .audited(&log, event)
             .create_connector(connector("dev", "main"))
             .unwrap();
         assert_eq!(store.get_connector("dev").unwrap(), Some(created));
-        let log = AuditLog::open(store.db(), None).unwrap();
         let found = log.query(&AuditFilter::default()).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].event.action, "admin.connector.create");

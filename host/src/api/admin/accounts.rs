@@ -159,7 +159,9 @@ async fn put(
         None,
         format!("account {name:?} {verb}d ({kind})"),
     );
-    let account = store.audited(event).put_account(input)?;
+    let account = store
+        .audited(&state.service.audit, event)
+        .put_account(input)?;
     state.service.vendor.cache().flush_account(&account.name);
     Ok((status, Json(account_json(&account))))
 }
@@ -189,7 +191,11 @@ async fn delete(
         None,
         format!("account {name:?} deleted"),
     );
-    state.service.store.audited(event).delete_account(&name)?;
+    state
+        .service
+        .store
+        .audited(&state.service.audit, event)
+        .delete_account(&name)?;
     state.service.vendor.cache().flush_account(&name);
     Ok(StatusCode::NO_CONTENT)
 }

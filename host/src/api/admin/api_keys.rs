@@ -136,9 +136,10 @@ async fn create(
                 .unwrap_or_default()
         ),
     );
-    let (key, secret) = store
-        .audited(event)
-        .create_api_key(&input.name, ids, expires)?;
+    let (key, secret) =
+        store
+            .audited(&state.service.audit, event)
+            .create_api_key(&input.name, ids, expires)?;
     let connectors = store.list_connectors()?;
     let mut body = key_json(&key, &connectors);
     body["key"] = Value::String(secret.expose().to_owned());
@@ -186,6 +187,8 @@ async fn remove(
             name.as_deref().unwrap_or("?")
         ),
     );
-    store.audited(event).delete_api_key(id)?;
+    store
+        .audited(&state.service.audit, event)
+        .delete_api_key(id)?;
     Ok(StatusCode::NO_CONTENT)
 }

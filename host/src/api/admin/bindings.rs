@@ -57,7 +57,10 @@ fn change_chain(
         let read = find_connector(state, connector)?;
         let mut changed = read.clone();
         let description = change(&mut changed.bindings)?;
-        let audited = state.service.store.audited(event(&changed, description));
+        let audited = state
+            .service
+            .store
+            .audited(&state.service.audit, event(&changed, description));
         match audited.update_connector(changed, &read) {
             Err(StoreError::Conflict(_)) if attempt < ATTEMPTS => continue,
             result => {

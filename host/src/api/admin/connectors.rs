@@ -229,7 +229,7 @@ async fn create(
     let connector = state
         .service
         .store
-        .audited(event)
+        .audited(&state.service.audit, event)
         .create_connector(connector)?;
     Ok((StatusCode::CREATED, Json(connector_json(&connector))))
 }
@@ -298,7 +298,7 @@ async fn replace(
     let connector = state
         .service
         .store
-        .audited(event)
+        .audited(&state.service.audit, event)
         .update_connector(connector, &existing)?;
     state.service.vendor.cache().flush_connector(connector.id);
     for dropped in existing
@@ -342,7 +342,7 @@ async fn delete(
     state
         .service
         .store
-        .audited(event)
+        .audited(&state.service.audit, event)
         .delete_connector(connector.id)?;
     state.service.vendor.cache().flush_connector(connector.id);
     for binding in &connector.bindings {

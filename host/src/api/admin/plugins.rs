@@ -139,6 +139,7 @@ async fn upload(
         None,
         format!("a plugin of {size} bytes uploaded"),
     );
+    let log = state.service.audit.clone();
     let (digest, existed) = blocking(move || -> AdminResult<(String, bool)> {
         let plugin = runtime.load("upload", &body)?;
         let digest = plugin.digest().to_owned();
@@ -147,7 +148,7 @@ async fn upload(
             .as_deref()
             .map(|n| format!(" as {n:?}"))
             .unwrap_or_default();
-        let mut audited = store.audited(event);
+        let mut audited = store.audited(&log, event);
         audited.event_mut().reason = Some(if existed {
             format!("plugin {digest} uploaded again{named} ({size} bytes; already stored)")
         } else {
@@ -194,6 +195,7 @@ async fn remove(
         None,
         format!("plugin {digest} removed"),
     );
-    blocking(move || store.audited(event).remove_plugin(&target)).await??;
+    let log = state.service.audit.clone();
+    blocking(move || store.audited(&log, event).remove_plugin(&target)).await??;
     Ok(StatusCode::NO_CONTENT)
 }
