@@ -27,11 +27,13 @@
 //! max_attempts = 3
 //! budget_per_second = 300              # STS calls per account and Region (STS allows 600); 0: no budget
 //! budget_wait_ms = 500                 # a call over budget waits this long, then sts_budget_exhausted (429)
+//! budget_per_caller_per_second = 150   # one caller's share (default half the budget; 0: none)
 //!
 //! [credential_cache]                   # for connectors with credential_cache on
 //! min_remaining_seconds = 900          # hand out cached credentials only with this much life left…
 //! min_remaining_fraction = 0.5         # …and this share of the duration asked for
 //! max_entries = 10000
+//! max_entries_per_caller = 1000        # past it, a caller's own soonest-expiring entry goes
 //!
 //! [audit]
 //! durable = true                       # every vend's record fsynced (group commit) before its answer
@@ -101,6 +103,8 @@ pub struct CredentialCacheConfig {
     pub min_remaining_fraction: f64,
     /// The most credential sets kept (default 10,000).
     pub max_entries: usize,
+    /// The most one caller may have (default 1,000).
+    pub max_entries_per_caller: usize,
 }
 
 impl Default for CredentialCacheConfig {
@@ -110,6 +114,7 @@ impl Default for CredentialCacheConfig {
             min_remaining_seconds: d.min_remaining.as_secs(),
             min_remaining_fraction: d.min_remaining_fraction,
             max_entries: d.max_entries,
+            max_entries_per_caller: d.max_entries_per_caller,
         }
     }
 }
@@ -121,6 +126,7 @@ impl CredentialCacheConfig {
             min_remaining: Duration::from_secs(self.min_remaining_seconds),
             min_remaining_fraction: self.min_remaining_fraction,
             max_entries: self.max_entries,
+            max_entries_per_caller: self.max_entries_per_caller,
         }
     }
 }
@@ -290,6 +296,9 @@ pub struct StsConfig {
     pub budget_per_second: u32,
     /// How long a call over budget waits for its turn before `sts_budget_exhausted` (default 500 ms).
     pub budget_wait_ms: u64,
+    /// STS calls per second one caller may make of an account's budget (default half of it; 0: no
+    /// share of its own), so that no one caller spends everyone's.
+    pub budget_per_caller_per_second: Option<u32>,
 }
 
 impl Default for StsConfig {
@@ -303,6 +312,7 @@ impl Default for StsConfig {
             max_attempts: d.max_attempts,
             budget_per_second: crate::sts::BudgetSettings::default().per_second,
             budget_wait_ms: crate::sts::BudgetSettings::default().max_wait.as_millis() as u64,
+            budget_per_caller_per_second: None,
         }
     }
 }
@@ -322,6 +332,9 @@ impl StsConfig {
     pub fn budget_settings(&self) -> crate::sts::BudgetSettings {
         crate::sts::BudgetSettings {
             per_second: self.budget_per_second,
+            per_caller_per_second: self
+                .budget_per_caller_per_second
+                .unwrap_or(self.budget_per_second / 2),
             max_wait: Duration::from_millis(self.budget_wait_ms),
         }
     }
@@ -572,6 +585,12 @@ impl Config {
         if cache.max_entries == 0 {
             return Err(invalid(
                 "credential_cache.max_entries",
+                "must be at least 1",
+            ));
+        }
+        if cache.max_entries_per_caller == 0 {
+            return Err(invalid(
+                "credential_cache.max_entries_per_caller",
                 "must be at least 1",
             ));
         }

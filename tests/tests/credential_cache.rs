@@ -554,7 +554,10 @@ async fn a_burst_of_identical_requests_makes_one_sts_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_sts_budget_a_vend_is_refused_with_retry_after() {
-    let server = start("[sts]\nbudget_per_second = 2\nbudget_wait_ms = 0\n").await;
+    let server = start(
+        "[sts]\nbudget_per_second = 2\nbudget_per_caller_per_second = 0\nbudget_wait_ms = 0\n",
+    )
+    .await;
     let connector = add_connector(&server, "fresh", "main", false);
     let alice = Arc::new(server.login("alice").await);
     let server = Arc::new(server);
@@ -607,7 +610,10 @@ async fn over_the_sts_budget_a_vend_is_refused_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_over_budget_waits_its_turn_when_allowed_to() {
-    let server = start("[sts]\nbudget_per_second = 2\nbudget_wait_ms = 2500\n").await;
+    let server = start(
+        "[sts]\nbudget_per_second = 2\nbudget_per_caller_per_second = 0\nbudget_wait_ms = 2500\n",
+    )
+    .await;
     add_connector(&server, "fresh", "main", false);
     let alice = Arc::new(server.login("alice").await);
     let server = Arc::new(server);
@@ -631,4 +637,36 @@ async fn a_call_over_budget_waits_its_turn_when_allowed_to() {
         ),
     );
     assert!(waited >= 1, "six at once, two a second: some waited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_spends_only_its_share_of_the_budget() {
+    let server = start(
+        "[sts]\nbudget_per_second = 4\nbudget_per_caller_per_second = 2\nbudget_wait_ms = 0\n",
+    )
+    .await;
+    add_connector(&server, "fresh", "main", false);
+    let alice = Arc::new(server.login("alice").await);
+    let root = server.login("root").await;
+    let server = Arc::new(server);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (server, alice) = (server.clone(), alice.clone());
+            tokio::spawn(async move { vend(&server, &alice, "fresh", json!({})).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap().status);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (2..=4).contains(&ok),
+        "alice's share is 2 a second (plus what refills meanwhile, on a slow machine): {statuses:?}"
+    );
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429));
+    assert!(ok < 8, "without a share of her own, all eight would pass");
+    // Another caller still has the rest of the account's budget (it refills twice as fast as her share).
+    let answer = vend(&server, &root, "fresh", json!({})).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
 }

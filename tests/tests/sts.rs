@@ -74,6 +74,7 @@ fn request(endpoint: String, kind: IssueKind, duration_seconds: u32) -> IssueReq
         access: access(endpoint),
         kind,
         duration_seconds,
+        requester: None,
     }
 }
 

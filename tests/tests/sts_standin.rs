@@ -74,6 +74,7 @@ async fn issue(
         access: access(endpoint),
         kind,
         duration_seconds,
+        requester: None,
     };
     tokio::time::timeout(Duration::from_secs(60), issuer.issue(&request))
         .await

@@ -9,7 +9,9 @@
 //! refused call. STS's own throttling (after the SDK's retries) is counted beside the budget's refusals.
 //!
 //! The bucket is keyed by idfed's account name and the STS region (or endpoint): two idfed accounts that are
-//! IAM users of the same AWS account have a budget each, so size the budget for that.
+//! IAM users of the same AWS account have a budget each, so size the budget for that. Within it, each
+//! caller has a bucket of its own too ([`BudgetSettings::per_caller_per_second`], default half the
+//! account's): one caller asking for ever different credentials cannot spend everyone's budget.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -25,6 +27,8 @@ use super::{
 pub struct BudgetSettings {
     /// Calls per second per account and Region (also the burst); 0 for no budget.
     pub per_second: u32,
+    /// Calls per second one caller may make of that (also its burst); 0 for no share of its own.
+    pub per_caller_per_second: u32,
     /// How long a call over budget may wait for its token before it is refused.
     pub max_wait: Duration,
 }
@@ -33,6 +37,7 @@ impl Default for BudgetSettings {
     fn default() -> Self {
         BudgetSettings {
             per_second: 300,
+            per_caller_per_second: 150,
             max_wait: Duration::from_millis(500),
         }
     }
@@ -86,29 +91,25 @@ impl StsBudget {
         self.settings
     }
 
-    /// Takes a token for one call in `scope` at `now`: `Ok(wait)`, the time to wait before calling (zero
-    /// when a token is free), or `Err(retry_after)` when even waiting [`BudgetSettings::max_wait`] would
-    /// not do (nothing is taken then).
-    pub fn reserve(&self, scope: &str, now: Instant) -> Result<Duration, Duration> {
+    /// Takes a token for one call in `scope` at `now` (and one of `caller`'s share of it): `Ok(wait)`, the
+    /// time to wait before calling (zero when a token is free), or `Err(retry_after)` when even waiting
+    /// [`BudgetSettings::max_wait`] would not do (nothing is taken then).
+    pub fn reserve(
+        &self,
+        scope: &str,
+        caller: Option<&str>,
+        now: Instant,
+    ) -> Result<Duration, Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(scope.to_owned()).or_insert_with(|| Bucket {
-            tokens: f64::from(self.settings.per_second),
-            refilled: now,
-            stats: BudgetStats::default(),
+        let account_wait = refill(&mut buckets, scope, self.settings.per_second, now);
+        let share = caller
+            .filter(|_| self.settings.per_caller_per_second > 0 && self.settings.per_second > 0)
+            .map(|caller| format!("{scope}\u{0}{caller}"));
+        let share_wait = share.as_ref().map_or(Duration::ZERO, |key| {
+            refill(&mut buckets, key, self.settings.per_caller_per_second, now)
         });
-        if self.settings.per_second == 0 {
-            bucket.stats.calls += 1;
-            return Ok(Duration::ZERO);
-        }
-        let rate = f64::from(self.settings.per_second);
-        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
-        bucket.refilled = now.max(bucket.refilled);
-        let wait = if bucket.tokens >= 1.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64((1.0 - bucket.tokens) / rate)
-        };
+        let wait = account_wait.max(share_wait);
+        let bucket = buckets.get_mut(scope).expect("refilled above");
         if wait > self.settings.max_wait {
             bucket.stats.refused += 1;
             // Whole seconds, as Retry-After says them; at least one.
@@ -116,10 +117,16 @@ impl StsBudget {
                 wait.as_secs_f64().ceil().max(1.0) as u64
             ));
         }
-        bucket.tokens -= 1.0;
         bucket.stats.calls += 1;
+        if self.settings.per_second == 0 {
+            return Ok(Duration::ZERO);
+        }
+        bucket.tokens -= 1.0;
         if !wait.is_zero() {
             bucket.stats.waited += 1;
+        }
+        if let Some(key) = share {
+            buckets.get_mut(&key).expect("refilled above").tokens -= 1.0;
         }
         Ok(wait)
     }
@@ -136,18 +143,19 @@ impl StsBudget {
         }
     }
 
-    /// What was counted, by scope (`<account>@<region or endpoint>`).
+    /// What was counted, by scope (`<account>@<region or endpoint>`); callers' shares are not listed.
     pub fn stats(&self) -> BTreeMap<String, BudgetStats> {
         let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         buckets
             .iter()
+            .filter(|(key, _)| !key.contains('\u{0}'))
             .map(|(scope, bucket)| (scope.clone(), bucket.stats))
             .collect()
     }
 
     /// Takes a token for a call with `access`'s account, waiting for it if need be.
-    async fn acquire(&self, scope: &str) -> Result<(), StsError> {
-        match self.reserve(scope, Instant::now()) {
+    async fn acquire(&self, scope: &str, caller: Option<&str>) -> Result<(), StsError> {
+        match self.reserve(scope, caller, Instant::now()) {
             Ok(wait) => {
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
@@ -157,11 +165,34 @@ impl StsBudget {
             Err(retry_after) => Err(StsError::new(
                 StsErrorKind::BudgetExhausted { retry_after },
                 format!(
-                    "idfed's STS budget for the connector's account is spent; try again in {} s",
+                    "idfed's STS budget for the connector's account (or your share of it) is spent; \
+                     try again in {} s",
                     retry_after.as_secs()
                 ),
             )),
         }
+    }
+}
+
+/// Refills `key`'s bucket (of `rate` a second, as deep as one second) to `now`; how long until it holds a
+/// whole token (zero: it does; always zero without a rate).
+fn refill(buckets: &mut HashMap<String, Bucket>, key: &str, rate: u32, now: Instant) -> Duration {
+    let bucket = buckets.entry(key.to_owned()).or_insert_with(|| Bucket {
+        tokens: f64::from(rate),
+        refilled: now,
+        stats: BudgetStats::default(),
+    });
+    if rate == 0 {
+        return Duration::ZERO;
+    }
+    let rate = f64::from(rate);
+    let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
+    bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+    bucket.refilled = now.max(bucket.refilled);
+    if bucket.tokens >= 1.0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64((1.0 - bucket.tokens) / rate)
     }
 }
 
@@ -218,7 +249,9 @@ impl<I: CredentialIssuer> CredentialIssuer for Budgeted<I> {
     ) -> BoxFuture<'a, Result<IssuedCredentials, StsError>> {
         Box::pin(async move {
             let scope = self.scope(&request.access);
-            self.budget.acquire(&scope).await?;
+            self.budget
+                .acquire(&scope, request.requester.as_deref())
+                .await?;
             let result = self.inner.issue(request).await;
             self.note(&scope, &result);
             result
@@ -232,7 +265,7 @@ impl<I: CredentialIssuer> CredentialIssuer for Budgeted<I> {
     ) -> BoxFuture<'a, Result<CallerIdentity, StsError>> {
         Box::pin(async move {
             let scope = self.scope(access);
-            self.budget.acquire(&scope).await?;
+            self.budget.acquire(&scope, None).await?;
             let result = self.inner.caller_identity(access, credentials).await;
             self.note(&scope, &result);
             result
@@ -247,8 +280,40 @@ mod tests {
     fn budget(per_second: u32, max_wait_ms: u64) -> StsBudget {
         StsBudget::new(BudgetSettings {
             per_second,
+            per_caller_per_second: 0,
             max_wait: Duration::from_millis(max_wait_ms),
         })
+    }
+
+    #[test]
+    fn one_caller_takes_at_most_its_share() {
+        let budget = StsBudget::new(BudgetSettings {
+            per_second: 4,
+            per_caller_per_second: 2,
+            max_wait: Duration::ZERO,
+        });
+        let now = Instant::now();
+        for _ in 0..2 {
+            assert_eq!(
+                budget.reserve("a", Some("mallory"), now),
+                Ok(Duration::ZERO)
+            );
+        }
+        assert!(
+            budget.reserve("a", Some("mallory"), now).is_err(),
+            "past the share"
+        );
+        // Everyone else still has the rest of the account's budget; calls for nobody too.
+        assert_eq!(budget.reserve("a", Some("alice"), now), Ok(Duration::ZERO));
+        assert_eq!(budget.reserve("a", None, now), Ok(Duration::ZERO));
+        assert!(
+            budget.reserve("a", Some("bob"), now).is_err(),
+            "the account's budget is spent"
+        );
+        let stats = budget.stats();
+        assert_eq!(stats.len(), 1, "shares are not listed: {stats:?}");
+        assert_eq!(stats["a"].calls, 4);
+        assert_eq!(stats["a"].refused, 2);
     }
 
     #[test]
@@ -256,23 +321,26 @@ mod tests {
         let budget = budget(10, 250);
         let now = Instant::now();
         for _ in 0..10 {
-            assert_eq!(budget.reserve("a@us-east-1", now), Ok(Duration::ZERO));
+            assert_eq!(budget.reserve("a@us-east-1", None, now), Ok(Duration::ZERO));
         }
         // Tokens come back at 10/s: the next two wait 100 and 200 ms, the third would wait 300 ms.
-        let wait = budget.reserve("a@us-east-1", now).unwrap();
+        let wait = budget.reserve("a@us-east-1", None, now).unwrap();
         assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
-        let wait = budget.reserve("a@us-east-1", now).unwrap();
+        let wait = budget.reserve("a@us-east-1", None, now).unwrap();
         assert!((wait.as_secs_f64() - 0.2).abs() < 1e-6, "{wait:?}");
         assert_eq!(
-            budget.reserve("a@us-east-1", now),
+            budget.reserve("a@us-east-1", None, now),
             Err(Duration::from_secs(1))
         );
         // Another account or region has its own bucket.
-        assert_eq!(budget.reserve("a@eu-west-1", now), Ok(Duration::ZERO));
-        assert_eq!(budget.reserve("b@us-east-1", now), Ok(Duration::ZERO));
+        assert_eq!(budget.reserve("a@eu-west-1", None, now), Ok(Duration::ZERO));
+        assert_eq!(budget.reserve("b@us-east-1", None, now), Ok(Duration::ZERO));
         // A second later the bucket has refilled what the waiting calls did not take.
         let later = now + Duration::from_secs(1);
-        assert_eq!(budget.reserve("a@us-east-1", later), Ok(Duration::ZERO));
+        assert_eq!(
+            budget.reserve("a@us-east-1", None, later),
+            Ok(Duration::ZERO)
+        );
         let stats = budget.stats()["a@us-east-1"];
         assert_eq!(
             stats,
@@ -289,22 +357,25 @@ mod tests {
     fn the_bucket_never_holds_more_than_a_second() {
         let budget = budget(5, 0);
         let now = Instant::now();
-        assert_eq!(budget.reserve("a", now), Ok(Duration::ZERO));
+        assert_eq!(budget.reserve("a", None, now), Ok(Duration::ZERO));
         let later = now + Duration::from_secs(3600);
         for _ in 0..5 {
-            assert_eq!(budget.reserve("a", later), Ok(Duration::ZERO));
+            assert_eq!(budget.reserve("a", None, later), Ok(Duration::ZERO));
         }
-        assert!(budget.reserve("a", later).is_err());
+        assert!(budget.reserve("a", None, later).is_err());
     }
 
     #[test]
     fn a_throttled_call_is_charged_for_its_retries() {
         let budget = budget(3, 0);
         let now = Instant::now();
-        assert!(budget.reserve("a", now).is_ok());
+        assert!(budget.reserve("a", None, now).is_ok());
         // STS throttled it after three attempts: two more requests were sent than were paid for.
         budget.throttled_by_sts("a", 2);
-        assert!(budget.reserve("a", now).is_err(), "the bucket is spent");
+        assert!(
+            budget.reserve("a", None, now).is_err(),
+            "the bucket is spent"
+        );
         assert_eq!(budget.stats()["a"].throttled_by_sts, 1);
     }
 
@@ -313,7 +384,7 @@ mod tests {
         let budget = budget(0, 0);
         let now = Instant::now();
         for _ in 0..10_000 {
-            assert_eq!(budget.reserve("a", now), Ok(Duration::ZERO));
+            assert_eq!(budget.reserve("a", None, now), Ok(Duration::ZERO));
         }
         assert_eq!(budget.stats()["a"].calls, 10_000);
     }
@@ -322,16 +393,16 @@ mod tests {
     fn retry_after_is_whole_seconds_and_covers_the_wait() {
         let budget = budget(1, 0);
         let now = Instant::now();
-        assert!(budget.reserve("a", now).is_ok());
-        assert_eq!(budget.reserve("a", now), Err(Duration::from_secs(1)));
+        assert!(budget.reserve("a", None, now).is_ok());
+        assert_eq!(budget.reserve("a", None, now), Err(Duration::from_secs(1)));
         let slow = self::budget(1, 0);
-        assert!(slow.reserve("a", now).is_ok());
+        assert!(slow.reserve("a", None, now).is_ok());
         // Refusals take nothing: the next token is still one second away.
         for _ in 0..5 {
-            assert_eq!(slow.reserve("a", now), Err(Duration::from_secs(1)));
+            assert_eq!(slow.reserve("a", None, now), Err(Duration::from_secs(1)));
         }
         assert_eq!(
-            slow.reserve("a", now + Duration::from_secs(1)),
+            slow.reserve("a", None, now + Duration::from_secs(1)),
             Ok(Duration::ZERO)
         );
     }

@@ -95,6 +95,9 @@ pub struct IssueRequest {
     pub kind: IssueKind,
     /// `DurationSeconds`.
     pub duration_seconds: u32,
+    /// Whom the call is for (the caller's name in idfed), so that no one caller can spend the whole STS
+    /// budget of an account ([`budget`]); `None` for calls on nobody's behalf.
+    pub requester: Option<String>,
 }
 
 /// Temporary credentials from STS. `Debug` shows neither the secret key nor the session token.

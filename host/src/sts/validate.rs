@@ -1386,6 +1386,7 @@ mod tests {
             },
             kind,
             duration_seconds,
+            requester: None,
         }
     }
 

@@ -36,6 +36,9 @@ pub struct CacheSettings {
     pub min_remaining_fraction: f64,
     /// The most entries kept (default 10,000).
     pub max_entries: usize,
+    /// The most entries one caller may have (default 1,000): past it, the caller's own entry that expires
+    /// soonest goes, never another caller's.
+    pub max_entries_per_caller: usize,
 }
 
 impl Default for CacheSettings {
@@ -44,6 +47,7 @@ impl Default for CacheSettings {
             min_remaining: Duration::from_secs(15 * 60),
             min_remaining_fraction: 0.5,
             max_entries: 10_000,
+            max_entries_per_caller: 1_000,
         }
     }
 }
@@ -313,7 +317,23 @@ impl CredentialCache {
         if self.generation.load(Ordering::Acquire) != generation {
             return;
         }
-        if entries.len() >= self.settings.max_entries.max(1) && !entries.contains_key(&key) {
+        if let Some(existing) = entries.get_mut(&key) {
+            *existing = entry;
+            return;
+        }
+        // A caller asking for ever different credentials pushes out only its own.
+        let mine: Vec<(CacheKey, SystemTime)> = entries
+            .iter()
+            .filter(|(_, e)| e.caller == entry.caller)
+            .map(|(k, e)| (*k, e.credentials.expiration))
+            .collect();
+        if mine.len() >= self.settings.max_entries_per_caller.max(1)
+            && let Some((soonest, _)) = mine.iter().min_by_key(|(_, expiration)| *expiration)
+        {
+            entries.remove(soonest);
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        if entries.len() >= self.settings.max_entries.max(1) {
             let now = SystemTime::now();
             let floor = self.settings.min_remaining;
             let before = entries.len();
@@ -718,6 +738,64 @@ mod tests {
             cache.min_remaining(3600),
             SystemTime::now() + Duration::from_secs(1)
         ));
+    }
+
+    #[tokio::test]
+    async fn one_caller_cannot_push_out_anothers_entries() {
+        let cache = CredentialCache::new(CacheSettings {
+            max_entries: 10,
+            max_entries_per_caller: 3,
+            ..CacheSettings::default()
+        });
+        let (alice, mallory, c) = (
+            user("alice", &["devs"]),
+            user("mallory", &["devs"]),
+            connector("dev"),
+        );
+        let key_of = |caller: &Caller, duration: u32| {
+            CacheKey::new(caller, &c, &account(), &IssueKind::SessionToken, duration)
+        };
+        let alices = key_of(&alice, 3600);
+        cache
+            .issue_once(alices, (&c, &alice), 3600, || async {
+                Ok(credentials("ASIAALICE", HOUR))
+            })
+            .await
+            .unwrap();
+        // Mallory asks for twenty different durations.
+        for i in 0..20u32 {
+            let duration = 3600 + i;
+            cache
+                .issue_once(
+                    key_of(&mallory, duration),
+                    (&c, &mallory),
+                    duration,
+                    || async move {
+                        Ok(credentials(
+                            &format!("ASIAM{i}"),
+                            HOUR + Duration::from_secs(u64::from(i)),
+                        ))
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            cache.stats().entries,
+            4,
+            "alice's one and mallory's last three"
+        );
+        assert!(cache.get(&alices, 3600, SystemTime::now()).is_some());
+        assert!(
+            cache
+                .get(&key_of(&mallory, 3619), 3619, SystemTime::now())
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(&key_of(&mallory, 3600), 3600, SystemTime::now())
+                .is_none()
+        );
     }
 
     #[tokio::test]

@@ -331,6 +331,7 @@ impl Vendor {
             access,
             kind: issue_kind(caller, &connector, &grant),
             duration_seconds: grant.duration_seconds,
+            requester: Some(caller.display_name()),
         };
         validate::check_issue_request(&issue).map_err(VendError::Invalid)?;
         let (credentials, cached) = if connector.credential_cache {
