@@ -326,84 +326,100 @@ impl Vendor {
             .as_deref()
             .map(|p| hex::encode(Sha256::digest(p.as_bytes())));
 
-        let (account, access) = self.account_parts(&connector.account)?;
+        let account = self.account_entry(&connector.account)?;
+        let kind = issue_kind(caller, &connector, &grant);
+        let duration_seconds = grant.duration_seconds;
+        let key = connector
+            .credential_cache
+            .then(|| CacheKey::new(caller, &connector, &account, &kind, duration_seconds));
+        let vended = |credentials: IssuedCredentials, cached: bool| {
+            // Cached credentials say how long they have left, not how long they were issued for.
+            let duration_seconds = if cached {
+                let left = credentials
+                    .expiration
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                u32::try_from(left.as_secs()).unwrap_or(u32::MAX)
+            } else {
+                duration_seconds
+            };
+            Vended {
+                request_id: request_id.to_owned(),
+                connector_id: connector.id,
+                connector_name: connector.name.clone(),
+                credentials,
+                duration_seconds,
+                capped,
+                cached,
+            }
+        };
+        // A hit is an identical request (the key holds all of it) that passed every check before: the
+        // account's secret is not even opened for it.
+        if let Some(key) = &key
+            && let Some(credentials) = self.cache.get(key, duration_seconds, SystemTime::now())
+        {
+            return Ok(vended(credentials, true));
+        }
         let issue = IssueRequest {
-            access,
-            kind: issue_kind(caller, &connector, &grant),
-            duration_seconds: grant.duration_seconds,
+            access: self.open_access(account)?,
+            kind,
+            duration_seconds,
             requester: Some(caller.display_name()),
         };
         validate::check_issue_request(&issue).map_err(VendError::Invalid)?;
-        let (credentials, cached) = if connector.credential_cache {
-            let key = CacheKey::new(
-                caller,
-                &connector,
-                &account,
-                &issue.kind,
-                issue.duration_seconds,
-            );
-            match self
-                .cache
-                .get(&key, issue.duration_seconds, SystemTime::now())
-            {
-                Some(credentials) => (credentials, true),
-                None => {
-                    let issued = self
-                        .cache
-                        .issue_once(key, (&connector, caller), issue.duration_seconds, || {
-                            self.issuer.issue(&issue)
-                        })
-                        .await
-                        .map_err(VendError::Sts)?;
-                    (issued.credentials, issued.shared)
-                }
+        let (credentials, cached) = match key {
+            Some(key) => {
+                let issued = self
+                    .cache
+                    .issue_once(key, (&connector, caller), duration_seconds, || {
+                        self.issuer.issue(&issue)
+                    })
+                    .await
+                    .map_err(VendError::Sts)?;
+                (issued.credentials, issued.shared)
             }
-        } else {
-            let credentials = self.issuer.issue(&issue).await.map_err(VendError::Sts)?;
-            (credentials, false)
+            None => (
+                self.issuer.issue(&issue).await.map_err(VendError::Sts)?,
+                false,
+            ),
         };
-        let duration_seconds = if cached {
-            let left = credentials
-                .expiration
-                .duration_since(SystemTime::now())
-                .unwrap_or_default();
-            u32::try_from(left.as_secs()).unwrap_or(u32::MAX)
-        } else {
-            grant.duration_seconds
-        };
-        Ok(Vended {
-            request_id: request_id.to_owned(),
-            connector_id: connector.id,
-            connector_name: connector.name,
-            credentials,
-            duration_seconds,
-            capped,
-            cached,
-        })
+        Ok(vended(credentials, cached))
     }
 
     /// How to reach STS for `account`: its region, endpoint and opened credentials.
     pub fn account_access(&self, account: &str) -> Result<AccountAccess, VendError> {
-        self.account_parts(account).map(|(_, access)| access)
+        let entry = self.account_entry(account)?;
+        self.open_access(entry)
     }
 
-    /// The account as stored, and how to reach STS for it.
-    fn account_parts(&self, account: &str) -> Result<(Account, AccountAccess), VendError> {
-        let internal = |e: crate::store::StoreError| VendError::Internal(e.to_string());
-        let entry = self.store.get_account(account).map_err(internal)?;
-        let credentials = self.store.account_credentials(account).map_err(internal)?;
-        let (Some(entry), Some(credentials)) = (entry, credentials) else {
-            return Err(VendError::Internal(format!(
-                "the connector's account {account:?} is missing"
-            )));
-        };
-        let access = AccountAccess {
-            account_name: entry.name.clone(),
+    /// The account as stored.
+    fn account_entry(&self, account: &str) -> Result<Account, VendError> {
+        self.store
+            .get_account(account)
+            .map_err(|e| VendError::Internal(e.to_string()))?
+            .ok_or_else(|| {
+                VendError::Internal(format!("the connector's account {account:?} is missing"))
+            })
+    }
+
+    /// The account's access for one STS call, its secret opened.
+    fn open_access(&self, account: Account) -> Result<AccountAccess, VendError> {
+        let credentials = self
+            .store
+            .account_credentials(&account.name)
+            .map_err(|e| VendError::Internal(e.to_string()))?
+            .ok_or_else(|| {
+                VendError::Internal(format!(
+                    "the connector's account {:?} is missing",
+                    account.name
+                ))
+            })?;
+        Ok(AccountAccess {
+            account_name: account.name,
             credentials,
-            region: entry.region.clone(),
-            endpoint: entry.sts_endpoint.clone(),
-        };
-        Ok((entry, access))
+            region: account.region,
+            endpoint: account.sts_endpoint,
+        })
     }
 }
 
