@@ -386,7 +386,10 @@ impl CredentialCache {
 
     /// Ends a caller's entries of a connector (the caller was refused it).
     pub fn flush_caller(&self, connector: Uuid, caller: &str) -> usize {
-        self.flush_where(|e| e.connector == connector && e.caller == caller)
+        // Not a flush of the calls in flight: a caller refused again and again must not keep everyone
+        // else's credentials out of the cache. (A call of theirs already in flight may still fill it; they
+        // are refused before the cache is consulted for as long as they lack the group.)
+        self.remove_where(|e| e.connector == connector && e.caller == caller)
     }
 
     /// Ends every entry.
