@@ -23,6 +23,20 @@ pub const PASSWORD: &str = "correct-horse-battery";
 /// The account's secret access key: tests look for it where it must never be.
 pub const ACCOUNT_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzSECRETzz";
 
+/// An IAM-user account `name` (keys with [`ACCOUNT_SECRET`]) whose STS is at `sts_endpoint`, in us-east-1.
+pub fn iam_account(name: &str, sts_endpoint: &str) -> AccountInput {
+    AccountInput {
+        name: name.into(),
+        description: String::new(),
+        source: AccountSourceInput::IamUser {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: Some(Secret::new(ACCOUNT_SECRET)),
+        },
+        region: Some("us-east-1".into()),
+        sts_endpoint: Some(sts_endpoint.to_owned()),
+    }
+}
+
 /// A user with [`PASSWORD`], active, in `groups`.
 pub fn user(name: &str, groups: &[&str]) -> UserEntry {
     UserEntry {
@@ -59,16 +73,7 @@ impl TestServer {
         server
             .service
             .store
-            .put_account(AccountInput {
-                name: "main".into(),
-                description: String::new(),
-                source: AccountSourceInput::IamUser {
-                    access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                    secret_access_key: Some(Secret::new(ACCOUNT_SECRET)),
-                },
-                region: Some("us-east-1".into()),
-                sts_endpoint: Some(moto::shared().endpoint()),
-            })
+            .put_account(iam_account("main", &moto::shared().endpoint()))
             .unwrap();
         server
     }

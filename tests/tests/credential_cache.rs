@@ -7,14 +7,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use idfed::audit::{AuditFilter, Outcome};
-use idfed::model::{
-    AccountInput, AccountSourceInput, BindingSpec, Caller, Connector, Identity, Principal,
-};
-use idfed::secret::Secret;
+use idfed::model::{BindingSpec, Caller, Connector, Identity, Principal};
 use idfed::store::Store;
 use idfed::vend::{VendError, VendOptions};
 use idfed_tests::fixtures;
-use idfed_tests::server::{TestServer, user};
+use idfed_tests::server::{TestServer, iam_account, user};
 use idfed_tests::sts_standin::{StandInOptions, StsStandIn};
 use serde_json::{Value, json};
 
@@ -63,16 +60,7 @@ fn add_standin_account(server: &TestServer, sts: &str) {
     server
         .service
         .store
-        .put_account(AccountInput {
-            name: "standin".into(),
-            description: String::new(),
-            source: AccountSourceInput::IamUser {
-                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_access_key: Some(Secret::new("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")),
-            },
-            region: Some("us-east-1".into()),
-            sts_endpoint: Some(sts.to_owned()),
-        })
+        .put_account(iam_account("standin", sts))
         .unwrap();
 }
 

@@ -17,12 +17,11 @@ use std::time::{Duration, Instant};
 use idfed::audit::{AuditFilter, AuditLog, Outcome};
 use idfed::auth::static_dir::add_user;
 use idfed::config::Config;
-use idfed::model::{AccountInput, AccountSourceInput, Connector, Principal};
-use idfed::secret::Secret;
+use idfed::model::{Connector, Principal};
 use idfed::service::Service;
 use idfed::store::{SledStore, Store};
 use idfed_tests::moto;
-use idfed_tests::server::{ACCOUNT_SECRET, PASSWORD, user};
+use idfed_tests::server::{PASSWORD, iam_account, user};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -114,16 +113,7 @@ fn prepare_data(config: &Config) {
     let service = Service::open(config).unwrap();
     service
         .store
-        .put_account(AccountInput {
-            name: "main".into(),
-            description: String::new(),
-            source: AccountSourceInput::IamUser {
-                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-                secret_access_key: Some(Secret::new(ACCOUNT_SECRET)),
-            },
-            region: Some("us-east-1".into()),
-            sts_endpoint: Some(moto::shared().endpoint()),
-        })
+        .put_account(iam_account("main", &moto::shared().endpoint()))
         .unwrap();
     service
         .store
