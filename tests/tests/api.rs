@@ -210,6 +210,44 @@ async fn errors_are_json_with_codes_and_statuses() {
         .send(json_request("POST", "/api/v1/login", None, "[1,2".into()))
         .await;
     assert_error(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_json");
+    // An array is not a request, even one serde could read as the struct's fields in order.
+    let before = f.state.service.audit.head().unwrap().seq;
+    for body in [
+        r#"[900, null, "env"]"#,
+        r#" ["json"]"#,
+        "900",
+        r#""env""#,
+        "null",
+    ] {
+        let (s, h, b) = f
+            .send(json_request(
+                "POST",
+                "/api/v1/connectors/dev-role/credentials",
+                Some(&token),
+                body.into(),
+            ))
+            .await;
+        assert_error(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_json");
+        assert!(
+            b.to_string().contains("must be a JSON object"),
+            "{body}: {b}"
+        );
+    }
+    assert_eq!(
+        f.state.service.audit.head().unwrap().seq,
+        before,
+        "a refused body reaches no vend"
+    );
+    let (s, h, b) = f
+        .send(json_request(
+            "POST",
+            "/api/v1/login",
+            None,
+            json!({"username": "alice", "password": "x", "pasword": "y"}).to_string(),
+        ))
+        .await;
+    assert_error(s, &h, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_json");
+    assert!(b.to_string().contains("pasword"), "{b}");
     let big = json!({"policy": "x".repeat(10_000)}).to_string();
     let (s, h, b) = f
         .send(json_request(

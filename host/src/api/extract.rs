@@ -139,8 +139,8 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-/// A JSON body; an empty body reads as `{}`. Rejections: 413 over the limit, 415 for another content
-/// type, 422 unreadable JSON.
+/// A JSON object as the body; an empty body reads as `{}`. Rejections: 413 over the limit, 415 for another
+/// content type, 422 (`invalid_json`) for JSON that is not an object of the expected shape.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -170,10 +170,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 ApiError::InvalidRequest("the request body could not be read".into())
             }
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+        // Every body idfed takes is an object; serde would otherwise read a struct from an array too
+        // (`[900, null, "env"]` as a credentials request), so a body is refused unless it starts as one.
+        let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => b"{}",
+            Some(b'{') => &bytes,
+            Some(_) => {
+                return Err(ApiError::UnreadableJson(
+                    "the body must be a JSON object".into(),
+                ));
+            }
         };
         serde_json::from_slice(bytes)
             .map(JsonBody)

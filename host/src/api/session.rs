@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A login: a directory user's name and password.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct LoginRequest {
     username: String,
     #[schema(value_type = String, format = Password)]
@@ -99,7 +100,7 @@ pub(super) fn identity_json(identity: &Identity) -> Value {
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`)", body = ErrorBody),
     )
 )]
 async fn login(
