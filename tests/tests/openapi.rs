@@ -284,3 +284,133 @@ fn routes_are_only_added_documented() {
         }
     }
 }
+
+/// The stable codes the service can answer, collected from the error types' sources: the `code()` of
+/// each error enum the API maps, and every code literal the API's own error constructors name.
+fn answered_codes() -> std::collections::BTreeSet<String> {
+    let host = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src");
+    let mut sources: Vec<std::path::PathBuf> = ["vend/mod.rs", "auth/mod.rs", "sts/mod.rs"]
+        .iter()
+        .chain(&["plugins/fault.rs"])
+        .map(|file| host.join(file))
+        .collect();
+    let mut folders = vec![host.join("api")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push(path);
+            }
+        }
+    }
+    let mut codes = std::collections::BTreeSet::new();
+    for path in sources {
+        let source = std::fs::read_to_string(&path).unwrap();
+        // The code-bearing spans: a `fn code(&self)` body, an error constructor's arguments, a `code:`
+        // field, the fallback's `match status` table.
+        let openers = [
+            "fn code(&self)",
+            "simple(",
+            "coded(",
+            "code: \"",
+            "let (code, message) = match status",
+        ];
+        for opener in openers {
+            for (at, _) in source.match_indices(opener) {
+                // A constructor's span starts at its `(`, a `code:` at its literal, the others after the
+                // opener.
+                let start = if opener.ends_with(['(', '"']) {
+                    at + opener.len() - 1
+                } else {
+                    at + opener.len()
+                };
+                let span = &source[start..];
+                let end = if opener.starts_with("code: ") {
+                    span.find(',').unwrap()
+                } else {
+                    closing(span)
+                };
+                codes.extend(snake_literals(&span[..end]));
+            }
+        }
+    }
+    codes
+}
+
+/// The end of the bracketed span `span` opens (its first `(` or `{`, to the one that closes it).
+fn closing(span: &str) -> usize {
+    let start = span.find(['(', '{']).unwrap();
+    let mut depth = 0usize;
+    for (i, c) in span[start..].char_indices() {
+        match c {
+            '(' | '{' => depth += 1,
+            ')' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return start + i;
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced: {span:.80}")
+}
+
+/// The string literals in `text` that look like codes (`lower_snake_case`, at least one `_` or a
+/// known one-word code; messages have spaces).
+fn snake_literals(text: &str) -> Vec<String> {
+    text.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            !s.is_empty()
+                && s.chars().next().unwrap().is_ascii_lowercase()
+                && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_error_code_is_documented_in_the_readme_and_the_document() {
+    let codes = answered_codes();
+    // The collection itself works: codes of each kind of source are found.
+    for known in [
+        "invalid_json",
+        "method_not_allowed",
+        "timeout",
+        "conflict",
+        "precondition_failed",
+        "sts_budget_exhausted",
+        "plugin_busy",
+        "plugin_config_refused",
+        "too_many_attempts",
+        "connector_disabled",
+    ] {
+        assert!(codes.contains(known), "{known} not collected: {codes:?}");
+    }
+    assert!(codes.len() >= 45, "{codes:?}");
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let section = &readme[readme
+        .find("### Error codes")
+        .expect("README has Error codes")..];
+    let plugins = &readme[readme.find("## Policy plugins").unwrap()..];
+    let document = Fixture::new().document().await.to_string();
+    for code in &codes {
+        let quoted = format!("`{code}`");
+        assert!(
+            section[..section.find("\n## ").unwrap()].contains(&quoted)
+                || (code.starts_with("plugin_") && plugins.contains(&quoted)),
+            "README does not document {code}"
+        );
+        assert!(
+            document.contains(&quoted),
+            "the OpenAPI document does not name {code}"
+        );
+    }
+}

@@ -151,7 +151,7 @@ fn check_destination(destination: &str) -> Result<(), ApiError> {
         (status = 503, description = "The directory or the store cannot be used now, or a policy plugin is busy (`plugin_busy`, with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`)", body = ErrorBody),
         (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
         (status = 502, description = "STS, a policy plugin or the federation endpoint (`federation_failed`) failed", body = ErrorBody),

@@ -33,7 +33,18 @@ pub struct ErrorBody {
 /// An error's code and message.
 #[derive(Debug, ToSchema)]
 pub struct ErrorDetail {
-    /// The stable code (`invalid_request`, `unauthenticated`, `forbidden`, `connector_not_found`, …).
+    /// The stable code (README, "Error codes"): `invalid_request`, `invalid_json`, `body_too_large`,
+    /// `unsupported_media_type`, `missing_credentials`, `invalid_credentials`, `invalid_session`,
+    /// `too_many_attempts`, `directory_unavailable`, `unsupported`, `csrf_failed`, `forbidden`, `admin_only`,
+    /// `connector_not_found`, `connector_disabled`, `plugin_denied`; a plugin's fault: `plugin_timeout`,
+    /// `plugin_memory_limit`, `plugin_trap`, `plugin_error`, `plugin_widened_grant`, `plugin_invalid_grant`,
+    /// `plugin_busy`, `plugin_instantiate_failed`, `plugin_incompatible`; a plugin or binding refused:
+    /// `plugin_not_a_component`, `plugin_too_large`, `plugin_config_invalid`, `plugin_config_refused`,
+    /// `plugin_limits_invalid`, `plugin_tag_keys_invalid` (`plugin_cache_error` is answered as
+    /// `internal_error`); STS: `sts_invalid_request`, `sts_malformed_policy`, `sts_packed_policy_too_large`,
+    /// `sts_throttled`, `sts_budget_exhausted`, `sts_unavailable`, `sts_access_denied`,
+    /// `sts_region_disabled`, `sts_invalid_token`, `sts_error`; and `not_found`, `method_not_allowed`,
+    /// `conflict`, `precondition_failed`, `timeout`, `unavailable`, `internal_error`.
     pub code: String,
     /// The message for the caller.
     pub message: String,

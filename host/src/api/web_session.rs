@@ -467,7 +467,7 @@ struct WebLogin {
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not sent as JSON (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`)", body = ErrorBody),
     )
 )]
 async fn login(

@@ -96,7 +96,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`)", body = ErrorBody),
     )
 )]
 async fn create(

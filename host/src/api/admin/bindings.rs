@@ -171,7 +171,7 @@ async fn list(
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`), or a plugin that cannot be loaded or refuses the configuration (with `pointer`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`), or a plugin that cannot be loaded or refuses the configuration (with `pointer`)", body = ErrorBody),
     )
 )]
 async fn create(

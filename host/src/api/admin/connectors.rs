@@ -197,7 +197,7 @@ async fn show(
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`)", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`)", body = ErrorBody),
     )
 )]
 async fn create(
@@ -252,7 +252,7 @@ async fn create(
         (status = 500, description = "idfed failed, or the change could not be audited (`internal_error`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
-        (status = 422, description = "The body is not readable JSON of this shape (`unreadable_json`), or a binding a plugin refuses", body = ErrorBody),
+        (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`), or a binding a plugin refuses", body = ErrorBody),
     )
 )]
 async fn replace(
