@@ -223,16 +223,7 @@ pub async fn credentials(
 }
 
 /// Percent-encodes a name, id or query value for a URL (everything but RFC 3986's unreserved characters).
-pub fn path_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
+pub use crate::percent::component as path_segment;
 
 /// A console sign-in URL and when AWS stops accepting it.
 #[derive(Debug, Deserialize)]

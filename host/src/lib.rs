@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod container_server;
 pub mod model;
+pub mod percent;
 pub mod plugins;
 pub mod secret;
 pub mod service;

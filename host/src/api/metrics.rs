@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 
 use super::openapi::ErrorBody;
-use super::{ApiError, AppState, constant_time_eq};
+use super::{ApiError, AppState};
+use crate::secret::secrets_equal;
 use crate::vend::VendError;
 
 /// The counters.
@@ -256,7 +257,7 @@ pub async fn metrics(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::MissingCredentials)?;
-        if !constant_time_eq(presented.trim().as_bytes(), token.expose().as_bytes()) {
+        if !secrets_equal(presented.trim().as_bytes(), token.expose().as_bytes()) {
             return Err(ApiError::Auth(crate::auth::AuthError::InvalidCredentials));
         }
     }

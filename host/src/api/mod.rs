@@ -163,11 +163,6 @@ impl AppState {
     }
 }
 
-/// Compares two secrets in time that does not depend on where they differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// A time as RFC 3339 in UTC, to the second (`2026-11-30T12:47:53Z`).
 pub fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()

@@ -35,10 +35,11 @@ use utoipa_axum::routes;
 use super::extract::{Authenticated, ClientIp, JsonBody};
 use super::openapi::ErrorBody;
 use super::session::identity_json;
-use super::{ApiError, AppState, constant_time_eq, rfc3339};
+use super::{ApiError, AppState, rfc3339};
 use crate::auth::AuthError;
 use crate::model::Identity;
 use crate::secret::Secret;
+use crate::secret::secrets_equal;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "__Host-idfed_session";
@@ -133,7 +134,7 @@ pub async fn authenticate_cookie(
     let presented = parts.headers.get(CSRF_HEADER).ok_or(ApiError::CsrfFailed(
         "send the X-CSRF-Token header with every request made with the session cookie",
     ))?;
-    if !constant_time_eq(presented.as_bytes(), csrf_token(&token).as_bytes()) {
+    if !secrets_equal(presented.as_bytes(), csrf_token(&token).as_bytes()) {
         return Err(ApiError::CsrfFailed(
             "the X-CSRF-Token header does not match the session",
         ));
