@@ -48,6 +48,7 @@ pub enum AccountSource {
 
 /// An account as an administrator writes it: the secret in the clear, or omitted to keep the stored one.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AccountInput {
     /// See [`Account::name`].
     pub name: String,
@@ -66,7 +67,7 @@ pub struct AccountInput {
 
 /// Where an account's credentials come from, as written.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum AccountSourceInput {
     /// An IAM user's access key.
     IamUser {

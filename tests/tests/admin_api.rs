@@ -250,6 +250,30 @@ async fn accounts_connectors_plugins_bindings_keys_and_audit() {
         }) => assert_eq!(secret_access_key.expose(), SECRET),
         other => panic!("{other:?}"),
     }
+    // A misspelt field would silently send vends to AWS's own endpoint: refused, nothing changed.
+    let mut typo = account();
+    typo["sts_endpont"] = json!("http://127.0.0.1:1");
+    let (s, b) = f
+        .call("PUT", "/api/v1/admin/accounts/main", &root, typo)
+        .await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_json");
+    assert!(b.to_string().contains("sts_endpont"), "{b}");
+    let mut typo = account();
+    typo["source"]["secret_acess_key"] = json!("x");
+    let (s, b) = f
+        .call("PUT", "/api/v1/admin/accounts/main", &root, typo)
+        .await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_json");
+    assert_eq!(
+        f.state
+            .service
+            .store
+            .get_account("main")
+            .unwrap()
+            .unwrap()
+            .description,
+        "renamed"
+    );
     let (s, b) = f
         .call("GET", "/api/v1/admin/accounts", &root, Value::Null)
         .await;
