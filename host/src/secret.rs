@@ -38,6 +38,14 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Whether two secrets are equal, in time that depends neither on where they differ nor on their lengths:
+/// both are hashed (SHA-256) and the digests compared in constant time (`subtle`).
+pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,22 +57,9 @@ mod tests {
         assert!(!shown.contains("wJalr"), "{shown}");
         assert_eq!(secret.expose(), "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
     }
-}
-
-/// Whether two secrets are equal, in time that depends neither on where they differ nor on their lengths:
-/// both are hashed (SHA-256) and the digests compared in constant time (`subtle`).
-pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
-}
-
-#[cfg(test)]
-mod equality_tests {
-    use super::secrets_equal;
 
     #[test]
-    fn equal_only_when_the_bytes_are() {
+    fn secrets_are_equal_only_when_the_bytes_are() {
         assert!(secrets_equal(b"abc", b"abc"));
         assert!(secrets_equal(b"", b""));
         assert!(!secrets_equal(b"abc", b"abd"));

@@ -289,11 +289,15 @@ fn routes_are_only_added_documented() {
 /// each error enum the API maps, and every code literal the API's own error constructors name.
 fn answered_codes() -> std::collections::BTreeSet<String> {
     let host = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src");
-    let mut sources: Vec<std::path::PathBuf> = ["vend/mod.rs", "auth/mod.rs", "sts/mod.rs"]
-        .iter()
-        .chain(&["plugins/fault.rs"])
-        .map(|file| host.join(file))
-        .collect();
+    let mut sources: Vec<std::path::PathBuf> = [
+        "vend/mod.rs",
+        "auth/mod.rs",
+        "sts/mod.rs",
+        "plugins/fault.rs",
+    ]
+    .iter()
+    .map(|file| host.join(file))
+    .collect();
     let mut folders = vec![host.join("api")];
     while let Some(folder) = folders.pop() {
         for entry in std::fs::read_dir(folder).unwrap() {
@@ -308,12 +312,13 @@ fn answered_codes() -> std::collections::BTreeSet<String> {
     let mut codes = std::collections::BTreeSet::new();
     for path in sources {
         let source = std::fs::read_to_string(&path).unwrap();
-        // The code-bearing spans: a `fn code(&self)` body, an error constructor's arguments, a `code:`
-        // field, the fallback's `match status` table.
+        // The code-bearing spans: a `fn code(&self)` body, an error constructor's arguments (the JSON
+        // body's own `error_body(…)` among them), a `code:` field, the fallback's `match status` table.
         let openers = [
             "fn code(&self)",
             "simple(",
             "coded(",
+            "error_body(",
             "code: \"",
             "let (code, message) = match status",
         ];
@@ -358,8 +363,7 @@ fn closing(span: &str) -> usize {
     panic!("unbalanced: {span:.80}")
 }
 
-/// The string literals in `text` that look like codes (`lower_snake_case`, at least one `_` or a
-/// known one-word code; messages have spaces).
+/// The string literals in `text` that look like codes (`lower_snake_case`; messages have spaces).
 fn snake_literals(text: &str) -> Vec<String> {
     text.split('"')
         .skip(1)
@@ -388,6 +392,7 @@ async fn every_error_code_is_documented_in_the_readme_and_the_document() {
         "plugin_config_refused",
         "too_many_attempts",
         "connector_disabled",
+        "federation_failed",
     ] {
         assert!(codes.contains(known), "{known} not collected: {codes:?}");
     }

@@ -38,8 +38,7 @@ use super::session::identity_json;
 use super::{ApiError, AppState, rfc3339};
 use crate::auth::AuthError;
 use crate::model::Identity;
-use crate::secret::Secret;
-use crate::secret::secrets_equal;
+use crate::secret::{Secret, secrets_equal};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "__Host-idfed_session";
