@@ -1330,15 +1330,17 @@ pub fn open_db(path: &Path) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match sled::Config::new().path(path).open() {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if is_lock_busy(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             other => return other,
         }
     }
+}
+
+/// sled reports a held lock as `ErrorKind::Other` with the `WouldBlock` only in its message.
+fn is_lock_busy(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
 #[cfg(test)]
@@ -1478,11 +1480,24 @@ mod tests {
             db.flush().unwrap();
         }
         let e = SledStore::open(dir.path(), source).unwrap_err();
-        assert_eq!(e.code(), "store_invalid");
+        assert_eq!(e.code(), "store_invalid", "{e}");
         assert!(
             e.to_string().contains("two connectors are named twin"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn opening_waits_for_a_lock_released_a_moment_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let held = open_db(&path).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        open_db(&path).unwrap();
+        release.join().unwrap();
     }
 
     #[test]
@@ -1498,7 +1513,7 @@ mod tests {
             db.flush().unwrap();
         }
         let e = SledStore::open(dir.path(), source).unwrap_err();
-        assert_eq!(e.code(), "store_invalid");
+        assert_eq!(e.code(), "store_invalid", "{e}");
         assert!(e.to_string().contains("schema version 7, newer"), "{e}");
     }
 
