@@ -8,6 +8,8 @@
 //! # plain_http = true                  # IDFED_PLAIN_HTTP: only behind a TLS-terminating proxy or on loopback
 //! body_limit_bytes = 65536
 //! request_timeout_seconds = 30
+//! body_timeout_seconds = 10            # a request body pausing longer is refused (408 body_timeout)
+//! max_tls_handshakes = 256             # TLS handshakes at once; more wait their turn
 //!
 //! [data]
 //! dir = "/var/lib/idfed"               # IDFED_DATA_DIR
@@ -205,6 +207,13 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long a request may take (default 30 s).
     pub request_timeout_seconds: u64,
+    /// How long a request body may pause between two reads before the request is refused with 408
+    /// `body_timeout` (default 10 s): a client that stops sending is answered long before the request
+    /// timeout.
+    pub body_timeout_seconds: u64,
+    /// How many TLS handshakes run at once (default 256); connections beyond wait their turn, each
+    /// handshake having at most 10 s.
+    pub max_tls_handshakes: usize,
     /// A file holding the token `/metrics` then asks for (`Authorization: Bearer <token>`, as Prometheus'
     /// `authorization.credentials_file` sends it); without one, `/metrics` is open.
     pub metrics_token_file: Option<PathBuf>,
@@ -219,6 +228,8 @@ impl Default for ServerConfig {
             plain_http: false,
             body_limit_bytes: 64 << 10,
             request_timeout_seconds: 30,
+            body_timeout_seconds: 10,
+            max_tls_handshakes: 256,
             metrics_token_file: None,
         }
     }
@@ -531,6 +542,12 @@ impl Config {
                 "server.request_timeout_seconds",
                 "must be at least 1",
             ));
+        }
+        if s.body_timeout_seconds == 0 {
+            return Err(invalid("server.body_timeout_seconds", "must be at least 1"));
+        }
+        if s.max_tls_handshakes == 0 {
+            return Err(invalid("server.max_tls_handshakes", "must be at least 1"));
         }
         if self.data.dir.as_os_str().is_empty() {
             return Err(invalid("data.dir", "must not be empty"));

@@ -80,13 +80,22 @@ impl TestServer {
 
     /// Starts a server with these users and nothing stored.
     pub async fn start_empty(users: Vec<UserEntry>, extra_config: &str) -> TestServer {
+        Self::start_with_server(users, "", extra_config).await
+    }
+
+    /// [`TestServer::start_empty`] with `server_config` added to its `[server]` section.
+    pub async fn start_with_server(
+        users: Vec<UserEntry>,
+        server_config: &str,
+        extra_config: &str,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let users_file = dir.path().join("users.toml");
         for entry in users {
             add_user(&users_file, entry, false).unwrap();
         }
         let directory = format!("type = \"static\"\nfile = {users_file:?}\n");
-        Self::launch(dir, &directory, extra_config).await
+        Self::launch(dir, server_config, &directory, extra_config).await
     }
 
     /// Starts a server whose directory is `crowd`, with nothing stored.
@@ -97,13 +106,19 @@ impl TestServer {
             crowd.application_name(),
             crowd.application_password(),
         );
-        Self::launch(tempfile::tempdir().unwrap(), &directory, extra_config).await
+        Self::launch(tempfile::tempdir().unwrap(), "", &directory, extra_config).await
     }
 
-    /// Serves on a free loopback port with its data in `dir` and `directory` as `[auth.directory]`.
-    async fn launch(dir: tempfile::TempDir, directory: &str, extra_config: &str) -> TestServer {
+    /// Serves on a free loopback port with its data in `dir`, `server_config` in `[server]` and
+    /// `directory` as `[auth.directory]`.
+    async fn launch(
+        dir: tempfile::TempDir,
+        server_config: &str,
+        directory: &str,
+        extra_config: &str,
+    ) -> TestServer {
         let mut config = Config::parse(&format!(
-            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n[data]\ndir = {:?}\n[auth.directory]\n{directory}{extra_config}",
+            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n{server_config}[data]\ndir = {:?}\n[auth.directory]\n{directory}{extra_config}",
             dir.path().join("data"),
         ))
         .unwrap();

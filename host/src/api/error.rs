@@ -21,6 +21,10 @@ pub enum ApiError {
     UnreadableJson(String),
     /// The body is over the limit (413).
     BodyTooLarge,
+    /// The connection ended before the body its `Content-Length` announced (400).
+    IncompleteBody,
+    /// The body stopped arriving for longer than the body timeout (408).
+    BodyTimeout,
     /// The body's content type is not JSON (415).
     UnsupportedMediaType,
     /// No credentials were presented (401).
@@ -141,6 +145,16 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 "the request body is too large",
+            ),
+            ApiError::IncompleteBody => simple(
+                StatusCode::BAD_REQUEST,
+                "incomplete_body",
+                "the connection ended before the whole body its Content-Length announced",
+            ),
+            ApiError::BodyTimeout => simple(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body stopped arriving",
             ),
             ApiError::UnsupportedMediaType => simple(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -265,6 +279,31 @@ impl ApiError {
             }
             _ => {}
         }
+    }
+}
+
+impl ApiError {
+    /// Why a request body could not be read: over the limit, cut short by the client, stalled past the
+    /// body timeout, or otherwise unreadable.
+    pub fn from_body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::BodyTooLarge;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(e) = source {
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                return ApiError::BodyTimeout;
+            }
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof)
+                || e.downcast_ref::<hyper::Error>()
+                    .is_some_and(|e| e.is_incomplete_message())
+            {
+                return ApiError::IncompleteBody;
+            }
+            source = e.source();
+        }
+        ApiError::InvalidRequest("the request body could not be read".into())
     }
 }
 

@@ -163,13 +163,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 return Err(ApiError::UnsupportedMediaType);
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BodyTooLarge
-            } else {
-                ApiError::InvalidRequest("the request body could not be read".into())
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(ApiError::from_body_rejection)?;
         // Every body idfed takes is an object; serde would otherwise read a struct from an array too
         // (`[900, null, "env"]` as a credentials request), so a body is refused unless it starts as one.
         let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {

@@ -11,6 +11,7 @@ pub mod console;
 mod container;
 mod error;
 mod extract;
+mod http_guard;
 pub mod metrics;
 pub mod openapi;
 mod server;
@@ -29,7 +30,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{TimeoutBody, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -58,6 +59,10 @@ pub struct ApiLimits {
     pub body_limit_bytes: usize,
     /// How long a request may take.
     pub request_timeout: Duration,
+    /// How long a request body may pause before it is refused (`body_timeout`, 408).
+    pub body_timeout: Duration,
+    /// How many TLS handshakes may run at once.
+    pub max_tls_handshakes: usize,
 }
 
 impl Default for ApiLimits {
@@ -72,6 +77,8 @@ impl From<&ServerConfig> for ApiLimits {
         ApiLimits {
             body_limit_bytes: server.body_limit_bytes,
             request_timeout: Duration::from_secs(server.request_timeout_seconds),
+            body_timeout: Duration::from_secs(server.body_timeout_seconds),
+            max_tls_handshakes: server.max_tls_handshakes,
         }
     }
 }
@@ -195,6 +202,10 @@ pub fn app(state: AppState) -> Router {
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            limits.body_timeout,
+            body_timeout,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -223,6 +234,12 @@ pub fn app(state: AppState) -> Router {
                 )),
         )
         .with_state(state)
+}
+
+/// Makes a body that pauses longer than `timeout` fail to read (answered `body_timeout`, 408).
+async fn body_timeout(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    next.run(request.map(|body| axum::body::Body::new(TimeoutBody::new(timeout, body))))
+        .await
 }
 
 async fn not_found() -> ApiError {

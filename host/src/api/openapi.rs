@@ -34,7 +34,8 @@ pub struct ErrorBody {
 #[derive(Debug, ToSchema)]
 pub struct ErrorDetail {
     /// The stable code (README, "Error codes"): `invalid_request`, `invalid_json`, `body_too_large`,
-    /// `unsupported_media_type`, `missing_credentials`, `invalid_credentials`, `invalid_session`,
+    /// `incomplete_body`, `body_timeout`, `unsupported_media_type`; a request head HTTP refuses:
+    /// `malformed_request`, `headers_too_large`, `http_version_not_supported`; `missing_credentials`, `invalid_credentials`, `invalid_session`,
     /// `too_many_attempts`, `directory_unavailable`, `unsupported`, `csrf_failed`, `forbidden`, `admin_only`,
     /// `connector_not_found`, `connector_disabled`, `plugin_denied`; a plugin's fault: `plugin_timeout`,
     /// `plugin_memory_limit`, `plugin_trap`, `plugin_error`, `plugin_widened_grant`, `plugin_invalid_grant`,

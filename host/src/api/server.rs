@@ -1,22 +1,27 @@
-//! Serving the app: plain HTTP or TLS (rustls, from PEM files), with the client's address as
-//! `ConnectInfo<SocketAddr>`, and a graceful shutdown that lets requests in flight finish.
+//! Serving the app: plain HTTP or TLS (rustls, from PEM files), HTTP/1.1 on hyper behind the
+//! [`super::http_guard`], with the client's address as `ConnectInfo<SocketAddr>`, and a graceful shutdown
+//! that lets requests in flight finish.
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::{Listener, ListenerExt};
+use axum::extract::ConnectInfo;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
-use tokio_rustls::server::TlsStream;
+use tower::ServiceExt;
 
+use super::http_guard::Guarded;
 use super::{AppState, app};
 
 /// How long a TLS handshake may take.
@@ -46,100 +51,96 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts TCP connections and hands out those whose TLS handshake succeeded; handshakes run in their
-/// own tasks so that a slow client holds up no other.
-struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    accept_task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.accept_task.abort();
-    }
-}
-
-impl TlsListener {
-    fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (sender, ready) = mpsc::channel(64);
-        let accept_task = tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let sender = sender.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = sender.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener {
-            ready,
-            local,
-            accept_task,
-        })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(accepted) => accepted,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
 /// Serves the app on `listener` (TLS when `tls` is given) until `shutdown` completes, then lets the
 /// requests in flight finish. The caller flushes the service afterwards ([`crate::service::Service::shutdown`]).
+///
+/// Each connection is HTTP/1.1 behind [`Guarded`] (what hyper's parser would refuse is answered as JSON),
+/// half-closable (a client that shuts its side after sending still gets its answer), in its own task;
+/// TLS handshakes run in the connection's task too, at most `limits.max_tls_handshakes` at once and each
+/// for at most 10 s, so that neither a slow client nor a flood of handshakes holds up the others.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    match tls {
-        None => {
-            let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(acceptor) => {
-            // Served over TLS: browsers are told to use nothing else from now on.
-            let service = app(state)
-                .layer(axum::middleware::from_fn(
-                    super::web::strict_transport_security,
-                ))
-                .into_make_service_with_connect_info::<SocketAddr>();
-            // `tap_io` makes axum give the listener's address type (SocketAddr) as ConnectInfo.
-            let listener = TlsListener::new(listener, acceptor)?.tap_io(|_| {});
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+    let handshakes = Arc::new(Semaphore::new(state.limits.max_tls_handshakes));
+    let router = if tls.is_some() {
+        // Served over TLS: browsers are told to use nothing else from now on.
+        app(state).layer(axum::middleware::from_fn(
+            super::web::strict_transport_security,
+        ))
+    } else {
+        app(state)
+    };
+    let mut http = http1::Builder::new();
+    http.half_close(true).timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request)
+        });
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshakes = handshakes.clone();
+        tokio::spawn(async move {
+            let served =
+                match tls {
+                    None => {
+                        let connection =
+                            http.serve_connection(TokioIo::new(Guarded::new(stream)), service);
+                        watcher.watch(connection).await
+                    }
+                    Some(acceptor) => {
+                        let Ok(_permit) = handshakes.acquire_owned().await else {
+                            return;
+                        };
+                        let stream =
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        drop(_permit);
+                        let connection =
+                            http.serve_connection(TokioIo::new(Guarded::new(stream)), service);
+                        watcher.watch(connection).await
+                    }
+                };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Completes on ctrl-c or SIGTERM.

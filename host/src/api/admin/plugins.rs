@@ -123,13 +123,8 @@ async fn upload(
             pointer: None,
         });
     }
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AdminError::Api(ApiError::BodyTooLarge)
-        } else {
-            AdminError::invalid("the request body could not be read")
-        }
-    })?;
+    let body =
+        body.map_err(|rejection| AdminError::Api(ApiError::from_body_rejection(rejection)))?;
     let size = body.len();
     let store = state.service.store.clone();
     let runtime = state.service.plugins.clone();
