@@ -1652,6 +1652,7 @@ async fn serve(path: &Path) -> Result<ExitCode, Failure> {
     let state =
         crate::api::AppState::new(service.clone(), crate::api::ApiLimits::from(&config.server))
             .with_web(config.web.clone())
+            .with_trusted_proxies(config.server.trusted_proxies.clone())
             .with_metrics_token(
                 config
                     .server

@@ -10,6 +10,7 @@
 //! request_timeout_seconds = 30
 //! body_timeout_seconds = 10            # a request body pausing longer is refused (408 body_timeout)
 //! max_tls_handshakes = 256             # TLS handshakes at once; more wait their turn
+//! trusted_proxies = ["10.0.0.0/8"]     # only from these, the client is read from Forwarded / X-Forwarded-For
 //!
 //! [data]
 //! dir = "/var/lib/idfed"               # IDFED_DATA_DIR
@@ -214,9 +215,32 @@ pub struct ServerConfig {
     /// How many TLS handshakes run at once (default 256); connections beyond wait their turn, each
     /// handshake having at most 10 s.
     pub max_tls_handshakes: usize,
+    /// The proxies (CIDR networks) whose `Forwarded` or `X-Forwarded-For` names the client: from a peer
+    /// in one of them, the client is the right-most forwarded address not itself in one. Empty (the
+    /// default): the connection's peer is the client, whatever the headers say.
+    #[serde(deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// A file holding the token `/metrics` then asks for (`Authorization: Bearer <token>`, as Prometheus'
     /// `authorization.credentials_file` sends it); without one, `/metrics` is open.
     pub metrics_token_file: Option<PathBuf>,
+}
+
+/// CIDR networks; a bare address is its own network (`/32`, `/128`).
+fn networks<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is not a network (e.g. \"10.0.0.0/8\") or an address"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl Default for ServerConfig {
@@ -230,6 +254,7 @@ impl Default for ServerConfig {
             request_timeout_seconds: 30,
             body_timeout_seconds: 10,
             max_tls_handshakes: 256,
+            trusted_proxies: Vec::new(),
             metrics_token_file: None,
         }
     }
@@ -650,6 +675,27 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "[auth.directory]\ntype = \"static\"\nfile = \"users.toml\"\n";
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        let config = Config::parse(&format!(
+            "{MINIMAL}[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n"
+        ))
+        .unwrap();
+        let shown: Vec<String> = config
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+        let err = Config::parse(&format!(
+            "{MINIMAL}[server]\ntrusted_proxies = [\"proxy\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"proxy\" is not a network"), "{err}");
+    }
 
     #[test]
     fn defaults_env_and_named_errors() {

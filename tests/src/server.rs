@@ -131,7 +131,8 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(service.clone(), ApiLimits::from(&config.server))
-            .with_web(config.web.clone());
+            .with_web(config.web.clone())
+            .with_trusted_proxies(config.server.trusted_proxies.clone());
         let task = tokio::spawn(serve(listener, None, state, async move {
             let _ = stopped.await;
         }));

@@ -35,10 +35,19 @@ fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
 }
 
 async fn start(dir: &std::path::Path, tls: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
+    start_with(dir, tls, "").await
+}
+
+/// [`start`] with `server` added to `[server]`.
+async fn start_with(
+    dir: &std::path::Path,
+    tls: bool,
+    server: &str,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let users = dir.join("users.toml");
     std::fs::write(&users, "").unwrap();
     let config = Config::parse(&format!(
-        "[server]\nplain_http = true\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
+        "[server]\nplain_http = true\n{server}[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
         dir.join(if tls { "data-tls" } else { "data-plain" }),
         users
     ))
@@ -99,5 +108,29 @@ async fn tls_answers_carry_strict_transport_security_and_plain_http_does_not() {
     let headers = head(format!("{url}/healthz"), None).await;
     assert!(headers.starts_with("http/1.1 200"), "{headers}");
     assert!(!headers.contains("strict-transport-security"), "{headers}");
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn tls_handshakes_beyond_the_bound_wait_their_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, stop) = start_with(dir.path(), true, "max_tls_handshakes = 1\n").await;
+    let addr = url.trim_start_matches("https://").to_owned();
+    // A client that connects and never says hello holds the one handshake slot (for up to 10 s).
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let curl = tokio::spawn(head(
+        format!("{url}/healthz"),
+        Some(dir.path().join("cert.pem")),
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        !curl.is_finished(),
+        "a second handshake ran while the only slot was taken"
+    );
+    // The silent client leaves: its handshake fails at once, and the waiting one proceeds.
+    drop(silent);
+    let headers = curl.await.unwrap();
+    assert!(headers.starts_with("http/1.1 200"), "{headers}");
     let _ = stop.send(());
 }

@@ -1,10 +1,8 @@
 //! Extractors: the authenticated caller ([`Authenticated`]) and JSON bodies ([`JsonBody`]) whose every
 //! rejection is an [`ApiError`].
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -30,12 +28,12 @@ pub struct Authenticated {
     pub session_token: Option<Secret>,
 }
 
-/// The client's address, from the connection.
+/// The client's address ([`super::ClientAddr`]: the peer, or the client a trusted proxy names).
 pub fn source_ip(parts: &Parts) -> Option<String> {
     parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .get::<super::ClientAddr>()
+        .map(|super::ClientAddr(addr)| addr.to_string())
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
@@ -183,7 +181,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// The client's address, from the connection (none in tests without a connection).
+/// The client's address ([`source_ip`]; none in tests without a connection).
 #[derive(Debug)]
 pub struct ClientIp(pub Option<String>);
 

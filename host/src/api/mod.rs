@@ -6,6 +6,7 @@
 //! token, secret or credential: headers and bodies are never logged.
 
 mod admin;
+mod client_addr;
 mod connectors;
 pub mod console;
 mod container;
@@ -48,6 +49,7 @@ use crate::secret::Secret;
 use crate::service::Service;
 use crate::store::Store;
 use crate::vend::{VendError, VendOptions, Vended};
+pub use client_addr::{ClientAddr, TrustedProxies};
 
 /// The request id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -98,6 +100,8 @@ pub struct AppState {
     pub sso_guard: Arc<web_session::SsoGuard>,
     /// The token `/metrics` asks for, if any.
     pub metrics_token: Option<Arc<Secret>>,
+    /// The proxies whose forwarding headers name the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl AppState {
@@ -110,12 +114,19 @@ impl AppState {
             web: Arc::new(WebConfig::default()),
             sso_guard: Arc::default(),
             metrics_token: None,
+            trusted_proxies: Arc::default(),
         }
     }
 
     /// The same state with `/metrics` behind this token (open with none).
     pub fn with_metrics_token(mut self, token: Option<Secret>) -> Self {
         self.metrics_token = token.map(Arc::new);
+        self
+    }
+
+    /// The same state with the client's address read from these proxies' forwarding headers.
+    pub fn with_trusted_proxies(mut self, networks: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = Arc::new(TrustedProxies::new(networks));
         self
     }
 
@@ -205,6 +216,10 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             limits.body_timeout,
             body_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.trusted_proxies.clone(),
+            client_addr::client_addr,
         ))
         .layer(
             ServiceBuilder::new()
