@@ -19,7 +19,7 @@ pub mod web;
 pub mod web_session;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
@@ -38,7 +38,6 @@ use utoipa_axum::routes;
 pub use connectors::{Format, render, shell_quote};
 pub use error::{ApiError, error_body};
 pub use extract::{API_KEY_PREFIX, Authenticated, SESSION_PREFIX};
-pub use metrics::Metrics;
 pub use server::{load_tls, serve, shutdown_signal};
 
 use crate::config::{ServerConfig, WebConfig};
@@ -81,8 +80,6 @@ impl From<&ServerConfig> for ApiLimits {
 pub struct AppState {
     /// The service.
     pub service: Arc<Service>,
-    /// The counters behind `/metrics`.
-    pub metrics: Arc<Metrics>,
     /// The limits.
     pub limits: ApiLimits,
     /// The web UI's settings.
@@ -98,7 +95,6 @@ impl AppState {
     pub fn new(service: Arc<Service>, limits: ApiLimits) -> Self {
         AppState {
             service,
-            metrics: Arc::new(Metrics::default()),
             limits,
             web: Arc::new(WebConfig::default()),
             sso_guard: Arc::default(),
@@ -118,14 +114,16 @@ impl AppState {
         self
     }
 
-    /// Vends, counting the outcome.
+    /// Vends, counting and timing the outcome.
     pub async fn vend(
         &self,
         caller: &Caller,
         connector: &str,
         options: VendOptions,
     ) -> Result<Vended, ApiError> {
+        let started = Instant::now();
         let result = self.service.vendor.vend(caller, connector, options).await;
+        let took = started.elapsed();
         match &result {
             Ok(vended) => {
                 tracing::info!(
@@ -136,7 +134,9 @@ impl AppState {
                     duration_seconds = vended.duration_seconds,
                     "credentials vended"
                 );
-                self.metrics.vend(Some(&vended.connector_name), Ok(()));
+                self.service
+                    .metrics
+                    .vend(Some(&vended.connector_name), Ok(()), took);
             }
             Err(e) => {
                 let label = match e {
@@ -155,8 +155,7 @@ impl AppState {
                     code = e.code(),
                     "vend refused"
                 );
-                self.metrics.vend(label.as_deref(), Err(e));
-                self.metrics.vend_error(e);
+                self.service.metrics.vend(label.as_deref(), Err(e), took);
             }
         }
         result.map_err(ApiError::from)
