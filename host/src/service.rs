@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
+use prometheus_client::registry::Registry;
+
 use crate::audit::AuditLog;
 use crate::auth::authenticator::Authenticator;
 use crate::config::Config;
+use crate::metrics::{Metrics, PartStats};
 use crate::plugins::{KvStore, PluginRuntime};
 use crate::store::{SledStore, Store};
 use crate::sts::{
@@ -38,6 +41,10 @@ pub struct Service {
     pub vendor: Vendor,
     /// Logins, sessions, password checks.
     pub auth: Arc<Authenticator>,
+    /// What the parts count and time (vends, plugin evaluations, STS requests).
+    pub metrics: Arc<Metrics>,
+    /// What `/metrics` shows: [`Service::metrics`] and the counters the parts keep themselves.
+    pub registry: Registry,
 }
 
 impl std::fmt::Debug for Service {
@@ -56,6 +63,8 @@ impl Service {
         let store = SledStore::open(dir, config.data.key_source())
             .map_err(|e| ServiceError(format!("data.dir {}: {e} [{}]", dir.display(), e.code())))?;
         let store = Arc::new(store);
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
         let audit = AuditLog::open(store.db(), None)
             .map_err(|e| ServiceError(format!("audit log: {e}")))?;
         audit.set_durable(config.audit.durable);
@@ -67,17 +76,21 @@ impl Service {
         );
         let plugins =
             PluginRuntime::new(config.plugins.runtime_config(), Some(store.data_dir()), kv)
-                .map_err(|e| ServiceError(format!("plugin runtime: {e:#}")))?;
+                .map_err(|e| ServiceError(format!("plugin runtime: {e:#}")))?
+                .with_metrics(metrics.clone());
         let budget = Arc::new(StsBudget::new(config.sts.budget_settings()));
-        let issuer: Arc<dyn CredentialIssuer> = Arc::new(Budgeted::new(
-            DefaultEndpoint {
-                inner: AwsIssuer::new(config.sts.issuer_settings()),
-                endpoint: config.sts.endpoint.clone(),
-            },
-            budget.clone(),
-            config.sts.region.clone(),
-            config.sts.max_attempts,
-        ));
+        let issuer: Arc<dyn CredentialIssuer> = Arc::new(
+            Budgeted::new(
+                DefaultEndpoint {
+                    inner: AwsIssuer::new(config.sts.issuer_settings()),
+                    endpoint: config.sts.endpoint.clone(),
+                },
+                budget.clone(),
+                config.sts.region.clone(),
+                config.sts.max_attempts,
+            )
+            .with_metrics(metrics.clone()),
+        );
         let vendor = Vendor::new(
             store.clone() as Arc<dyn Store>,
             issuer.clone(),
@@ -92,6 +105,13 @@ impl Service {
             .map_err(|e| ServiceError(format!("auth.directory: {e}")))?;
         let auth = Authenticator::new(directory, store.db(), config.auth.auth_config())
             .map_err(|e| ServiceError(format!("sessions: {e}")))?;
+        let auth = Arc::new(auth);
+        registry.register_collector(Box::new(PartStats {
+            auth: auth.clone(),
+            credential_cache: vendor.cache().clone(),
+            budget: budget.clone(),
+            audit: audit.clone(),
+        }));
         Ok(Service {
             store,
             audit,
@@ -99,7 +119,9 @@ impl Service {
             issuer,
             budget,
             vendor,
-            auth: Arc::new(auth),
+            auth,
+            metrics,
+            registry,
         })
     }
 

@@ -8,119 +8,42 @@ use crate::ConfigError;
 ///
 /// Empty or whitespace-only text counts as `{}`. A deserialization error becomes a [`ConfigError`] whose message
 /// is serde's (with line and column) and whose pointer, when the error concerns a value, is the JSON pointer of
-/// that value (for an unknown field, of that field; for a missing field, of the object that lacks it).
+/// that value (for an unknown field, of that field; for a missing field, of the object that lacks it), from the
+/// path `serde_path_to_error` tracks.
 pub fn parse_config<C: DeserializeOwned>(text: &str) -> Result<C, ConfigError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
-    serde_json::from_str(text).map_err(|err| {
-        let pointer = match err.classify() {
-            serde_json::error::Category::Data => Some(pointer_at(text, err.line(), err.column())),
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let invalid = |err: &serde_json::Error, pointer| ConfigError {
+        message: format!("invalid configuration: {err}"),
+        pointer,
+    };
+    let config = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let pointer = match err.inner().classify() {
+            serde_json::error::Category::Data => Some(json_pointer(err.path())),
             _ => None,
         };
-        ConfigError {
-            message: format!("invalid configuration: {err}"),
-            pointer,
-        }
-    })
+        invalid(err.inner(), pointer)
+    })?;
+    // Trailing characters after the value.
+    deserializer.end().map_err(|err| invalid(&err, None))?;
+    Ok(config)
 }
 
-/// The JSON pointer of the value being read at 1-based `line` and `column` (a byte column, as serde_json counts).
-fn pointer_at(text: &str, line: usize, column: usize) -> String {
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            offset += column.min(l.len());
-            break;
-        }
-        offset += l.len();
-    }
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    pointer_of_prefix(&text[..end])
-}
-
-enum Frame {
-    Object {
-        key: Option<String>,
-        expecting_key: bool,
-    },
-    Array {
-        index: usize,
-    },
-}
-
-/// Walks a prefix of a JSON document and returns the pointer of the innermost value it ends in or after.
-fn pointer_of_prefix(prefix: &str) -> String {
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut chars = prefix.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' => stack.push(Frame::Object {
-                key: None,
-                expecting_key: true,
-            }),
-            '[' => stack.push(Frame::Array { index: 0 }),
-            '}' | ']' => {
-                stack.pop();
-            }
-            ',' => match stack.last_mut() {
-                Some(Frame::Object { key, expecting_key }) => {
-                    *key = None;
-                    *expecting_key = true;
-                }
-                Some(Frame::Array { index }) => *index += 1,
-                None => {}
-            },
-            ':' => {
-                if let Some(Frame::Object { expecting_key, .. }) = stack.last_mut() {
-                    *expecting_key = false;
-                }
-            }
-            '"' => {
-                let mut s = String::new();
-                let mut escaped = false;
-                for c in chars.by_ref() {
-                    if escaped {
-                        s.push(match c {
-                            'n' => '\n',
-                            't' => '\t',
-                            'r' => '\r',
-                            other => other,
-                        });
-                        escaped = false;
-                    } else if c == '\\' {
-                        escaped = true;
-                    } else if c == '"' {
-                        break;
-                    } else {
-                        s.push(c);
-                    }
-                }
-                if let Some(Frame::Object {
-                    key,
-                    expecting_key: true,
-                }) = stack.last_mut()
-                {
-                    *key = Some(s);
-                }
-            }
-            _ => {}
-        }
-    }
+/// The JSON pointer (RFC 6901) of a deserialization path: `rules[1].max` is `/rules/1/max`.
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
     let mut pointer = String::new();
-    for frame in &stack {
-        match frame {
-            Frame::Object { key: Some(k), .. } => {
-                pointer.push('/');
-                pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
-            }
-            Frame::Object { key: None, .. } => break,
-            Frame::Array { index } => {
-                pointer.push('/');
-                pointer.push_str(&index.to_string());
-            }
-        }
+    for segment in path {
+        let token = match segment {
+            Segment::Seq { index } => index.to_string(),
+            Segment::Map { key } => key.replace('~', "~0").replace('/', "~1"),
+            // An externally tagged enum's variant is the key of the object that holds it.
+            Segment::Enum { variant } => variant.replace('~', "~0").replace('/', "~1"),
+            // A key that is not a string: nothing a pointer can name below it.
+            Segment::Unknown => break,
+        };
+        pointer.push('/');
+        pointer.push_str(&token);
     }
     pointer
 }
@@ -187,11 +110,24 @@ mod tests {
     }
 
     #[test]
+    fn trailing_characters_are_a_syntax_error() {
+        let e = parse_config::<Config>(r#"{"rules": []} x"#).unwrap_err();
+        assert_eq!(e.pointer, None);
+        assert!(e.message.contains("trailing characters"), "{}", e.message);
+    }
+
+    #[test]
     fn pointer_escapes() {
-        assert_eq!(
-            pointer_of_prefix(r#"{"a/b": {"c~d": [1, 2"#),
-            "/a~1b/c~0d/1"
-        );
-        assert_eq!(pointer_of_prefix(r#"{"a": {"b": 1}"#), "/a");
+        let e = parse_config::<
+            std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<u8>>>,
+        >(r#"{"a/b": {"c~d": [1, "two"]}}"#)
+        .unwrap_err();
+        assert_eq!(e.pointer.as_deref(), Some("/a~1b/c~0d/1"), "{e:?}");
+        let e = parse_config::<Config>(r#"{"name": 1}"#).unwrap_err();
+        assert_eq!(e.pointer.as_deref(), Some("/name"), "{e:?}");
+        let e = parse_config::<Config>("1").unwrap_err();
+        assert_eq!(e.pointer.as_deref(), Some(""), "the whole document: {e:?}");
+        let e = parse_config::<Config>("[1]").unwrap_err();
+        assert_eq!(e.pointer.as_deref(), Some("/0"), "{e:?}");
     }
 }

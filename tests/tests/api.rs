@@ -413,6 +413,44 @@ async fn a_vend_is_served_and_counted() {
         "{text}"
     );
     assert!(text.contains("idfed_auth_cache_misses_total"), "{text}");
+    assert!(
+        text.contains("# TYPE idfed_vend_duration_seconds histogram\n"),
+        "{text}"
+    );
+    // Every vend is timed, by connector and outcome: two issued (the second for caller-identity), one refused.
+    for (series, count) in [
+        (
+            "idfed_vend_duration_seconds_bucket{connector=\"dev-role\",outcome=\"issued\",le=\"+Inf\"}",
+            2,
+        ),
+        (
+            "idfed_vend_duration_seconds_count{connector=\"dev-role\",outcome=\"forbidden\"}",
+            1,
+        ),
+        (
+            "idfed_sts_request_duration_seconds_count{operation=\"AssumeRole\",outcome=\"ok\"}",
+            2,
+        ),
+        (
+            "idfed_sts_request_duration_seconds_count{operation=\"GetCallerIdentity\",outcome=\"ok\"}",
+            1,
+        ),
+    ] {
+        assert_eq!(sample(&text, series), Some(count), "{series} in {text}");
+    }
+    let took = sample_f64(
+        &text,
+        "idfed_vend_duration_seconds_sum{connector=\"dev-role\",outcome=\"issued\"}",
+    );
+    assert!(took.is_some_and(|s| s > 0.0), "{text}");
+    let sts = sample_f64(
+        &text,
+        "idfed_sts_request_duration_seconds_sum{operation=\"AssumeRole\",outcome=\"ok\"}",
+    );
+    assert!(
+        sts.is_some_and(|s| s > 0.0 && s <= took.unwrap()),
+        "STS time is part of the vends' time: {text}"
+    );
 
     // With a metrics token configured, /metrics is for its holder only.
     let dir = tempfile::tempdir().unwrap();
@@ -497,4 +535,15 @@ async fn a_binding_past_its_share_answers_503_plugin_busy_with_retry_after() {
     assert_eq!(busy_status, StatusCode::SERVICE_UNAVAILABLE, "{busy}");
     assert_eq!(busy["error"]["code"], "plugin_busy");
     assert_eq!(busy_headers[header::RETRY_AFTER], "1");
+}
+
+/// The value of the sample `series` (its name and labels, as exposed) in a scrape.
+fn sample_f64(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The value of a counting sample (a `_count`, a `_bucket`, a counter).
+fn sample(text: &str, series: &str) -> Option<u64> {
+    sample_f64(text, series).map(|v| v as u64)
 }

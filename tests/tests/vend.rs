@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use idfed::audit::{AuditFilter, AuditLog, Outcome};
+use idfed::metrics::{Metrics, Registry};
 use idfed::model::{
     AccountInput, AccountSourceInput, BindingSpec, Caller, Connector, Identity, Principal,
     SessionTag,
@@ -55,6 +56,8 @@ struct Harness {
     store: Arc<SledStore>,
     issuer: Arc<CountingIssuer>,
     vendor: Vendor,
+    /// The plugin runtime's metrics.
+    registry: Registry,
 }
 
 impl Harness {
@@ -67,8 +70,10 @@ impl Harness {
             SledStore::open(dir.path(), KeySource::File(dir.path().join("master.key"))).unwrap(),
         );
         let kv = KvStore::new(store.db().open_tree("plugin-kv").unwrap());
-        let plugins =
-            PluginRuntime::new(RuntimeConfig::default(), Some(store.data_dir()), kv).unwrap();
+        let mut registry = Registry::default();
+        let plugins = PluginRuntime::new(RuntimeConfig::default(), Some(store.data_dir()), kv)
+            .unwrap()
+            .with_metrics(Arc::new(Metrics::new(&mut registry)));
         let audit = AuditLog::open(store.db(), None).unwrap();
         let issuer = Arc::new(CountingIssuer {
             inner: AwsIssuer::new(IssuerSettings::default()),
@@ -80,6 +85,7 @@ impl Harness {
             store,
             issuer,
             vendor,
+            registry,
         };
         if harness.store.get_account("main").unwrap().is_none() {
             harness
@@ -546,6 +552,37 @@ async fn plugin_denials_and_faults_are_refused_and_audited_with_their_binding() 
         "{faulted:?}"
     );
     assert!(h.vendor.audit().verify().unwrap().problems.is_empty());
+
+    // Each evaluation is timed, by binding, plugin and outcome.
+    let open = h.connector("open", Principal::FederatedUser, &["dev"], |_| {});
+    let open = h.bind(
+        &open,
+        fixtures::DURATION_CAP,
+        r#"{"default_max_duration_seconds": 3600}"#,
+    );
+    for _ in 0..2 {
+        h.vend(&alice, "open", VendOptions::default())
+            .await
+            .unwrap();
+    }
+    let text = idfed::metrics::encode(&h.registry).unwrap();
+    assert!(
+        text.contains("# TYPE idfed_plugin_evaluation_duration_seconds histogram\n"),
+        "{text}"
+    );
+    for (connector, outcome, count) in [
+        (&open, "allow", 2),
+        (&guarded, "deny", 1),
+        (&broken, "plugin_trap", 1),
+    ] {
+        let binding = &connector.bindings[0];
+        let series = format!(
+            "idfed_plugin_evaluation_duration_seconds_count{{binding=\"{}\",plugin=\"{}\",outcome=\"{outcome}\"}} {count}\n",
+            binding.id,
+            &binding.plugin[..12],
+        );
+        assert!(text.contains(&series), "{series} in {text}");
+    }
 }
 
 #[tokio::test]

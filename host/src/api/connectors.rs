@@ -330,7 +330,7 @@ async fn caller_identity(
         .caller_identity(&access, &vended.credentials)
         .await
         .map_err(|e| {
-            state.metrics.sts_error(e.code());
+            state.service.metrics.sts_error(e.code());
             ApiError::Sts(e)
         })?;
     Ok(Json(json!({

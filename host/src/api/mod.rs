@@ -21,7 +21,7 @@ pub mod web;
 pub mod web_session;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
@@ -40,7 +40,6 @@ use utoipa_axum::routes;
 pub use connectors::{Format, render, shell_quote};
 pub use error::{ApiError, error_body};
 pub use extract::{API_KEY_PREFIX, Authenticated, SESSION_PREFIX};
-pub use metrics::Metrics;
 pub use server::{load_tls, serve, shutdown_signal};
 
 use crate::config::{ServerConfig, WebConfig};
@@ -90,8 +89,6 @@ impl From<&ServerConfig> for ApiLimits {
 pub struct AppState {
     /// The service.
     pub service: Arc<Service>,
-    /// The counters behind `/metrics`.
-    pub metrics: Arc<Metrics>,
     /// The limits.
     pub limits: ApiLimits,
     /// The web UI's settings.
@@ -109,7 +106,6 @@ impl AppState {
     pub fn new(service: Arc<Service>, limits: ApiLimits) -> Self {
         AppState {
             service,
-            metrics: Arc::new(Metrics::default()),
             limits,
             web: Arc::new(WebConfig::default()),
             sso_guard: Arc::default(),
@@ -136,14 +132,16 @@ impl AppState {
         self
     }
 
-    /// Vends, counting the outcome.
+    /// Vends, counting and timing the outcome.
     pub async fn vend(
         &self,
         caller: &Caller,
         connector: &str,
         options: VendOptions,
     ) -> Result<Vended, ApiError> {
+        let started = Instant::now();
         let result = self.service.vendor.vend(caller, connector, options).await;
+        let took = started.elapsed();
         match &result {
             Ok(vended) => {
                 tracing::info!(
@@ -154,7 +152,9 @@ impl AppState {
                     duration_seconds = vended.duration_seconds,
                     "credentials vended"
                 );
-                self.metrics.vend(Some(&vended.connector_name), Ok(()));
+                self.service
+                    .metrics
+                    .vend(Some(&vended.connector_name), Ok(()), took);
             }
             Err(e) => {
                 let label = match e {
@@ -173,8 +173,7 @@ impl AppState {
                     code = e.code(),
                     "vend refused"
                 );
-                self.metrics.vend(label.as_deref(), Err(e));
-                self.metrics.vend_error(e);
+                self.service.metrics.vend(label.as_deref(), Err(e), took);
             }
         }
         result.map_err(ApiError::from)

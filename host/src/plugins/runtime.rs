@@ -20,6 +20,7 @@ use super::log::{self, LogBuckets, LogLimits, LogSink};
 use super::narrowing;
 use super::request::{Decision, Grant, PolicyRequest};
 use super::state::HostState;
+use crate::metrics::Metrics;
 
 /// The resources one binding may use per evaluation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -207,6 +208,8 @@ pub enum ChainOutcome {
 #[derive(Clone)]
 pub struct PluginRuntime {
     inner: Arc<Inner>,
+    /// Where [`PluginRuntime::run_chain`] times each evaluation.
+    metrics: Arc<Metrics>,
 }
 
 struct Inner {
@@ -247,7 +250,14 @@ impl PluginRuntime {
                 pool_slots,
                 binding_slots: Mutex::default(),
             }),
+            metrics: Arc::default(),
         })
+    }
+
+    /// The same runtime timing its chains' evaluations into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The runtime's configuration.
@@ -541,7 +551,15 @@ impl PluginRuntime {
         for binding in chain {
             let started = Instant::now();
             let outcome = self.evaluate(binding, &current).await;
-            let micros = started.elapsed().as_micros() as u64;
+            let took = started.elapsed();
+            let micros = took.as_micros() as u64;
+            let decided = match &outcome {
+                Ok(Decision::Allow { .. }) => "allow",
+                Ok(Decision::Deny { .. }) => "deny",
+                Err(fault) => fault.code(),
+            };
+            self.metrics
+                .plugin_evaluation(binding.id(), binding.plugin.name(), decided, took);
             match outcome {
                 Ok(Decision::Allow { grant }) => {
                     tracing::debug!(binding = binding.id(), micros, "plugin allowed");

@@ -21,6 +21,7 @@ use super::{
     AccountAccess, BoxFuture, CallerIdentity, CredentialIssuer, IssueRequest, IssuedCredentials,
     StsError, StsErrorKind,
 };
+use crate::metrics::Metrics;
 
 /// How much of STS idfed may use.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -196,13 +197,15 @@ fn refill(buckets: &mut HashMap<String, Bucket>, key: &str, rate: u32, now: Inst
     }
 }
 
-/// An issuer whose every call is paid for from an [`StsBudget`].
+/// An issuer whose every call is paid for from an [`StsBudget`], and timed (the budget's wait not included)
+/// into [`Metrics`]' `idfed_sts_request_duration_seconds` by operation and outcome (`ok`, or the error's code).
 pub struct Budgeted<I> {
     inner: I,
     budget: std::sync::Arc<StsBudget>,
     default_region: String,
     /// The SDK's attempts per call: a call throttled after its retries cost this many requests.
     max_attempts: u32,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl<I> Budgeted<I> {
@@ -219,7 +222,14 @@ impl<I> Budgeted<I> {
             budget,
             default_region,
             max_attempts: max_attempts.max(1),
+            metrics: Default::default(),
         }
+    }
+
+    /// The same issuer, timing its calls into `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn scope(&self, access: &AccountAccess) -> String {
@@ -231,7 +241,20 @@ impl<I> Budgeted<I> {
         format!("{}@{place}", access.account_name)
     }
 
-    fn note<T>(&self, scope: &str, result: &Result<T, StsError>) {
+    /// Times a call of `operation` that started at `started`, and charges a throttled one for its retries.
+    fn note<T>(
+        &self,
+        scope: &str,
+        operation: &str,
+        started: Instant,
+        result: &Result<T, StsError>,
+    ) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        self.metrics
+            .sts_request(operation, outcome, started.elapsed());
         if let Err(StsError {
             kind: StsErrorKind::Throttled { .. },
             ..
@@ -252,8 +275,9 @@ impl<I: CredentialIssuer> CredentialIssuer for Budgeted<I> {
             self.budget
                 .acquire(&scope, request.requester.as_deref())
                 .await?;
+            let started = Instant::now();
             let result = self.inner.issue(request).await;
-            self.note(&scope, &result);
+            self.note(&scope, request.kind.operation(), started, &result);
             result
         })
     }
@@ -266,8 +290,9 @@ impl<I: CredentialIssuer> CredentialIssuer for Budgeted<I> {
         Box::pin(async move {
             let scope = self.scope(access);
             self.budget.acquire(&scope, None).await?;
+            let started = Instant::now();
             let result = self.inner.caller_identity(access, credentials).await;
-            self.note(&scope, &result);
+            self.note(&scope, "GetCallerIdentity", started, &result);
             result
         })
     }

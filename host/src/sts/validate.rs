@@ -597,72 +597,56 @@ pub fn check_region(region: &str) -> Checked {
 
 /// Checks an STS endpoint URL (field `endpoint`): `http://` or `https://`, a host (a name, an IPv4 address or a
 /// bracketed IPv6 address), an optional port, an optional path; no user name or password, query or fragment, no
-/// spaces or control characters.
-pub fn check_endpoint(url: &str) -> Checked {
+/// spaces or control characters. The URL is parsed by the `url` crate (the WHATWG URL standard).
+pub fn check_endpoint(endpoint: &str) -> Checked {
     let err = |rule: &str| Err(ValidationError::new("endpoint", rule.to_owned()));
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
+    if !endpoint.starts_with("https://") && !endpoint.starts_with("http://") {
         return err("must be an http:// or https:// URL");
-    };
-    if url.len() > 2048 {
+    }
+    if endpoint.len() > 2048 {
         return err("must be at most 2048 characters long");
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Before parsing: the parser drops tabs and newlines and trims spaces rather than refusing them.
+    if endpoint
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
         return err("must not hold spaces or control characters");
     }
-    if url.contains(['?', '#']) {
+    let url = match url::Url::parse(endpoint) {
+        Ok(url) => url,
+        Err(url::ParseError::EmptyHost) => return err("must name a host"),
+        Err(url::ParseError::InvalidPort) => return err("has an invalid port (1 to 65535)"),
+        Err(url::ParseError::InvalidIpv6Address) => return err("has an invalid [IPv6 address]"),
+        Err(_) => return err("has an invalid host name"),
+    };
+    if url.query().is_some() || url.fragment().is_some() {
         return err("must not hold a query or a fragment");
     }
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority.contains('@') {
+    if !url.username().is_empty() || url.password().is_some() {
         return err("must not hold a user name or password");
     }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let Some((address, after)) = v6.split_once(']') else {
-            return err("has an unterminated [IPv6 address]");
-        };
-        if address.is_empty()
-            || !address
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
-            return err("has an invalid [IPv6 address]");
+    match url.host() {
+        None => return err("must name a host"),
+        Some(url::Host::Domain(name)) => {
+            let valid_label = |label: &str| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            // The host as written, not one the parser mapped it to (IDNA, percent-decoding): the AWS SDK is
+            // given the text as written.
+            if !name.split('.').all(valid_label) || !endpoint.to_ascii_lowercase().contains(name) {
+                return err("has an invalid host name");
+            }
         }
-        match after {
-            "" => (address, None),
-            p if p.starts_with(':') => (address, Some(&p[1..])),
-            _ => return err("has characters after its [IPv6 address]"),
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return err("must name a host");
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => {}
     }
-    if !authority.starts_with('[')
-        && !host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-    {
-        return err("has an invalid host name");
-    }
-    if let Some(port) = port
-        && !(!port.is_empty()
-            && port.len() <= 5
-            && port.bytes().all(|b| b.is_ascii_digit())
-            && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p)))
-    {
+    if url.port() == Some(0) {
         return err("has an invalid port (1 to 65535)");
     }
     Ok(())
@@ -1181,6 +1165,7 @@ mod tests {
             "https://vpce-0123-abcd.sts.us-east-1.vpce.amazonaws.com",
             "http://[::1]:8080",
             "http://[::1]",
+            "http://STS.Example.com:8443/a%20b",
         ] {
             check_endpoint(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
@@ -1202,9 +1187,45 @@ mod tests {
             "http://[::1",
             "http://[::1]x",
             "http://[zz]",
+            "http://256.0.0.1",
+            "http://host.",
+            "http://\u{e9}\u{301}-.example",
+            "http://b\u{fc}cher.example",
+            "http://st%73.amazonaws.com",
         ] {
+            assert!(check_endpoint(bad).is_err(), "{bad:?} is accepted");
             assert_eq!(field(check_endpoint(bad)), "endpoint", "{bad:?}");
         }
+        let rule = |url: &str| check_endpoint(url).unwrap_err().rule;
+        assert_eq!(
+            rule("HTTPS://sts.amazonaws.com"),
+            "must be an http:// or https:// URL"
+        );
+        assert_eq!(rule("https://"), "must name a host");
+        assert_eq!(rule("https://:443"), "must name a host");
+        assert_eq!(rule("http://host:0"), "has an invalid port (1 to 65535)");
+        assert_eq!(
+            rule("http://host:70000"),
+            "has an invalid port (1 to 65535)"
+        );
+        assert_eq!(
+            rule("http://user:pw@host"),
+            "must not hold a user name or password"
+        );
+        assert_eq!(
+            rule("http://host\t.example"),
+            "must not hold spaces or control characters"
+        );
+        assert_eq!(
+            rule("http://host/?a=b"),
+            "must not hold a query or a fragment"
+        );
+        assert_eq!(rule("http://a..b"), "has an invalid host name");
+        assert_eq!(rule("http://[zz]"), "has an invalid [IPv6 address]");
+        assert_eq!(
+            rule(&format!("https://{}.example", "a".repeat(2048))),
+            "must be at most 2048 characters long"
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl Vendor {
     }
 
     /// The credential cache (of the connectors with `credential_cache` on).
-    pub fn cache(&self) -> &CredentialCache {
+    pub fn cache(&self) -> &Arc<CredentialCache> {
         &self.cache
     }
 
