@@ -17,8 +17,9 @@ struct Group(Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+        // bash's own `kill`: a fresh machine may have no procps.
+        let _ = Command::new("bash")
+            .args(["-c", &format!("kill -TERM -- -{}", self.0.id())])
             .status();
         let _ = self.0.wait();
     }
