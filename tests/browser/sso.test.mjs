@@ -1,6 +1,6 @@
 // idfed's web UI with Atlassian Crowd behind it, in Debian's Chromium: single sign-on from Crowd's cookie, the
 // logout that pauses it, "Log in with Crowd SSO" that resumes it, and a password login against Crowd.
-// Run by tests/tests/web_ui_sso.rs against a real idfed whose directory is the Crowd test server.
+// Run by tests/tests/e2e/web_ui_sso.rs against a real idfed whose directory is the Crowd test server.
 //
 // Environment:
 //   IDFED_URL            the server's base URL (required)

@@ -1,5 +1,5 @@
 // idfed's web UI, end to end in Debian's Chromium (headless, driven by playwright-core; no browser download).
-// Run by tests/tests/web_ui.rs against a real idfed with moto as STS; it can also be run by hand:
+// Run by tests/tests/e2e/web_ui.rs against a real idfed with moto as STS; it can also be run by hand:
 //
 //   IDFED_URL=http://127.0.0.1:8443 IDFED_PASSWORD=… IDFED_STS_ENDPOINT=http://127.0.0.1:5000 \
 //   IDFED_PLUGIN_WASM=…/rate_limit.wasm node tests/browser/ui.test.mjs

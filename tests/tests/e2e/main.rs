@@ -1,0 +1,31 @@
+//! idfed's end-to-end tests, in one test binary: each module is one area, run against real parts (moto's
+//! STS, the AWS CLI and boto3, headless Chromium, the built `idfed` binary) on loopback ports.
+//!
+//! One binary rather than one per file: every integration test binary links the whole host (wasmtime,
+//! the AWS SDK, axum), so two dozen of them cost two dozen links and many gigabytes of disk. Run one area
+//! with `cargo test -p idfed-tests --test e2e vend::`.
+
+mod admin_api;
+mod admin_cli;
+mod api;
+mod auth;
+mod aws_clients;
+mod behind_a_proxy;
+mod console;
+mod container_server;
+mod credential_cache;
+mod crowd;
+mod durability;
+mod http_edges;
+mod openapi;
+mod plugin_containment;
+mod plugins;
+mod quickstart;
+mod store;
+mod sts;
+mod sts_standin;
+mod tls;
+mod vend;
+mod web_session;
+mod web_ui;
+mod web_ui_sso;
