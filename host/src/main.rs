@@ -2,6 +2,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// glibc malloc's arena locks and consolidation cost a third of the CPU of a vend under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Traps are ordinary events here (a plugin that fails is denied): never pay for a host backtrace on each.
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {

@@ -10,6 +10,10 @@
 //! idfed, not the budget. Asserts nothing about time.
 
 use std::process::Command;
+
+/// The allocator of the idfed binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::Instant;
 

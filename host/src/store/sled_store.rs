@@ -113,6 +113,46 @@ pub struct SledStore {
     /// The audit log's trees, for changes committed with their audit record ([`SledStore::audited`]).
     audit_records: sled::Tree,
     audit_meta: sled::Tree,
+    /// Connectors and accounts as last decoded, read on every vend.
+    decoded_connectors: DecodedRecords<Connector>,
+    decoded_accounts: DecodedRecords<Account>,
+}
+
+/// Records as last decoded, with the stored bytes they were decoded from: a read whose bytes are the same
+/// (compared whole, so a write from anywhere is seen) takes the decoded record instead of parsing the
+/// JSON again. Holds no more than the database does (accounts' secrets stay sealed), and at most
+/// [`DecodedRecords::MAX`] records.
+struct DecodedRecords<T> {
+    tree: &'static str,
+    records: Mutex<std::collections::HashMap<sled::IVec, (sled::IVec, T)>>,
+}
+
+impl<T: DeserializeOwned + Clone> DecodedRecords<T> {
+    /// Records kept at most; a full table starts afresh.
+    const MAX: usize = 4096;
+
+    fn new(tree: &'static str) -> Self {
+        DecodedRecords {
+            tree,
+            records: Mutex::default(),
+        }
+    }
+
+    fn decode(&self, key: &[u8], value: &sled::IVec) -> Result<T, StoreError> {
+        let lock = || self.records.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((stored, record)) = lock().get(key)
+            && stored == value
+        {
+            return Ok(record.clone());
+        }
+        let record: T = decode(self.tree, key, value)?;
+        let mut records = lock();
+        if records.len() >= Self::MAX {
+            records.clear();
+        }
+        records.insert(sled::IVec::from(key), (value.clone(), record.clone()));
+        Ok(record)
+    }
 }
 
 /// The store's trees inside one write's transaction.
@@ -177,6 +217,8 @@ impl SledStore {
         let store = SledStore {
             audit_records: db.open_tree(crate::audit::RECORDS_TREE)?,
             audit_meta: db.open_tree(crate::audit::META_TREE)?,
+            decoded_connectors: DecodedRecords::new(CONNECTORS),
+            decoded_accounts: DecodedRecords::new(ACCOUNTS),
             db,
             dir,
             plugin_dir,
@@ -434,7 +476,7 @@ impl SledStore {
         self.trees
             .connectors
             .get(&key)?
-            .map(|value| decode(CONNECTORS, key.as_bytes(), &value))
+            .map(|value| self.decoded_connectors.decode(key.as_bytes(), &value))
             .transpose()
     }
 
@@ -988,7 +1030,7 @@ impl Store for SledStore {
         self.trees
             .accounts
             .get(name)?
-            .map(|value| decode(ACCOUNTS, name.as_bytes(), &value))
+            .map(|value| self.decoded_accounts.decode(name.as_bytes(), &value))
             .transpose()
     }
 
@@ -1728,6 +1770,48 @@ mod tests {
             store.account_credentials("copy").unwrap_err().code(),
             "store_sealing_failed"
         );
+    }
+
+    #[test]
+    fn reads_see_every_write_even_one_made_beside_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), env_key().1).unwrap();
+        store.put_account(iam_user("prod", Some(SECRET))).unwrap();
+        let created = store.create_connector(connector("web", "prod")).unwrap();
+        // Read twice: the second read is the remembered decoding.
+        assert_eq!(store.get_connector("web").unwrap().unwrap(), created);
+        assert_eq!(store.get_connector("web").unwrap().unwrap(), created);
+        let mut edited = created.clone();
+        edited.description = "through the store".into();
+        store.update_connector(edited.clone(), &created).unwrap();
+        assert_eq!(store.get_connector("web").unwrap().unwrap(), edited);
+
+        // Written straight into sled: the stored bytes differ, so the record is decoded again.
+        let mut beside = edited.clone();
+        beside.description = "beside the store".into();
+        store
+            .trees
+            .connectors
+            .insert(beside.id.to_string(), serde_json::to_vec(&beside).unwrap())
+            .unwrap();
+        assert_eq!(
+            store
+                .get_connector(&beside.id.to_string())
+                .unwrap()
+                .unwrap(),
+            beside
+        );
+        let mut account = store.get_account("prod").unwrap().unwrap();
+        account.region = Some("eu-west-1".into());
+        store
+            .trees
+            .accounts
+            .insert("prod", serde_json::to_vec(&account).unwrap())
+            .unwrap();
+        assert_eq!(store.get_account("prod").unwrap().unwrap(), account);
+        // And a record that no longer decodes is an error, never the old record.
+        store.trees.accounts.insert("prod", b"{".to_vec()).unwrap();
+        assert_eq!(store.get_account("prod").unwrap_err().code(), "store_io");
     }
 
     #[test]

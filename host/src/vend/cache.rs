@@ -80,6 +80,22 @@ impl CacheKey {
         kind: &IssueKind,
         duration_seconds: u32,
     ) -> CacheKey {
+        CacheKey::of(
+            caller,
+            connector.id,
+            &StoredState::fingerprint(connector, account),
+            kind,
+            duration_seconds,
+        )
+    }
+
+    fn of(
+        caller: &Caller,
+        connector: Uuid,
+        stored: &[u8; 32],
+        kind: &IssueKind,
+        duration_seconds: u32,
+    ) -> CacheKey {
         let mut hash = Sha256::new();
         let mut field = |bytes: &[u8]| {
             hash.update((bytes.len() as u64).to_le_bytes());
@@ -106,13 +122,64 @@ impl CacheKey {
                 field(key_id.as_bytes());
             }
         }
-        field(connector.id.as_bytes());
-        field(connector.revision().as_bytes());
-        field(&serde_json::to_vec(account).unwrap_or_default());
-        // Debug prints every field of the request (none is a secret); the key never leaves the process.
-        field(format!("{kind:?}").as_bytes());
+        field(connector.as_bytes());
+        field(stored);
         field(&duration_seconds.to_le_bytes());
+        // Debug prints every field of the request (none is a secret); the key never leaves the process.
+        // Written straight into the hash: no string is built for it.
+        use std::fmt::Write as _;
+        struct Hashing<'a>(&'a mut Sha256);
+        impl std::fmt::Write for Hashing<'_> {
+            fn write_str(&mut self, text: &str) -> std::fmt::Result {
+                self.0.update(text.as_bytes());
+                Ok(())
+            }
+        }
+        let _ = write!(Hashing(&mut hash), "{kind:?}");
         CacheKey(hash.finalize().into())
+    }
+}
+
+/// The connector's and account's stored state as one SHA-256 (the connector's revision, bindings
+/// included, and the account as stored, sealed secret included), computed once per state: each vend
+/// compares what it read with the state the fingerprint was taken of, which costs less than serializing
+/// both again.
+#[derive(Default)]
+struct StoredState {
+    by_connector: Mutex<HashMap<Uuid, Fingerprinted>>,
+}
+
+/// A connector and its account as read, and their fingerprint.
+type Fingerprinted = (Connector, Account, [u8; 32]);
+
+impl StoredState {
+    /// Fingerprints kept at most (one a connector in use; a full table starts afresh).
+    const MAX: usize = 4096;
+
+    fn fingerprint(connector: &Connector, account: &Account) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(connector.revision().as_bytes());
+        hash.update(serde_json::to_vec(account).unwrap_or_default());
+        hash.finalize().into()
+    }
+
+    fn get(&self, connector: &Connector, account: &Account) -> [u8; 32] {
+        if let Some((c, a, fingerprint)) = lock(&self.by_connector).get(&connector.id)
+            && c == connector
+            && a == account
+        {
+            return *fingerprint;
+        }
+        let fingerprint = StoredState::fingerprint(connector, account);
+        let mut table = lock(&self.by_connector);
+        if table.len() >= StoredState::MAX {
+            table.clear();
+        }
+        table.insert(
+            connector.id,
+            (connector.clone(), account.clone(), fingerprint),
+        );
+        fingerprint
     }
 }
 
@@ -137,6 +204,7 @@ pub struct CredentialCache {
     settings: CacheSettings,
     entries: Mutex<HashMap<CacheKey, Entry>>,
     in_flight: Mutex<HashMap<CacheKey, Flight>>,
+    stored: StoredState,
     /// Bumped by every flush, under the `entries` lock.
     generation: AtomicU64,
     hits: AtomicU64,
@@ -170,12 +238,27 @@ impl CredentialCache {
             settings,
             entries: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            stored: StoredState::default(),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
         }
+    }
+
+    /// [`CacheKey::new`], from a fingerprint of the connector's and account's state kept while they stay
+    /// the same.
+    pub fn key(
+        &self,
+        caller: &Caller,
+        connector: &Connector,
+        account: &Account,
+        kind: &IssueKind,
+        duration_seconds: u32,
+    ) -> CacheKey {
+        let stored = self.stored.get(connector, account);
+        CacheKey::of(caller, connector.id, &stored, kind, duration_seconds)
     }
 
     /// The settings.
@@ -533,6 +616,28 @@ mod tests {
         ] {
             assert_ne!(key, other);
         }
+    }
+
+    #[test]
+    fn the_remembered_fingerprint_follows_every_change() {
+        let cache = CredentialCache::new(CacheSettings::default());
+        let alice = user("alice", &["devs"]);
+        let (c, a, kind) = (connector("dev"), account(), IssueKind::SessionToken);
+        let key = |c: &Connector, a: &Account| {
+            let remembered = cache.key(&alice, c, a, &kind, 3600);
+            assert_eq!(remembered, CacheKey::new(&alice, c, a, &kind, 3600));
+            remembered
+        };
+        let first = key(&c, &a);
+        assert_eq!(key(&c, &a), first);
+        let mut changed = c.clone();
+        changed.description = "edited".into();
+        assert_ne!(key(&changed, &a), first);
+        let mut other_account = a.clone();
+        other_account.region = Some("eu-west-1".into());
+        assert_ne!(key(&changed, &other_account), key(&changed, &a));
+        // Back to the first state: the first key again.
+        assert_eq!(key(&c, &a), first);
     }
 
     #[test]

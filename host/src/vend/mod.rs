@@ -329,9 +329,10 @@ impl Vendor {
         let account = self.account_entry(&connector.account)?;
         let kind = issue_kind(caller, &connector, &grant);
         let duration_seconds = grant.duration_seconds;
-        let key = connector
-            .credential_cache
-            .then(|| CacheKey::new(caller, &connector, &account, &kind, duration_seconds));
+        let key = connector.credential_cache.then(|| {
+            self.cache
+                .key(caller, &connector, &account, &kind, duration_seconds)
+        });
         let vended = |credentials: IssuedCredentials, cached: bool| {
             // Cached credentials say how long they have left, not how long they were issued for.
             let duration_seconds = if cached {
