@@ -1,12 +1,15 @@
-//! The running service's parts, built from the configuration: the store, the audit log, the plugin
-//! runtime, the STS issuer, the vend pipeline and the authenticator. One sled database holds them all.
+//! The running service: the vend pipeline and the authenticator, built on [`Parts`] — the store, the
+//! audit log, the plugin runtime, the STS issuer, the directory and the clock — which
+//! [`Parts::from_config`] makes from the configuration. One sled database holds the state.
 
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
 use crate::audit::AuditLog;
-use crate::auth::authenticator::Authenticator;
+use crate::auth::Directory;
+use crate::auth::authenticator::{AuthConfig, Authenticator};
+use crate::auth::lockout::{Clock, SystemClock};
 use crate::config::Config;
 use crate::metrics::{Metrics, PartStats};
 use crate::plugins::{KvStore, PluginRuntime};
@@ -15,7 +18,7 @@ use crate::sts::{
     AccountAccess, AwsIssuer, BoxFuture, Budgeted, CallerIdentity, CredentialIssuer, IssueRequest,
     IssuedCredentials, StsBudget, StsError,
 };
-use crate::vend::Vendor;
+use crate::vend::{CacheSettings, Vendor};
 
 /// The plugins' key-value store's tree.
 pub const PLUGIN_KV_TREE: &str = "plugin-kv";
@@ -56,9 +59,40 @@ impl std::fmt::Debug for Service {
     }
 }
 
-impl Service {
-    /// Opens the data directory and builds every part.
-    pub fn open(config: &Config) -> Result<Service, ServiceError> {
+/// What a [`Service`] is built from: its store and audit log, its plugin runtime, its STS issuer (paying
+/// from `budget`), its directory, its clock, and the settings of the parts it builds itself (the
+/// authenticator, the vend pipeline's credential cache). [`Parts::from_config`] makes them as `idfed serve`
+/// does; a test or a benchmark takes those and replaces what it needs (a clock it moves by hand, an issuer
+/// of its own) before [`Service::from_parts`].
+pub struct Parts {
+    /// The store; the audit log, sessions and the plugins' key-value store live in its database.
+    pub store: Arc<SledStore>,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// The plugin runtime.
+    pub plugins: PluginRuntime,
+    /// The STS client every vend calls.
+    pub issuer: Arc<dyn CredentialIssuer>,
+    /// The STS budget `issuer` pays from (its state is shown in `/metrics`).
+    pub budget: Arc<StsBudget>,
+    /// Where people and their groups are looked up.
+    pub directory: Arc<dyn Directory>,
+    /// The time, for sessions, caches and lockouts.
+    pub clock: Arc<dyn Clock>,
+    /// Sessions, caching and lockout.
+    pub auth: AuthConfig,
+    /// The vend pipeline's credential cache.
+    pub credential_cache: CacheSettings,
+    /// What the parts count and time; `issuer` and `plugins` already report to it.
+    pub metrics: Arc<Metrics>,
+    /// Where `metrics` is registered.
+    pub registry: Registry,
+}
+
+impl Parts {
+    /// The parts the configuration describes: the data directory opened, the STS client paying from the
+    /// budget, the directory built, the system clock.
+    pub fn from_config(config: &Config) -> Result<Parts, ServiceError> {
         let dir = &config.data.dir;
         let store = SledStore::open(dir, config.data.key_source())
             .map_err(|e| ServiceError(format!("data.dir {}: {e} [{}]", dir.display(), e.code())))?;
@@ -91,19 +125,57 @@ impl Service {
             )
             .with_metrics(metrics.clone()),
         );
+        let directory = config
+            .auth
+            .directory
+            .build()
+            .map_err(|e| ServiceError(format!("auth.directory: {e}")))?;
+        Ok(Parts {
+            store,
+            audit,
+            plugins,
+            issuer,
+            budget,
+            directory,
+            clock: Arc::new(SystemClock),
+            auth: config.auth.auth_config(),
+            credential_cache: config.credential_cache.settings(),
+            metrics,
+            registry,
+        })
+    }
+}
+
+impl Service {
+    /// Opens the data directory and builds every part: [`Parts::from_config`], then
+    /// [`Service::from_parts`].
+    pub fn open(config: &Config) -> Result<Service, ServiceError> {
+        Service::from_parts(Parts::from_config(config)?)
+    }
+
+    /// The service over `parts`: the vend pipeline and the authenticator are built on them.
+    pub fn from_parts(parts: Parts) -> Result<Service, ServiceError> {
+        let Parts {
+            store,
+            audit,
+            plugins,
+            issuer,
+            budget,
+            directory,
+            clock,
+            auth,
+            credential_cache,
+            metrics,
+            mut registry,
+        } = parts;
         let vendor = Vendor::new(
             store.clone() as Arc<dyn Store>,
             issuer.clone(),
             plugins.clone(),
             audit.clone(),
         )
-        .with_cache(config.credential_cache.settings());
-        let directory = config
-            .auth
-            .directory
-            .build()
-            .map_err(|e| ServiceError(format!("auth.directory: {e}")))?;
-        let auth = Authenticator::new(directory, store.db(), config.auth.auth_config())
+        .with_cache(credential_cache);
+        let auth = Authenticator::with_clock(directory, store.db(), auth, clock)
             .map_err(|e| ServiceError(format!("sessions: {e}")))?;
         let auth = Arc::new(auth);
         registry.register_collector(Box::new(PartStats {

@@ -7,11 +7,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use idfed::api::{ApiLimits, AppState, app};
+use idfed::auth::lockout::ManualClock;
 use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
 use idfed::config::Config;
 use idfed::model::{AccountInput, AccountSourceInput, Connector, Principal};
 use idfed::secret::Secret;
-use idfed::service::Service;
+use idfed::service::{Parts, Service};
 use idfed::store::Store;
 use idfed_tests::moto;
 use serde_json::{Value, json};
@@ -44,6 +45,12 @@ impl Fixture {
 
     /// With `extra` appended to the configuration (sections other than `[server]`, `[data]`, `[auth.*]`).
     fn with_config(extra: &str) -> Self {
+        Self::with_parts(extra, |_| {})
+    }
+
+    /// With `extra` appended to the configuration, and the service's parts changed by `change` before
+    /// the service is built from them.
+    fn with_parts(extra: &str, change: impl FnOnce(&mut Parts)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let users = dir.path().join("users.toml");
         add(&users, "alice", &["devs"]);
@@ -55,7 +62,9 @@ impl Fixture {
         ))
         .unwrap();
         config.check().unwrap();
-        let service = Service::open(&config).unwrap();
+        let mut parts = Parts::from_config(&config).unwrap();
+        change(&mut parts);
+        let service = Service::from_parts(parts).unwrap();
         service
             .store
             .put_account(AccountInput {
@@ -156,6 +165,28 @@ fn assert_error(
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
     assert!(headers.contains_key("x-request-id"));
+}
+
+/// The service is built from its parts: given a clock the test moves, a session ends when that clock
+/// passes the session's lifetime, not the system's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_built_from_parts_keeps_the_clock_it_was_given() {
+    let clock = Arc::new(ManualClock::new());
+    let mut session_ttl = None;
+    let f = Fixture::with_parts("", |parts| {
+        parts.clock = clock.clone();
+        session_ttl = Some(parts.auth.session_ttl);
+    });
+    let token = f.login("alice").await;
+    let bearer = format!("Bearer {token}");
+    let (s, _, b) = f.send(get("/api/v1/me", Some(&bearer))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    clock.advance(session_ttl.unwrap() - std::time::Duration::from_secs(1));
+    let (s, _, b) = f.send(get("/api/v1/me", Some(&bearer))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    clock.advance(std::time::Duration::from_secs(2));
+    let (s, h, b) = f.send(get("/api/v1/me", Some(&bearer))).await;
+    assert_error(s, &h, &b, StatusCode::UNAUTHORIZED, "invalid_session");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
