@@ -21,12 +21,23 @@ pub mod server;
 /// Starts and stops moto, the third-party STS the tests run against.
 pub mod moto;
 
+/// Throw-away PostgreSQL clusters (Debian's package, `initdb` in a temporary directory, a loopback port).
+pub mod postgres;
+
 /// An AWS STS stand-in (Query API, counted calls, delay and throttling), in process or as the `sts-standin` binary.
 pub mod sts_standin;
 
 /// Paths of the components built from `plugins/`, one constant per crate (`RATE_LIMIT`, `ENDLESS_LOOP`…).
 pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+}
+
+/// A loopback port free right now (a server that binds it later may find it taken: retry).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("cannot bind a loopback port")
+        .port()
 }
 
 /// A runtime over a data directory of its own, and that directory.

@@ -9,7 +9,7 @@
 //! static is never dropped. [`Moto`]'s `Drop` closes the pipe too, then reaps the guard (killing it if it lingers).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -73,14 +73,6 @@ pub fn moto_server_path() -> PathBuf {
     panic!("moto_server not found: run scripts/setup-test-env");
 }
 
-/// A loopback port free right now.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("cannot bind a loopback port")
-        .port()
-}
-
 impl Moto {
     /// Starts a moto server of its own (prefer [`shared`]: starting moto takes about a second).
     ///
@@ -91,7 +83,7 @@ impl Moto {
         let mut last_error = String::new();
         // The port is picked before moto binds it: another process may take it in between, so try a few.
         for _ in 0..3 {
-            match Self::try_start(&binary, free_port()) {
+            match Self::try_start(&binary, crate::free_port()) {
                 Ok(moto) => return moto,
                 Err(error) => last_error = error,
             }

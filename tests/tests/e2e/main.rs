@@ -20,6 +20,7 @@ mod http_edges;
 mod openapi;
 mod plugin_containment;
 mod plugins;
+mod postgres_cluster;
 mod quickstart;
 mod store;
 mod sts;
