@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use super::lockout::{Clock, SystemClock};
 use crate::secret::Secret;
+use crate::store::decoded::Decoded;
 
 /// The sled tree of sessions.
 pub const SESSIONS_TREE: &str = "sessions";
@@ -68,7 +69,7 @@ pub struct Session {
     pub groups_checked: SystemTime,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Record {
     user: String,
     groups: Vec<String>,
@@ -96,6 +97,8 @@ impl Record {
 #[derive(Clone)]
 pub struct SessionStore {
     tree: sled::Tree,
+    /// Every authenticated request reads its session: each stored version is decoded once.
+    decoded: Arc<Decoded<Record>>,
     ttl: Duration,
     clock: Arc<dyn Clock>,
 }
@@ -114,6 +117,7 @@ impl SessionStore {
     pub fn open(db: &sled::Db) -> Result<Self, SessionError> {
         Ok(SessionStore {
             tree: db.open_tree(SESSIONS_TREE)?,
+            decoded: Arc::default(),
             ttl: DEFAULT_SESSION_TTL,
             clock: Arc::new(SystemClock),
         })
@@ -174,7 +178,10 @@ impl SessionStore {
         let Some(stored) = self.tree.get(key)? else {
             return Ok(None);
         };
-        let Some(record) = decode(&key, &stored) else {
+        let Ok(record) = self
+            .decoded
+            .get(&key, &stored, |value| decode(&key, value).ok_or(()))
+        else {
             self.tree.remove(key)?;
             return Ok(None);
         };

@@ -11,6 +11,7 @@
 //! Every write is flushed before it returns: acknowledged means durable. Secrets are sealed with the
 //! master key (see [`seal`]); API keys are kept only as hashes.
 
+pub(crate) mod decoded;
 pub mod seal;
 mod sled_store;
 

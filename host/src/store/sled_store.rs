@@ -53,6 +53,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::decoded::Decoded;
 use super::seal::{
     self, KeySource, Keyring, MasterKey, account_secret_aad, commit_pending_key,
     create_private_dir_all, read_pending_key, write_pending_key,
@@ -114,45 +115,8 @@ pub struct SledStore {
     audit_records: sled::Tree,
     audit_meta: sled::Tree,
     /// Connectors and accounts as last decoded, read on every vend.
-    decoded_connectors: DecodedRecords<Connector>,
-    decoded_accounts: DecodedRecords<Account>,
-}
-
-/// Records as last decoded, with the stored bytes they were decoded from: a read whose bytes are the same
-/// (compared whole, so a write from anywhere is seen) takes the decoded record instead of parsing the
-/// JSON again. Holds no more than the database does (accounts' secrets stay sealed), and at most
-/// [`DecodedRecords::MAX`] records.
-struct DecodedRecords<T> {
-    tree: &'static str,
-    records: Mutex<std::collections::HashMap<sled::IVec, (sled::IVec, T)>>,
-}
-
-impl<T: DeserializeOwned + Clone> DecodedRecords<T> {
-    /// Records kept at most; a full table starts afresh.
-    const MAX: usize = 4096;
-
-    fn new(tree: &'static str) -> Self {
-        DecodedRecords {
-            tree,
-            records: Mutex::default(),
-        }
-    }
-
-    fn decode(&self, key: &[u8], value: &sled::IVec) -> Result<T, StoreError> {
-        let lock = || self.records.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((stored, record)) = lock().get(key)
-            && stored == value
-        {
-            return Ok(record.clone());
-        }
-        let record: T = decode(self.tree, key, value)?;
-        let mut records = lock();
-        if records.len() >= Self::MAX {
-            records.clear();
-        }
-        records.insert(sled::IVec::from(key), (value.clone(), record.clone()));
-        Ok(record)
-    }
+    decoded_connectors: Decoded<Connector>,
+    decoded_accounts: Decoded<Account>,
 }
 
 /// The store's trees inside one write's transaction.
@@ -217,8 +181,8 @@ impl SledStore {
         let store = SledStore {
             audit_records: db.open_tree(crate::audit::RECORDS_TREE)?,
             audit_meta: db.open_tree(crate::audit::META_TREE)?,
-            decoded_connectors: DecodedRecords::new(CONNECTORS),
-            decoded_accounts: DecodedRecords::new(ACCOUNTS),
+            decoded_connectors: Decoded::default(),
+            decoded_accounts: Decoded::default(),
             db,
             dir,
             plugin_dir,
@@ -476,7 +440,11 @@ impl SledStore {
         self.trees
             .connectors
             .get(&key)?
-            .map(|value| self.decoded_connectors.decode(key.as_bytes(), &value))
+            .map(|value| {
+                self.decoded_connectors.get(key.as_bytes(), &value, |v| {
+                    decode(CONNECTORS, key.as_bytes(), v)
+                })
+            })
             .transpose()
     }
 
@@ -1030,7 +998,11 @@ impl Store for SledStore {
         self.trees
             .accounts
             .get(name)?
-            .map(|value| self.decoded_accounts.decode(name.as_bytes(), &value))
+            .map(|value| {
+                self.decoded_accounts.get(name.as_bytes(), &value, |v| {
+                    decode(ACCOUNTS, name.as_bytes(), v)
+                })
+            })
             .transpose()
     }
 
