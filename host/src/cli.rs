@@ -81,6 +81,23 @@ enum Command {
         #[arg(long)]
         duration: Option<u32>,
     },
+    /// Runs a command with a connector's credentials, as `aws-vault exec` does: in its environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_CREDENTIAL_EXPIRATION`), or,
+    /// with `--refresh`, from a private container-credentials endpoint on 127.0.0.1 that fetches new ones
+    /// before they end, for as long as the command runs. Exits as the command did; signals are passed on.
+    Exec {
+        /// The connector's name or id.
+        connector: String,
+        /// The duration wanted, in seconds.
+        #[arg(long)]
+        duration: Option<u32>,
+        /// Serve the credentials from a private endpoint that renews them, rather than the environment.
+        #[arg(long)]
+        refresh: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -479,6 +496,16 @@ impl Cli {
                 crate::container_server::run(&connector, port, duration)
                     .await
                     .map(|()| ExitCode::SUCCESS)
+                    .map_err(|e| Failure(e.0)),
+            ),
+            Command::Exec {
+                connector,
+                duration,
+                refresh,
+                command,
+            } => report(
+                crate::exec::run(&connector, duration, refresh, &command)
+                    .await
                     .map_err(|e| Failure(e.0)),
             ),
             Command::Plugin(command) => report(command.run().await),

@@ -44,13 +44,13 @@ pub fn refresh_margin(duration: Duration) -> Duration {
 
 /// Credentials fetched from the idfed server.
 #[derive(Clone)]
-struct Cached {
-    access_key_id: String,
-    secret_access_key: Secret,
-    session_token: Secret,
+pub(crate) struct Cached {
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: Secret,
+    pub(crate) session_token: Secret,
     expiration: SystemTime,
     /// The text of `expiration`, as the server gave it.
-    expiration_text: String,
+    pub(crate) expiration_text: String,
     duration: Duration,
 }
 
@@ -105,31 +105,7 @@ struct Shared {
 
 impl Shared {
     async fn fetch(&self) -> Result<Cached, ClientError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            access_key_id: String,
-            secret_access_key: String,
-            session_token: String,
-            expiration: String,
-            duration_seconds: u64,
-        }
-        let text = self.source.fetch().await?;
-        let answer: Answer = serde_json::from_str(&text)
-            .map_err(|e| ClientError(format!("unexpected credentials from the server: {e}")))?;
-        let expiration = humantime::parse_rfc3339(&answer.expiration).map_err(|e| {
-            ClientError(format!(
-                "unexpected expiration {:?} from the server: {e}",
-                answer.expiration
-            ))
-        })?;
-        Ok(Cached {
-            access_key_id: answer.access_key_id,
-            secret_access_key: Secret::new(answer.secret_access_key),
-            session_token: Secret::new(answer.session_token),
-            expiration,
-            expiration_text: answer.expiration,
-            duration: Duration::from_secs(answer.duration_seconds),
-        })
+        fetch(self.source.as_ref()).await
     }
 
     /// The cached credentials, fetched anew when they are near their end. When fetching fails and the
@@ -161,6 +137,35 @@ impl Shared {
             },
         }
     }
+}
+
+/// Fetches credentials from `source` (idfed's JSON format) and reads them.
+pub(crate) async fn fetch(source: &dyn Source) -> Result<Cached, ClientError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: String,
+        expiration: String,
+        duration_seconds: u64,
+    }
+    let text = Secret::new(source.fetch().await?);
+    let answer: Answer = serde_json::from_str(text.expose())
+        .map_err(|e| ClientError(format!("unexpected credentials from the server: {e}")))?;
+    let expiration = humantime::parse_rfc3339(&answer.expiration).map_err(|e| {
+        ClientError(format!(
+            "unexpected expiration {:?} from the server: {e}",
+            answer.expiration
+        ))
+    })?;
+    Ok(Cached {
+        access_key_id: answer.access_key_id,
+        secret_access_key: Secret::new(answer.secret_access_key),
+        session_token: Secret::new(answer.session_token),
+        expiration,
+        expiration_text: answer.expiration,
+        duration: Duration::from_secs(answer.duration_seconds),
+    })
 }
 
 fn message(status: StatusCode, text: &str) -> Response {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod container_server;
+pub mod exec;
 pub mod metrics;
 pub mod model;
 pub mod percent;

@@ -96,6 +96,10 @@ pub struct StandInOptions {
     pub delay: Duration,
     /// Answer every STS call `400 Throttling` (`Rate exceeded`). Default off.
     pub throttle: bool,
+    /// Make every credential set expire this long after it is issued, whatever duration was asked (the
+    /// answer still passes the duration checks): credentials that end within a test, to test renewing
+    /// them. Default: the duration asked, as STS does.
+    pub lifetime: Option<Duration>,
 }
 
 impl StandInOptions {
@@ -111,6 +115,9 @@ impl StandInOptions {
         }
         if self.throttle {
             args.push("--throttle".to_owned());
+        }
+        if let Some(lifetime) = self.lifetime {
+            args.extend(["--lifetime-s".to_owned(), lifetime.as_secs().to_string()]);
         }
         args
     }
@@ -128,6 +135,8 @@ struct Shared {
     key_prefix: String,
     /// The parameters of the latest call of each action.
     last: Mutex<BTreeMap<&'static str, BTreeMap<String, String>>>,
+    /// [`StandInOptions::lifetime`].
+    lifetime: Option<Duration>,
 }
 
 impl Shared {
@@ -140,6 +149,7 @@ impl Shared {
             issued: AtomicU64::new(0),
             key_prefix: base36(random, 6),
             last: Mutex::new(BTreeMap::new()),
+            lifetime: options.lifetime,
         }
     }
 
@@ -693,7 +703,10 @@ fn credentials(shared: &Shared, seconds: u32, principal: &Principal) -> String {
     random[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     random[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     let secret = BASE64.encode(&random[..30]);
-    let expiration = SystemTime::now() + Duration::from_secs(seconds.into());
+    let lifetime = shared
+        .lifetime
+        .unwrap_or(Duration::from_secs(seconds.into()));
+    let expiration = SystemTime::now() + lifetime;
     let expires_unix = expiration
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -1115,10 +1128,19 @@ mod tests {
             port: 0,
             delay: Duration::from_micros(1500),
             throttle: true,
+            lifetime: Some(Duration::from_secs(10)),
         };
         assert_eq!(
             options.to_args(),
-            ["--port", "0", "--delay-us", "1500", "--throttle"]
+            [
+                "--port",
+                "0",
+                "--delay-us",
+                "1500",
+                "--throttle",
+                "--lifetime-s",
+                "10"
+            ]
         );
         let ms = StandInOptions {
             delay: Duration::from_millis(20),

@@ -1,7 +1,7 @@
 //! `sts-standin`: idfed's AWS STS stand-in ([`idfed_tests::sts_standin`]) as a process of its own, for
 //! benchmarks that must not share a runtime with it.
 //!
-//! `sts-standin [--port N] [--delay-ms N | --delay-us N] [--throttle] [--stdin-guard]` listens on
+//! `sts-standin [--port N] [--delay-ms N | --delay-us N] [--throttle] [--lifetime-s N] [--stdin-guard]` listens on
 //! `127.0.0.1:N` (a free port by default), prints exactly one line, `listening http://127.0.0.1:PORT`, once it
 //! accepts connections, and serves until killed (or Ctrl-C). With `--stdin-guard` it also exits when its stdin
 //! reaches end of file (what [`idfed_tests::sts_standin::spawn_process`] uses, so that the child never outlives
@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use idfed_tests::sts_standin::{LISTENING_PREFIX, StandInOptions, StsStandIn};
 
-const USAGE: &str =
-    "usage: sts-standin [--port N] [--delay-ms N | --delay-us N] [--throttle] [--stdin-guard]";
+const USAGE: &str = "usage: sts-standin [--port N] [--delay-ms N | --delay-us N] [--throttle] [--lifetime-s N] [--stdin-guard]";
 
 /// The options, and whether to exit at the end of stdin.
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(StandInOptions, bool), String> {
@@ -46,6 +45,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(StandInOptions,
             }
             "--delay-us" => {
                 options.delay = Duration::from_micros(value("a number of microseconds")?)
+            }
+            "--lifetime-s" => {
+                options.lifetime = Some(Duration::from_secs(value("a number of seconds")?))
             }
             "--throttle" if inline.is_none() => options.throttle = true,
             "--stdin-guard" if inline.is_none() => stdin_guard = true,

@@ -16,6 +16,7 @@ mod container_server;
 mod credential_cache;
 mod crowd;
 mod durability;
+mod exec;
 mod http_edges;
 mod openapi;
 mod plugin_containment;
