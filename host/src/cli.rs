@@ -20,6 +20,17 @@ use crate::store::{KeySource, MasterKey, SledStore, Store};
 #[derive(Debug, Parser)]
 #[command(name = "idfed", version, about)]
 pub struct Cli {
+    /// The idfed server, e.g. https://idfed.example.com: where `login` logs in, and where commands go with an
+    /// API key (with a kept session, it must be that session's server).
+    #[arg(long, global = true, env = "IDFED_SERVER")]
+    server: Option<String>,
+    /// A file holding a system-scope API key to call the server with instead of a kept session (for CI
+    /// jobs and task runners); `IDFED_API_KEY` may hold the key itself.
+    #[arg(long, global = true, env = "IDFED_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for the server.
+    #[arg(long, global = true, env = "IDFED_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,18 +39,12 @@ pub struct Cli {
 enum Command {
     /// Logs in to an idfed server and keeps the session (in the config folder, mode 0600).
     Login {
-        /// The server's URL, e.g. https://idfed.example.com
-        #[arg(long, env = "IDFED_SERVER")]
-        server: String,
         /// Your user name.
         #[arg(long)]
         user: String,
         /// Read the password from standard input (one line) instead of prompting.
         #[arg(long)]
         password_stdin: bool,
-        /// A PEM file of CA certificates to trust for this server.
-        #[arg(long)]
-        ca_file: Option<PathBuf>,
     },
     /// Ends the kept session.
     Logout,
@@ -445,13 +450,21 @@ struct Failure(String);
 impl Cli {
     /// Runs the command.
     pub async fn run(self) -> ExitCode {
+        crate::client::configure(crate::client::Settings {
+            server: self.server.clone(),
+            api_key_file: self.api_key_file.clone(),
+            ca_file: self.ca_file.clone(),
+        });
         match self.command {
             Command::Login {
-                server,
                 user,
                 password_stdin,
-                ca_file,
-            } => report(login(&server, &user, password_stdin, ca_file).await),
+            } => report(match &self.server {
+                Some(server) => login(server, &user, password_stdin, self.ca_file).await,
+                None => Err(Failure(
+                    "login needs the server: --server URL or IDFED_SERVER=URL".into(),
+                )),
+            }),
             Command::Logout => report(
                 crate::client::logout()
                     .await

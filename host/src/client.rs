@@ -1,7 +1,11 @@
 //! The command line's client side: logging in to an idfed server, keeping the session token in the
 //! user's config folder (mode 0600), fetching credentials in the formats AWS tools read, and generic JSON
-//! calls to the API with the kept session ([`get`], [`post`], [`put`], [`delete`], [`post_bytes`]) for the
-//! `idfed admin …` commands.
+//! calls to the API ([`get`], [`post`], [`put`], [`delete`], [`post_bytes`]) for the `idfed admin …`
+//! commands.
+//!
+//! Every call goes to the server [`connection`] names: with a system-scope API key (from `IDFED_API_KEY`,
+//! or the file [`Settings::api_key_file`] names) to [`Settings::server`], for software with no person
+//! logged in (a CI job, a task runner); else with the session `idfed login` kept.
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +54,110 @@ pub fn config_dir() -> Result<PathBuf, ClientError> {
         .ok_or_else(|| {
             ClientError("cannot find a config folder: set IDFED_CONFIG_DIR or HOME".into())
         })
+}
+
+/// What the command line says about where to connect (its global options and their variables), set once
+/// by the command line before any call ([`configure`]).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The server (`--server`, `IDFED_SERVER`): needed with an API key; with a kept session, it must be
+    /// that session's server.
+    pub server: Option<String>,
+    /// A file holding a system-scope API key (`--api-key-file`, `IDFED_API_KEY_FILE`);
+    /// `IDFED_API_KEY` holds the key itself and wins.
+    pub api_key_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for the server (`--ca-file`, `IDFED_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
+}
+
+static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
+/// Sets where the calls of this process go (once; later calls change nothing).
+pub fn configure(settings: Settings) {
+    let _ = SETTINGS.set(settings);
+}
+
+fn settings() -> Settings {
+    SETTINGS.get().cloned().unwrap_or_default()
+}
+
+/// Where calls go, and how they authenticate.
+pub struct Connection {
+    /// The server's base URL.
+    pub server: String,
+    /// The bearer token: an API key or a session token.
+    token: Secret,
+    /// CA certificates to trust for the server, if any.
+    pub ca_file: Option<PathBuf>,
+    /// Who is calling, for messages: `API key` or the logged-in user.
+    pub caller: String,
+}
+
+/// The environment variable holding a system-scope API key itself.
+pub const API_KEY_VARIABLE: &str = "IDFED_API_KEY";
+
+/// Where calls go: an API key (`IDFED_API_KEY`, or [`Settings::api_key_file`]) to [`Settings::server`],
+/// else the kept session.
+pub fn connection() -> Result<Connection, ClientError> {
+    let settings = settings();
+    let key = match std::env::var(API_KEY_VARIABLE) {
+        Ok(key) if !key.trim().is_empty() => Some(Secret::new(key.trim())),
+        _ => match &settings.api_key_file {
+            Some(file) => {
+                let text = Secret::new(std::fs::read_to_string(file).map_err(|e| {
+                    ClientError(format!("the API key file {}: {e}", file.display()))
+                })?);
+                let key = text.expose().trim();
+                if key.is_empty() {
+                    return Err(ClientError(format!(
+                        "the API key file {} is empty",
+                        file.display()
+                    )));
+                }
+                Some(Secret::new(key))
+            }
+            None => None,
+        },
+    };
+    if let Some(token) = key {
+        let server = settings.server.ok_or_else(|| {
+            ClientError("an API key needs the server: --server URL or IDFED_SERVER=URL".into())
+        })?;
+        return Ok(Connection {
+            server: server.trim_end_matches('/').to_owned(),
+            token,
+            ca_file: settings.ca_file,
+            caller: "API key".into(),
+        });
+    }
+    let session = saved_session()?;
+    if let Some(server) = &settings.server
+        && server.trim_end_matches('/') != session.server
+    {
+        return Err(ClientError(format!(
+            "the kept session is for {}, not {server}: run `idfed login --server {server}`, or \
+             give an API key",
+            session.server
+        )));
+    }
+    Ok(Connection {
+        server: session.server,
+        token: Secret::new(session.token),
+        ca_file: settings.ca_file.or(session.ca_file),
+        caller: session.user,
+    })
+}
+
+impl Connection {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        Ok(client(self.ca_file.as_deref())?
+            .request(method, format!("{}/api/v1{path}", self.server))
+            .bearer_auth(self.token.expose()))
+    }
 }
 
 fn session_path() -> Result<PathBuf, ClientError> {
@@ -196,18 +304,16 @@ pub async fn credentials(
     format: &str,
     duration_seconds: Option<u32>,
 ) -> Result<String, ClientError> {
-    let session = saved_session()?;
+    let session = connection()?;
     let mut body = serde_json::json!({"format": format});
     if let Some(seconds) = duration_seconds {
         body["duration_seconds"] = seconds.into();
     }
-    let response = client(session.ca_file.as_deref())?
-        .post(format!(
-            "{}/api/v1/connectors/{}/credentials",
-            session.server,
-            path_segment(connector)
-        ))
-        .bearer_auth(&session.token)
+    let response = session
+        .request(
+            reqwest::Method::POST,
+            &format!("/connectors/{}/credentials", path_segment(connector)),
+        )?
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
@@ -241,7 +347,7 @@ pub async fn console_url(
     destination: Option<&str>,
     duration_seconds: Option<u32>,
 ) -> Result<ConsoleUrl, ClientError> {
-    let session = saved_session()?;
+    let session = connection()?;
     let mut body = serde_json::json!({});
     if let Some(destination) = destination {
         body["destination"] = destination.into();
@@ -249,13 +355,11 @@ pub async fn console_url(
     if let Some(seconds) = duration_seconds {
         body["duration_seconds"] = seconds.into();
     }
-    let response = client(session.ca_file.as_deref())?
-        .post(format!(
-            "{}/api/v1/connectors/{}/console-url",
-            session.server,
-            path_segment(connector)
-        ))
-        .bearer_auth(&session.token)
+    let response = session
+        .request(
+            reqwest::Method::POST,
+            &format!("/connectors/{}/console-url", path_segment(connector)),
+        )?
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
@@ -286,18 +390,16 @@ pub enum Body {
     },
 }
 
-/// Calls `path` (relative to `/api/v1`, its segments already encoded with [`path_segment`]) on the kept
-/// session's server with its bearer token. The answer's JSON, `Null` when there is none (204); a failure
+/// Calls `path` (relative to `/api/v1`, its segments already encoded with [`path_segment`]) on the
+/// [`connection`]'s server with its bearer token. The answer's JSON, `Null` when there is none (204); a failure
 /// is the server's error in one line.
 pub async fn call(
     method: reqwest::Method,
     path: &str,
     body: Option<Body>,
 ) -> Result<serde_json::Value, ClientError> {
-    let session = saved_session()?;
-    let mut request = client(session.ca_file.as_deref())?
-        .request(method, format!("{}/api/v1{path}", session.server))
-        .bearer_auth(&session.token);
+    let session = connection()?;
+    let mut request = session.request(method, path)?;
     match body {
         None => {}
         Some(Body::Json(value)) => {

@@ -240,3 +240,97 @@ async fn signals_reach_the_command_and_its_status_is_idfeds() {
         .unwrap();
     assert_eq!(status.code(), Some(42), "{status:?}");
 }
+
+/// The CLI for machines: a system-scope API key and the server, from options or variables, with no
+/// session kept; `creds` and `exec` work, what the key may not do is refused clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_with_an_api_key_and_no_session() {
+    let f = Fixture::start().await;
+    let mut ci = role_connector("ci-deploy", "main");
+    ci.system_scope = true;
+    ci.groups = vec![];
+    let ci = f.server.service.store.create_connector(ci).unwrap();
+    let (_, key) = f
+        .server
+        .service
+        .store
+        .create_api_key("ci-runner", vec![ci.id], None)
+        .unwrap();
+    let no_session = f.server.dir.path().join("no-session");
+    let with_key = |args: &[&str]| {
+        let mut command = f.server.aws_command(&f.idfed);
+        command
+            .env("IDFED_CONFIG_DIR", &no_session)
+            .env("IDFED_API_KEY", key.expose())
+            .env("IDFED_SERVER", f.server.url(""))
+            .args(args);
+        command
+    };
+
+    // `creds` from the variables.
+    let out = output(&mut with_key(&["creds", "ci-deploy", "--format", "json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let creds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(creds["access_key_id"].as_str().unwrap().starts_with("ASIA"));
+
+    // `exec` with the key in a file and the server as an option.
+    let key_file = f.server.dir.path().join("ci.key");
+    std::fs::write(&key_file, format!("{}\n", key.expose())).unwrap();
+    let mut command = f.server.aws_command(&f.idfed);
+    command
+        .env("IDFED_CONFIG_DIR", &no_session)
+        .args(["--server", &f.server.url(""), "--api-key-file"])
+        .arg(&key_file)
+        .args([
+            "exec",
+            "ci-deploy",
+            "--",
+            "sh",
+            "-c",
+            "echo $AWS_ACCESS_KEY_ID",
+        ]);
+    let out = output(&mut command);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).trim().starts_with("ASIA"));
+
+    // A connector the key does not name, and the admin API: refused with their codes.
+    let out = output(&mut with_key(&["creds", "deploy"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("(forbidden)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = output(&mut with_key(&["admin", "connectors", "list"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("(admin_only)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A key without a server, and a kept session for another server than the one named.
+    let out = output(
+        f.server
+            .aws_command(&f.idfed)
+            .env("IDFED_CONFIG_DIR", &no_session)
+            .env("IDFED_API_KEY", key.expose())
+            .args(["creds", "ci-deploy"]),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("an API key needs the server"));
+    let out = output(
+        f.server
+            .aws_command(&f.idfed)
+            .env("IDFED_CONFIG_DIR", &f.config_dir)
+            .args(["--server", "http://127.0.0.1:9", "creds", "deploy"]),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("the kept session is for"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The key is in no message.
+    assert!(!text(&out.stderr).contains(key.expose()));
+}
