@@ -19,8 +19,8 @@ fn main() {
 
     for path in [
         "wit",
-        "sdk/src",
-        "sdk/Cargo.toml",
+        "sdk/plugin/src",
+        "sdk/plugin/Cargo.toml",
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
     ] {

@@ -384,7 +384,7 @@ enum PluginCommand {
     Eval {
         /// The component (`.wasm`).
         file: PathBuf,
-        /// The request, as JSON (see `sdk/README.md`).
+        /// The request, as JSON (see `sdk/plugin/README.md`).
         #[arg(long)]
         request: PathBuf,
         /// The binding's configuration, as JSON; `{}` when omitted.

@@ -74,7 +74,7 @@ pub mod __private {
     pub use wit_bindgen;
 
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "policy-plugin",
         pub_export_macro: true,
         export_macro_name: "export",
