@@ -72,6 +72,19 @@ enum Command {
         #[arg(long)]
         duration: Option<u32>,
     },
+    /// Prints a password for a connector's Amazon ECR registry, for
+    /// `idfed ecr-login CONNECTOR | docker login --username AWS --password-stdin REGISTRY`; with `--json`,
+    /// the user name, password, registry and expiry as JSON. The password is a secret (12 hours).
+    EcrLogin {
+        /// The connector's name or id.
+        connector: String,
+        /// The duration wanted for the credentials behind it, in seconds.
+        #[arg(long)]
+        duration: Option<u32>,
+        /// Print `{"username", "password", "registry", "expires_at"}` instead of the password alone.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serves a connector's credentials on 127.0.0.1 as a container-credentials endpoint, as aws-vault and
     /// Weep do: prints `export AWS_CONTAINER_CREDENTIALS_FULL_URI=…` and
     /// `export AWS_CONTAINER_AUTHORIZATION_TOKEN=…` for the shell that runs AWS tools, caches the
@@ -509,6 +522,30 @@ impl Cli {
                 crate::container_server::run(&connector, port, duration)
                     .await
                     .map(|()| ExitCode::SUCCESS)
+                    .map_err(|e| Failure(e.0)),
+            ),
+            Command::EcrLogin {
+                connector,
+                duration,
+                json,
+            } => report(
+                crate::client::ecr_login(&connector, duration)
+                    .await
+                    .map(|login| {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::to_string_pretty(&login).expect("logins serialize")
+                            );
+                        } else {
+                            println!("{}", login.password);
+                            eprintln!(
+                                "idfed: the password for {} (user {}), until {}",
+                                login.registry, login.username, login.expires_at
+                            );
+                        }
+                        ExitCode::SUCCESS
+                    })
                     .map_err(|e| Failure(e.0)),
             ),
             Command::Exec {
@@ -1693,6 +1730,7 @@ async fn serve(path: &Path) -> Result<ExitCode, Failure> {
         crate::api::AppState::new(service.clone(), crate::api::ApiLimits::from(&config.server))
             .with_web(config.web.clone())
             .with_trusted_proxies(config.server.trusted_proxies.clone())
+            .with_ecr(config.endpoints.ecr.clone(), config.sts.region.clone())
             .with_metrics_token(
                 config
                     .server

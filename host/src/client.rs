@@ -376,6 +376,24 @@ pub async fn console_url(
         .map_err(|e| ClientError(format!("unexpected answer from {}: {e}", session.server)))
 }
 
+/// Asks the server for an ECR registry login with `connector`'s credentials.
+pub async fn ecr_login(
+    connector: &str,
+    duration_seconds: Option<u32>,
+) -> Result<crate::api::ecr::EcrLogin, ClientError> {
+    let mut body = serde_json::json!({});
+    if let Some(seconds) = duration_seconds {
+        body["duration_seconds"] = seconds.into();
+    }
+    let answer = post(
+        &format!("/connectors/{}/ecr-login", path_segment(connector)),
+        body,
+    )
+    .await?;
+    serde_json::from_value(answer)
+        .map_err(|e| ClientError(format!("unexpected answer to ecr-login: {e}")))
+}
+
 /// A request body for [`call`].
 #[derive(Debug)]
 pub enum Body {

@@ -85,6 +85,9 @@ pub struct Config {
     /// `[console]`: AWS console sign-in URLs.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// `[endpoints]`: other AWS services' endpoints than AWS's own (ECR).
+    #[serde(default)]
+    pub endpoints: EndpointsConfig,
     /// `[web]`: the web UI.
     #[serde(default)]
     pub web: WebConfig,
@@ -190,6 +193,15 @@ impl Default for ConsoleConfig {
             default_destination: "https://console.aws.amazon.com/".into(),
         }
     }
+}
+
+/// `[endpoints]`: where idfed reaches AWS services other than STS with vended credentials, when not at
+/// AWS's own regional endpoints (a VPC endpoint, a test server).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointsConfig {
+    /// Amazon ECR's endpoint (`POST /connectors/{c}/ecr-login`), for every account.
+    pub ecr: Option<String>,
 }
 
 /// `[server]`.
@@ -579,6 +591,11 @@ impl Config {
         }
         if self.sts.region.trim().is_empty() {
             return Err(invalid("sts.region", "must not be empty"));
+        }
+        if let Some(endpoint) = &self.endpoints.ecr
+            && let Err(e) = crate::sts::validate::check_endpoint(endpoint)
+        {
+            return Err(invalid("endpoints.ecr", format!("{endpoint:?} {}", e.rule)));
         }
         if let Some(endpoint) = &self.sts.endpoint
             && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))

@@ -10,6 +10,7 @@ mod client_addr;
 mod connectors;
 pub mod console;
 mod container;
+pub mod ecr;
 mod error;
 mod extract;
 mod http_guard;
@@ -99,6 +100,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<Secret>>,
     /// The proxies whose forwarding headers name the client.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// How ECR is reached for `ecr-login`.
+    pub ecr: Arc<ecr::EcrSettings>,
 }
 
 impl AppState {
@@ -111,6 +114,7 @@ impl AppState {
             sso_guard: Arc::default(),
             metrics_token: None,
             trusted_proxies: Arc::default(),
+            ecr: Arc::default(),
         }
     }
 
@@ -123,6 +127,13 @@ impl AppState {
     /// The same state with the client's address read from these proxies' forwarding headers.
     pub fn with_trusted_proxies(mut self, networks: Vec<ipnet::IpNet>) -> Self {
         self.trusted_proxies = Arc::new(TrustedProxies::new(networks));
+        self
+    }
+
+    /// The same state reaching ECR at `endpoint` (AWS's regional endpoint when `None`), in
+    /// `default_region` for accounts that name none.
+    pub fn with_ecr(mut self, endpoint: Option<String>, default_region: String) -> Self {
+        self.ecr = Arc::new(ecr::EcrSettings::new(endpoint, default_region));
         self
     }
 
@@ -195,6 +206,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(connectors::router())
         .merge(container::router())
         .merge(console::router())
+        .merge(ecr::router())
         .merge(web_session::router())
         .routes(routes!(openapi::openapi_json));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())

@@ -16,6 +16,7 @@ mod container_server;
 mod credential_cache;
 mod crowd;
 mod durability;
+mod ecr;
 mod exec;
 mod http_edges;
 mod openapi;

@@ -1,0 +1,158 @@
+//! `POST /connectors/{c}/ecr-login` and `idfed ecr-login`: credentials vended through the whole pipeline
+//! (authorization, the plugin chain, the audit log), then exchanged at ECR — moto's, on loopback — for a
+//! registry login.
+
+use std::process::Command;
+
+use idfed::audit::{AuditFilter, Outcome};
+use idfed::model::{BindingSpec, Connector, Principal};
+use idfed::store::Store;
+use idfed_tests::fixtures;
+use idfed_tests::moto;
+use idfed_tests::server::{PASSWORD, TestServer, run, user};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn role_connector(name: &str, groups: &[&str]) -> Connector {
+    Connector {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        description: String::new(),
+        account: "main".into(),
+        principal: Principal::AssumedRole {
+            role_arn: "arn:aws:iam::123456789012:role/push".into(),
+            external_id: None,
+            session_tags: vec![],
+            source_identity: false,
+        },
+        policy: None,
+        policy_arns: vec![],
+        default_duration_seconds: None,
+        max_duration_seconds: None,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        system_scope: false,
+        enabled: true,
+        credential_cache: false,
+        bindings: vec![],
+    }
+}
+
+async fn ecr_login(server: &TestServer, token: &str, connector: &str) -> (u16, Value) {
+    let answer = server
+        .client
+        .post(server.url(&format!("/api/v1/connectors/{connector}/ecr-login")))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecr_login_goes_through_the_pipeline_and_ecr() {
+    let extra = format!("[endpoints]\necr = {:?}\n", moto::shared().endpoint());
+    let server = TestServer::start(
+        vec![user("alice", &["devs"]), user("bob", &["ops"])],
+        &extra,
+    )
+    .await;
+    let store = &server.service.store;
+    store
+        .create_connector(role_connector("push", &["devs"]))
+        .unwrap();
+    let alice = server.login("alice").await;
+
+    let (status, login) = ecr_login(&server, &alice, "push").await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(login["username"], json!("AWS"));
+    // moto's password names the account the vended credentials belong to.
+    assert_eq!(login["password"], json!("123456789012-auth-token"));
+    assert_eq!(
+        login["registry"],
+        json!("https://123456789012.dkr.ecr.us-east-1.amazonaws.com")
+    );
+    humantime::parse_rfc3339(login["expires_at"].as_str().unwrap()).unwrap();
+    // Audited like any vend.
+    let records = server
+        .service
+        .audit
+        .query(&AuditFilter {
+            connector: Some("push".into()),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].event.outcome, Outcome::Issued);
+    assert_eq!(records[0].event.caller.as_deref(), Some("alice"));
+
+    // Authorization: bob may not use the connector.
+    let bob = server.login("bob").await;
+    let (status, body) = ecr_login(&server, &bob, "push").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], json!("forbidden"));
+
+    // The plugin chain: a rate limit of one request denies the second login.
+    let connector = store.get_connector("push").unwrap().unwrap();
+    let digest = store
+        .put_plugin(&std::fs::read(fixtures::RATE_LIMIT).unwrap(), None)
+        .unwrap();
+    let mut bound = connector.clone();
+    bound.bindings.push(BindingSpec {
+        id: Uuid::new_v4().to_string(),
+        plugin: digest,
+        config: r#"{"max_requests": 1, "window_seconds": 3600}"#.into(),
+        limits: None,
+        tag_keys: vec![],
+    });
+    store.update_connector(bound, &connector).unwrap();
+    let (status, _) = ecr_login(&server, &alice, "push").await;
+    assert_eq!(status, 200);
+    let (status, body) = ecr_login(&server, &alice, "push").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], json!("plugin_denied"));
+    assert!(!body.to_string().contains("auth-token"));
+
+    // The CLI prints the password alone, for `docker login --password-stdin`.
+    store
+        .create_connector(role_connector("push-cli", &["devs"]))
+        .unwrap();
+    let idfed = idfed_tests::idfed_binary();
+    let config_dir = server.dir.path().join("idfed-config");
+    run(
+        Command::new(&idfed)
+            .env("IDFED_CONFIG_DIR", &config_dir)
+            .args(["login", "--server", &server.url(""), "--user", "alice"])
+            .arg("--password-stdin"),
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let out = run(
+        Command::new(&idfed)
+            .env("IDFED_CONFIG_DIR", &config_dir)
+            .args(["ecr-login", "push-cli"]),
+        None,
+    );
+    assert_eq!(out, "123456789012-auth-token\n");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecr_refusing_is_ecr_failed() {
+    // ECR "at" an address where nothing listens: the vend succeeds, the exchange fails.
+    let extra = format!(
+        "[endpoints]\necr = \"http://127.0.0.1:{}\"\n",
+        idfed_tests::free_port()
+    );
+    let server = TestServer::start(vec![user("alice", &["devs"])], &extra).await;
+    server
+        .service
+        .store
+        .create_connector(role_connector("push", &["devs"]))
+        .unwrap();
+    let alice = server.login("alice").await;
+    let (status, body) = ecr_login(&server, &alice, "push").await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], json!("ecr_failed"));
+    server.stop().await;
+}
