@@ -85,6 +85,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints an AWS CodeArtifact token for a domain, made with a connector's credentials (lasting as
+    /// long as they do): the password for pip, npm, Maven…. With `--json`, the token and its expiry.
+    CodeartifactToken {
+        /// The connector's name or id.
+        connector: String,
+        /// The CodeArtifact domain.
+        #[arg(long)]
+        domain: String,
+        /// The 12-digit account that owns the domain (default: the credentials' own).
+        #[arg(long)]
+        domain_owner: Option<String>,
+        /// The duration wanted for the credentials behind it, in seconds.
+        #[arg(long)]
+        duration: Option<u32>,
+        /// Print `{"token", "expires_at"}` instead of the token alone.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serves a connector's credentials on 127.0.0.1 as a container-credentials endpoint, as aws-vault and
     /// Weep do: prints `export AWS_CONTAINER_CREDENTIALS_FULL_URI=…` and
     /// `export AWS_CONTAINER_AUTHORIZATION_TOKEN=…` for the shell that runs AWS tools, caches the
@@ -547,6 +565,33 @@ impl Cli {
                         ExitCode::SUCCESS
                     })
                     .map_err(|e| Failure(e.0)),
+            ),
+            Command::CodeartifactToken {
+                connector,
+                domain,
+                domain_owner,
+                duration,
+                json,
+            } => report(
+                crate::client::codeartifact_token(
+                    &connector,
+                    &domain,
+                    domain_owner.as_deref(),
+                    duration,
+                )
+                .await
+                .map(|token| {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&token).expect("tokens serialize")
+                        );
+                    } else {
+                        println!("{}", token.token);
+                    }
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| Failure(e.0)),
             ),
             Command::Exec {
                 connector,
@@ -1730,7 +1775,7 @@ async fn serve(path: &Path) -> Result<ExitCode, Failure> {
         crate::api::AppState::new(service.clone(), crate::api::ApiLimits::from(&config.server))
             .with_web(config.web.clone())
             .with_trusted_proxies(config.server.trusted_proxies.clone())
-            .with_ecr(config.endpoints.ecr.clone(), config.sts.region.clone())
+            .with_service_endpoints(&config.endpoints, config.sts.region.clone())
             .with_metrics_token(
                 config
                     .server

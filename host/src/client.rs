@@ -380,7 +380,7 @@ pub async fn console_url(
 pub async fn ecr_login(
     connector: &str,
     duration_seconds: Option<u32>,
-) -> Result<crate::api::ecr::EcrLogin, ClientError> {
+) -> Result<crate::api::service_tokens::EcrLogin, ClientError> {
     let mut body = serde_json::json!({});
     if let Some(seconds) = duration_seconds {
         body["duration_seconds"] = seconds.into();
@@ -392,6 +392,31 @@ pub async fn ecr_login(
     .await?;
     serde_json::from_value(answer)
         .map_err(|e| ClientError(format!("unexpected answer to ecr-login: {e}")))
+}
+
+/// Asks the server for a CodeArtifact token for `domain` (owned by `domain_owner`, else the credentials'
+/// account) with `connector`'s credentials.
+pub async fn codeartifact_token(
+    connector: &str,
+    domain: &str,
+    domain_owner: Option<&str>,
+    duration_seconds: Option<u32>,
+) -> Result<crate::api::service_tokens::CodeArtifactToken, ClientError> {
+    let mut body = serde_json::json!({});
+    if let Some(seconds) = duration_seconds {
+        body["duration_seconds"] = seconds.into();
+    }
+    let mut path = format!(
+        "/connectors/{}/codeartifact-token?domain={}",
+        path_segment(connector),
+        path_segment(domain)
+    );
+    if let Some(owner) = domain_owner {
+        path.push_str(&format!("&domain-owner={}", path_segment(owner)));
+    }
+    let answer = post(&path, body).await?;
+    serde_json::from_value(answer)
+        .map_err(|e| ClientError(format!("unexpected answer to codeartifact-token: {e}")))
 }
 
 /// A request body for [`call`].

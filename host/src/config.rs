@@ -202,6 +202,8 @@ impl Default for ConsoleConfig {
 pub struct EndpointsConfig {
     /// Amazon ECR's endpoint (`POST /connectors/{c}/ecr-login`), for every account.
     pub ecr: Option<String>,
+    /// AWS CodeArtifact's endpoint (`POST /connectors/{c}/codeartifact-token`), for every account.
+    pub codeartifact: Option<String>,
 }
 
 /// `[server]`.
@@ -592,10 +594,15 @@ impl Config {
         if self.sts.region.trim().is_empty() {
             return Err(invalid("sts.region", "must not be empty"));
         }
-        if let Some(endpoint) = &self.endpoints.ecr
-            && let Err(e) = crate::sts::validate::check_endpoint(endpoint)
-        {
-            return Err(invalid("endpoints.ecr", format!("{endpoint:?} {}", e.rule)));
+        for (name, endpoint) in [
+            ("endpoints.ecr", &self.endpoints.ecr),
+            ("endpoints.codeartifact", &self.endpoints.codeartifact),
+        ] {
+            if let Some(endpoint) = endpoint
+                && let Err(e) = crate::sts::validate::check_endpoint(endpoint)
+            {
+                return Err(invalid(name, format!("{endpoint:?} {}", e.rule)));
+            }
         }
         if let Some(endpoint) = &self.sts.endpoint
             && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))

@@ -12,6 +12,9 @@ use idfed::plugins::{
 /// Running the web UI's browser test scripts (playwright-core in Debian's Chromium).
 pub mod browser;
 
+/// An AWS CodeArtifact stand-in (`GetAuthorizationToken`; moto has no CodeArtifact).
+pub mod codeartifact;
+
 /// A Crowd REST API test server (Atlassian Crowd cannot run here).
 pub mod crowd;
 

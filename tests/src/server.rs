@@ -133,7 +133,7 @@ impl TestServer {
         let state = AppState::new(service.clone(), ApiLimits::from(&config.server))
             .with_web(config.web.clone())
             .with_trusted_proxies(config.server.trusted_proxies.clone())
-            .with_ecr(config.endpoints.ecr.clone(), config.sts.region.clone());
+            .with_service_endpoints(&config.endpoints, config.sts.region.clone());
         let task = tokio::spawn(serve(listener, None, state, async move {
             let _ = stopped.await;
         }));

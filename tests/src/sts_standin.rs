@@ -306,7 +306,7 @@ fn counter_index(name: &str) -> Option<usize> {
 
 /// Accepts connections until aborted; the connections live in a `JoinSet` owned here, so aborting this task
 /// drops them all and closes the port.
-async fn serve(listener: TcpListener, app: Router) {
+pub(crate) async fn serve(listener: TcpListener, app: Router) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}

@@ -10,13 +10,13 @@ mod client_addr;
 mod connectors;
 pub mod console;
 mod container;
-pub mod ecr;
 mod error;
 mod extract;
 mod http_guard;
 pub mod metrics;
 pub mod openapi;
 mod server;
+pub mod service_tokens;
 mod session;
 pub mod web;
 pub mod web_session;
@@ -100,8 +100,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<Secret>>,
     /// The proxies whose forwarding headers name the client.
     pub trusted_proxies: Arc<TrustedProxies>,
-    /// How ECR is reached for `ecr-login`.
-    pub ecr: Arc<ecr::EcrSettings>,
+    /// How ECR and CodeArtifact are reached for their tokens.
+    pub services: Arc<service_tokens::ServiceEndpoints>,
 }
 
 impl AppState {
@@ -114,7 +114,7 @@ impl AppState {
             sso_guard: Arc::default(),
             metrics_token: None,
             trusted_proxies: Arc::default(),
-            ecr: Arc::default(),
+            services: Arc::default(),
         }
     }
 
@@ -130,10 +130,17 @@ impl AppState {
         self
     }
 
-    /// The same state reaching ECR at `endpoint` (AWS's regional endpoint when `None`), in
-    /// `default_region` for accounts that name none.
-    pub fn with_ecr(mut self, endpoint: Option<String>, default_region: String) -> Self {
-        self.ecr = Arc::new(ecr::EcrSettings::new(endpoint, default_region));
+    /// The same state reaching ECR and CodeArtifact at `endpoints` (AWS's regional ones where it names
+    /// none), in `default_region` for accounts that name none.
+    pub fn with_service_endpoints(
+        mut self,
+        endpoints: &crate::config::EndpointsConfig,
+        default_region: String,
+    ) -> Self {
+        self.services = Arc::new(service_tokens::ServiceEndpoints::new(
+            endpoints,
+            default_region,
+        ));
         self
     }
 
@@ -206,7 +213,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(connectors::router())
         .merge(container::router())
         .merge(console::router())
-        .merge(ecr::router())
+        .merge(service_tokens::router())
         .merge(web_session::router())
         .routes(routes!(openapi::openapi_json));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())

@@ -45,7 +45,8 @@ pub struct ErrorDetail {
     /// `internal_error`); STS: `sts_invalid_request`, `sts_malformed_policy`, `sts_packed_policy_too_large`,
     /// `sts_throttled`, `sts_budget_exhausted`, `sts_unavailable`, `sts_access_denied`,
     /// `sts_region_disabled`, `sts_invalid_token`, `sts_error`; `federation_failed` (the console sign-in
-    /// URL's federation endpoint); `ecr_failed` (ECR's `GetAuthorizationToken`, for `ecr-login`); and `not_found`, `method_not_allowed`,
+    /// URL's federation endpoint); `ecr_failed` (ECR's `GetAuthorizationToken`, for `ecr-login`);
+    /// `codeartifact_failed` (CodeArtifact's, for `codeartifact-token`); and `not_found`, `method_not_allowed`,
     /// `conflict`, `precondition_failed`, `timeout`, `unavailable`, `internal_error`.
     pub code: String,
     /// The message for the caller.

@@ -20,7 +20,7 @@ use tower::ServiceExt;
 /// Every operation the API serves: 21 under `/api/v1/admin`, 13 other ones under `/api/v1` (session 3,
 /// web session 3, connectors 4 with caller-identity, console-url 1, container-credentials 1, openapi.json
 /// 1), and 7 outside it: the web UI's 4 files, `/healthz`, `/readyz`, `/metrics`.
-const OPERATIONS: usize = 43;
+const OPERATIONS: usize = 44;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
@@ -155,6 +155,7 @@ async fn every_documented_operation_is_served_and_nothing_else() {
         ("get", "/api/v1/connectors/{id_or_name}/caller-identity"),
         ("post", "/api/v1/connectors/{id_or_name}/console-url"),
         ("post", "/api/v1/connectors/{id_or_name}/ecr-login"),
+        ("post", "/api/v1/connectors/{id_or_name}/codeartifact-token"),
         ("get", "/api/v1/container-credentials/{id_or_name}"),
         ("get", "/api/v1/openapi.json"),
         ("get", "/healthz"),

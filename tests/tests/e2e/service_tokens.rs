@@ -1,6 +1,7 @@
-//! `POST /connectors/{c}/ecr-login` and `idfed ecr-login`: credentials vended through the whole pipeline
-//! (authorization, the plugin chain, the audit log), then exchanged at ECR — moto's, on loopback — for a
-//! registry login.
+//! AWS service tokens: `POST /connectors/{c}/ecr-login` / `idfed ecr-login` and
+//! `POST /connectors/{c}/codeartifact-token` / `idfed codeartifact-token`: credentials vended through the
+//! whole pipeline (authorization, the plugin chain, the audit log), then exchanged at ECR (moto's) or
+//! CodeArtifact (the stand-in in `tests/src/codeartifact.rs`: moto has none), on loopback.
 
 use std::process::Command;
 
@@ -154,5 +155,114 @@ async fn ecr_refusing_is_ecr_failed() {
     let (status, body) = ecr_login(&server, &alice, "push").await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], json!("ecr_failed"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
+    let codeartifact = idfed_tests::codeartifact::CodeArtifact::start().await;
+    let extra = format!(
+        "[endpoints]\ncodeartifact = {:?}\n",
+        codeartifact.endpoint()
+    );
+    let server = TestServer::start(
+        vec![user("alice", &["devs"]), user("bob", &["ops"])],
+        &extra,
+    )
+    .await;
+    server
+        .service
+        .store
+        .create_connector(role_connector("packages", &["devs"]))
+        .unwrap();
+    let alice = server.login("alice").await;
+    let token_request = |token: &str, query: &str| {
+        server
+            .client
+            .post(server.url(&format!(
+                "/api/v1/connectors/packages/codeartifact-token?{query}"
+            )))
+            .bearer_auth(token.to_owned())
+            .json(&json!({}))
+            .send()
+    };
+
+    let answer = token_request(&alice, "domain=my-domain&domain-owner=123456789012")
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let body: Value = answer.json().await.unwrap();
+    let calls = codeartifact.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(body["token"], json!(calls[0].token));
+    humantime::parse_rfc3339(body["expires_at"].as_str().unwrap()).unwrap();
+    // Signed with the credentials just vended (the audit record's key), in the account's region.
+    let records = server
+        .service
+        .audit
+        .query(&AuditFilter {
+            connector: Some("packages".into()),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert_eq!(
+        records[0].event.access_key_id.as_deref(),
+        Some(calls[0].access_key_id.as_str())
+    );
+    assert!(calls[0].session_token);
+    assert_eq!(calls[0].region, "us-east-1");
+    assert_eq!(calls[0].domain, "my-domain");
+    assert_eq!(calls[0].domain_owner.as_deref(), Some("123456789012"));
+
+    // A bad domain or owner is refused before anything is vended or sent.
+    for query in [
+        "domain=My_Domain",
+        "domain=ok-domain&domain-owner=12345",
+        "domain=a",
+    ] {
+        let answer = token_request(&alice, query).await.unwrap();
+        assert_eq!(answer.status(), 400, "{query}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], json!("invalid_request"), "{query}");
+    }
+    assert_eq!(codeartifact.calls().len(), 1);
+    // No domain at all.
+    let answer = token_request(&alice, "").await.unwrap();
+    assert_eq!(answer.status(), 400);
+    // Authorization as for any vend.
+    let bob = server.login("bob").await;
+    let answer = token_request(&bob, "domain=my-domain").await.unwrap();
+    assert_eq!(answer.status(), 403);
+    assert_eq!(codeartifact.calls().len(), 1);
+    let audited = server
+        .service
+        .audit
+        .query(&AuditFilter {
+            connector: Some("packages".into()),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert_eq!(audited.len(), 2, "one issued, one refused");
+
+    // The CLI prints the token alone.
+    let idfed = idfed_tests::idfed_binary();
+    let config_dir = server.dir.path().join("idfed-config");
+    run(
+        Command::new(&idfed)
+            .env("IDFED_CONFIG_DIR", &config_dir)
+            .args(["login", "--server", &server.url(""), "--user", "alice"])
+            .arg("--password-stdin"),
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let out = run(
+        Command::new(&idfed)
+            .env("IDFED_CONFIG_DIR", &config_dir)
+            .args(["codeartifact-token", "packages", "--domain", "other-domain"]),
+        None,
+    );
+    let last = codeartifact.calls().pop().unwrap();
+    assert_eq!(last.domain, "other-domain");
+    assert_eq!(out, format!("{}\n", last.token));
     server.stop().await;
 }
