@@ -37,6 +37,32 @@ pub fn iam_account(name: &str, sts_endpoint: &str) -> AccountInput {
     }
 }
 
+/// An assumed-role connector `name` over `account` (role `arn:aws:iam::123456789012:role/<name>`), for
+/// `groups`, enabled, without plugins or caching.
+pub fn role_connector(name: &str, account: &str, groups: &[&str]) -> idfed::model::Connector {
+    idfed::model::Connector {
+        id: uuid::Uuid::new_v4(),
+        name: name.into(),
+        description: String::new(),
+        account: account.into(),
+        principal: idfed::model::Principal::AssumedRole {
+            role_arn: format!("arn:aws:iam::123456789012:role/{name}"),
+            external_id: None,
+            session_tags: vec![],
+            source_identity: false,
+        },
+        policy: None,
+        policy_arns: vec![],
+        default_duration_seconds: None,
+        max_duration_seconds: None,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        system_scope: false,
+        enabled: true,
+        credential_cache: false,
+        bindings: vec![],
+    }
+}
+
 /// A user with [`PASSWORD`], active, in `groups`.
 pub fn user(name: &str, groups: &[&str]) -> UserEntry {
     UserEntry {
@@ -165,6 +191,21 @@ impl TestServer {
         assert_eq!(response.status(), 200);
         let body: serde_json::Value = response.json().await.unwrap();
         body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Logs `user` in with the real `idfed` binary (`idfed login --password-stdin`); the folder its session
+    /// is kept in, for `IDFED_CONFIG_DIR`.
+    pub fn cli_login(&self, user: &str) -> PathBuf {
+        let config_dir = self.dir.path().join(format!("idfed-config-{user}"));
+        let out = run(
+            Command::new(crate::idfed_binary())
+                .env("IDFED_CONFIG_DIR", &config_dir)
+                .args(["login", "--server", &self.url(""), "--user", user])
+                .arg("--password-stdin"),
+            Some(&format!("{PASSWORD}\n")),
+        );
+        assert!(out.contains("logged in"), "{out}");
+        config_dir
     }
 
     /// Stops serving after requests in flight, and flushes the service.

@@ -7,12 +7,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-use idfed::model::{Connector, Principal};
 use idfed::store::Store;
 use idfed_tests::moto;
-use idfed_tests::server::{PASSWORD, TestServer, iam_account, run, user, venv};
+use idfed_tests::server::{TestServer, iam_account, role_connector, user, venv};
 use idfed_tests::sts_standin::{StandInOptions, StsStandIn};
-use uuid::Uuid;
 
 /// How long the stand-in's credentials live: long enough for one AWS CLI call on a slow machine.
 const SHORT_LIFETIME: Duration = Duration::from_secs(10);
@@ -23,30 +21,6 @@ struct Fixture {
     standin: StsStandIn,
     idfed: PathBuf,
     config_dir: PathBuf,
-}
-
-fn role_connector(name: &str, account: &str) -> Connector {
-    Connector {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        description: String::new(),
-        account: account.into(),
-        principal: Principal::AssumedRole {
-            role_arn: format!("arn:aws:iam::123456789012:role/{name}"),
-            external_id: None,
-            session_tags: vec![],
-            source_identity: false,
-        },
-        policy: None,
-        policy_arns: vec![],
-        default_duration_seconds: None,
-        max_duration_seconds: None,
-        groups: vec!["devs".into()],
-        system_scope: false,
-        enabled: true,
-        credential_cache: false,
-        bindings: vec![],
-    }
 }
 
 impl Fixture {
@@ -64,21 +38,13 @@ impl Fixture {
             .put_account(iam_account("short", &standin.endpoint()))
             .unwrap();
         store
-            .create_connector(role_connector("deploy", "main"))
+            .create_connector(role_connector("deploy", "main", &["devs"]))
             .unwrap();
         store
-            .create_connector(role_connector("short", "short"))
+            .create_connector(role_connector("short", "short", &["devs"]))
             .unwrap();
         let idfed = idfed_tests::idfed_binary();
-        let config_dir = server.dir.path().join("idfed-config");
-        let out = run(
-            Command::new(&idfed)
-                .env("IDFED_CONFIG_DIR", &config_dir)
-                .args(["login", "--server", &server.url(""), "--user", "alice"])
-                .arg("--password-stdin"),
-            Some(&format!("{PASSWORD}\n")),
-        );
-        assert!(out.contains("logged in"), "{out}");
+        let config_dir = server.cli_login("alice");
         Fixture {
             server,
             standin,
@@ -246,7 +212,7 @@ async fn signals_reach_the_command_and_its_status_is_idfeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_works_with_an_api_key_and_no_session() {
     let f = Fixture::start().await;
-    let mut ci = role_connector("ci-deploy", "main");
+    let mut ci = role_connector("ci-deploy", "main", &[]);
     ci.system_scope = true;
     ci.groups = vec![];
     let ci = f.server.service.store.create_connector(ci).unwrap();

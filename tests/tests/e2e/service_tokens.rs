@@ -6,37 +6,13 @@
 use std::process::Command;
 
 use idfed::audit::{AuditFilter, Outcome};
-use idfed::model::{BindingSpec, Connector, Principal};
+use idfed::model::BindingSpec;
 use idfed::store::Store;
 use idfed_tests::fixtures;
 use idfed_tests::moto;
-use idfed_tests::server::{PASSWORD, TestServer, run, user};
+use idfed_tests::server::{TestServer, role_connector, run, user};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-fn role_connector(name: &str, groups: &[&str]) -> Connector {
-    Connector {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        description: String::new(),
-        account: "main".into(),
-        principal: Principal::AssumedRole {
-            role_arn: "arn:aws:iam::123456789012:role/push".into(),
-            external_id: None,
-            session_tags: vec![],
-            source_identity: false,
-        },
-        policy: None,
-        policy_arns: vec![],
-        default_duration_seconds: None,
-        max_duration_seconds: None,
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        system_scope: false,
-        enabled: true,
-        credential_cache: false,
-        bindings: vec![],
-    }
-}
 
 async fn ecr_login(server: &TestServer, token: &str, connector: &str) -> (u16, Value) {
     let answer = server
@@ -61,7 +37,7 @@ async fn an_ecr_login_goes_through_the_pipeline_and_ecr() {
     .await;
     let store = &server.service.store;
     store
-        .create_connector(role_connector("push", &["devs"]))
+        .create_connector(role_connector("push", "main", &["devs"]))
         .unwrap();
     let alice = server.login("alice").await;
 
@@ -117,17 +93,10 @@ async fn an_ecr_login_goes_through_the_pipeline_and_ecr() {
 
     // The CLI prints the password alone, for `docker login --password-stdin`.
     store
-        .create_connector(role_connector("push-cli", &["devs"]))
+        .create_connector(role_connector("push-cli", "main", &["devs"]))
         .unwrap();
     let idfed = idfed_tests::idfed_binary();
-    let config_dir = server.dir.path().join("idfed-config");
-    run(
-        Command::new(&idfed)
-            .env("IDFED_CONFIG_DIR", &config_dir)
-            .args(["login", "--server", &server.url(""), "--user", "alice"])
-            .arg("--password-stdin"),
-        Some(&format!("{PASSWORD}\n")),
-    );
+    let config_dir = server.cli_login("alice");
     let out = run(
         Command::new(&idfed)
             .env("IDFED_CONFIG_DIR", &config_dir)
@@ -149,7 +118,7 @@ async fn ecr_refusing_is_ecr_failed() {
     server
         .service
         .store
-        .create_connector(role_connector("push", &["devs"]))
+        .create_connector(role_connector("push", "main", &["devs"]))
         .unwrap();
     let alice = server.login("alice").await;
     let (status, body) = ecr_login(&server, &alice, "push").await;
@@ -173,7 +142,7 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
     server
         .service
         .store
-        .create_connector(role_connector("packages", &["devs"]))
+        .create_connector(role_connector("packages", "main", &["devs"]))
         .unwrap();
     let alice = server.login("alice").await;
     let token_request = |token: &str, query: &str| {
@@ -247,14 +216,7 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
 
     // The CLI prints the token alone.
     let idfed = idfed_tests::idfed_binary();
-    let config_dir = server.dir.path().join("idfed-config");
-    run(
-        Command::new(&idfed)
-            .env("IDFED_CONFIG_DIR", &config_dir)
-            .args(["login", "--server", &server.url(""), "--user", "alice"])
-            .arg("--password-stdin"),
-        Some(&format!("{PASSWORD}\n")),
-    );
+    let config_dir = server.cli_login("alice");
     let out = run(
         Command::new(&idfed)
             .env("IDFED_CONFIG_DIR", &config_dir)
