@@ -70,17 +70,17 @@ pub async fn run(
         connector: connector.to_owned(),
         duration_seconds,
     };
-    let mut child = tokio::process::Command::new(program);
-    child.args(args).kill_on_drop(true);
+    let mut command = tokio::process::Command::new(program);
+    command.args(args).kill_on_drop(true);
     for name in CLEARED {
-        child.env_remove(name);
+        command.env_remove(name);
     }
     // The endpoint lives as long as this function: as long as the command.
     let (stop_endpoint, endpoint_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut serving = None;
     if refresh {
         let endpoint = Endpoint::bind(0, Box::new(source)).await?;
-        child
+        command
             .env(
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                 format!("http://{}/", endpoint.addr),
@@ -91,7 +91,7 @@ pub async fn run(
         })));
     } else {
         let credentials = fetch(&source).await?;
-        child
+        command
             .env("AWS_ACCESS_KEY_ID", &credentials.access_key_id)
             .env(
                 "AWS_SECRET_ACCESS_KEY",
@@ -100,19 +100,21 @@ pub async fn run(
             .env("AWS_SESSION_TOKEN", credentials.session_token.expose())
             .env("AWS_CREDENTIAL_EXPIRATION", &credentials.expiration_text);
     }
-    let mut child = child
+    // Watched before the command starts: a signal in between must not end idfed and orphan it.
+    let mut streams = Vec::new();
+    for kind in FORWARDED {
+        streams.push((
+            kind,
+            signal(kind).map_err(|e| ClientError(format!("cannot watch signals: {e}")))?,
+        ));
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| ClientError(format!("cannot run {}: {e}", program.to_string_lossy())))?;
-    // Dropping the command builder drops its copy of the environment.
+    // The builder's copy of the environment (the credentials) is not kept while the command runs.
+    drop(command);
     let status = {
         let pid = child.id();
-        let mut streams = Vec::new();
-        for kind in FORWARDED {
-            streams.push((
-                kind,
-                signal(kind).map_err(|e| ClientError(format!("cannot watch signals: {e}")))?,
-            ));
-        }
         let forward = async {
             #[allow(clippy::infinite_loop)]
             loop {
