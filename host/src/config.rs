@@ -722,6 +722,33 @@ mod tests {
     }
 
     #[test]
+    fn service_endpoints_are_checked_urls() {
+        let with = |endpoints: &str| {
+            Config::parse(&format!(
+                "{MINIMAL}[server]\nplain_http = true\n[endpoints]\n{endpoints}\n"
+            ))
+            .unwrap()
+        };
+        let config = with("ecr = \"http://127.0.0.1:5000\"\ncodeartifact = \"https://ca.example\"");
+        config.check().unwrap();
+        assert_eq!(
+            config.endpoints.ecr.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        for (line, field) in [
+            ("ecr = \"ftp://example\"", "endpoints.ecr"),
+            ("codeartifact = \"https://a b\"", "endpoints.codeartifact"),
+        ] {
+            let err = with(line).check().unwrap_err().to_string();
+            assert!(err.contains(field), "{line}: {err}");
+        }
+        let err = Config::parse(&format!("{MINIMAL}[endpoints]\nsqs = \"https://x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sqs"), "{err}");
+    }
+
+    #[test]
     fn defaults_env_and_named_errors() {
         let mut config = Config::parse(MINIMAL).unwrap();
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8443");

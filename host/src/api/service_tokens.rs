@@ -409,3 +409,35 @@ async fn codeartifact_token(
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(token)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_and_owners_follow_codeartifacts_rules() {
+        let query = |domain: &str, owner: Option<&str>| CodeArtifactQuery {
+            domain: domain.into(),
+            domain_owner: owner.map(str::to_owned),
+        };
+        for ok in ["ab", "my-domain", "a1", &format!("a{}", "b".repeat(49))] {
+            assert!(check_domain(&query(ok, None)).is_ok(), "{ok}");
+        }
+        assert!(check_domain(&query("my-domain", Some("123456789012"))).is_ok());
+        for bad in [
+            "a",
+            "1abc",
+            "Abc",
+            "ab-",
+            "a_b",
+            "",
+            &"a".repeat(51),
+            "a\u{e9}b",
+        ] {
+            assert!(check_domain(&query(bad, None)).is_err(), "{bad}");
+        }
+        for owner in ["12345678901", "1234567890123", "12345678901x", ""] {
+            assert!(check_domain(&query("ok", Some(owner))).is_err(), "{owner}");
+        }
+    }
+}
