@@ -25,10 +25,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 
+use crate::api::CredentialsBody;
 use crate::client::ClientError;
 use crate::secret::Secret;
 
@@ -141,16 +141,8 @@ impl Shared {
 
 /// Fetches credentials from `source` (idfed's JSON format) and reads them.
 pub(crate) async fn fetch(source: &dyn Source) -> Result<Cached, ClientError> {
-    #[derive(Deserialize)]
-    struct Answer {
-        access_key_id: String,
-        secret_access_key: String,
-        session_token: String,
-        expiration: String,
-        duration_seconds: u64,
-    }
     let text = Secret::new(source.fetch().await?);
-    let answer: Answer = serde_json::from_str(text.expose())
+    let answer: CredentialsBody = serde_json::from_str(text.expose())
         .map_err(|e| ClientError(format!("unexpected credentials from the server: {e}")))?;
     let expiration = humantime::parse_rfc3339(&answer.expiration).map_err(|e| {
         ClientError(format!(
@@ -159,12 +151,12 @@ pub(crate) async fn fetch(source: &dyn Source) -> Result<Cached, ClientError> {
         ))
     })?;
     Ok(Cached {
-        access_key_id: answer.access_key_id,
-        secret_access_key: Secret::new(answer.secret_access_key),
-        session_token: Secret::new(answer.session_token),
+        access_key_id: answer.access_key_id.clone(),
+        secret_access_key: Secret::new(answer.secret_access_key.as_str()),
+        session_token: Secret::new(answer.session_token.as_str()),
         expiration,
-        expiration_text: answer.expiration,
-        duration: Duration::from_secs(answer.duration_seconds),
+        expiration_text: answer.expiration.clone(),
+        duration: Duration::from_secs(answer.duration_seconds.into()),
     })
 }
 

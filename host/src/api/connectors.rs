@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -52,25 +52,51 @@ struct ConnectorList {
     connectors: Vec<ConnectorBody>,
 }
 
-/// Vended credentials, in idfed's JSON (`format` `json`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct CredentialsBody {
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: String,
+/// Vended credentials, in idfed's JSON (`format` `json`): the one definition the handler writes, the
+/// OpenAPI document describes and the command line's clients read. Its strings are zeroed when dropped;
+/// it has no `Debug`.
+#[derive(Serialize, Deserialize, ToSchema, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct CredentialsBody {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// The session token.
+    pub session_token: String,
     /// When the credentials expire (RFC 3339).
-    expiration: String,
-    duration_seconds: u32,
+    pub expiration: String,
+    /// The duration granted, in seconds (for cached credentials, the whole seconds they have left).
+    pub duration_seconds: u32,
     /// Whether the duration asked for was capped.
-    capped: bool,
+    #[serde(default)]
+    pub capped: bool,
     /// Whether these credentials were issued before, for an identical request (the connector's credential
     /// cache): `expiration` is theirs, `duration_seconds` the whole seconds they have left.
-    cached: bool,
+    #[serde(default)]
+    pub cached: bool,
     /// The vend's id (in the audit log).
-    request_id: String,
+    #[serde(default)]
+    pub request_id: String,
     /// The connector's name.
-    connector: String,
+    #[serde(default)]
+    pub connector: String,
+}
+
+impl CredentialsBody {
+    fn of(vended: &Vended, expiration: String) -> Self {
+        let c = &vended.credentials;
+        CredentialsBody {
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.expose().to_owned(),
+            session_token: c.session_token.expose().to_owned(),
+            expiration,
+            duration_seconds: vended.duration_seconds,
+            capped: vended.capped,
+            cached: vended.cached,
+            request_id: vended.request_id.clone(),
+            connector: vended.connector_name.clone(),
+        }
+    }
 }
 
 /// Who AWS says the vended credentials are (STS `GetCallerIdentity`).
@@ -207,17 +233,7 @@ pub fn render(vended: &Vended, format: Format) -> Response {
     match format {
         Format::Json => (
             [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({
-                "access_key_id": c.access_key_id,
-                "secret_access_key": c.secret_access_key.expose(),
-                "session_token": c.session_token.expose(),
-                "expiration": expiration,
-                "duration_seconds": vended.duration_seconds,
-                "capped": vended.capped,
-                "cached": vended.cached,
-                "request_id": vended.request_id,
-                "connector": vended.connector_name,
-            })),
+            Json(CredentialsBody::of(vended, expiration)),
         )
             .into_response(),
         Format::CredentialProcess => (

@@ -38,7 +38,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use connectors::{Format, render, shell_quote};
+pub use connectors::{CredentialsBody, Format, render, shell_quote};
 pub use error::{ApiError, error_body};
 pub use extract::{API_KEY_PREFIX, Authenticated, SESSION_PREFIX};
 pub use server::{load_tls, serve, shutdown_signal};
