@@ -182,17 +182,8 @@ fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, ClientError> {
 async fn failure(response: reqwest::Response) -> ClientError {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    #[derive(Deserialize)]
-    struct Answer {
-        error: Detail,
-    }
-    #[derive(Deserialize)]
-    struct Detail {
-        code: String,
-        message: String,
-    }
-    match serde_json::from_str::<Answer>(&body) {
-        Ok(Answer { error }) => {
+    match serde_json::from_str::<crate::api::openapi::ErrorBody>(&body) {
+        Ok(crate::api::openapi::ErrorBody { error }) => {
             // One line, whatever the message holds.
             let message = error
                 .message
@@ -332,13 +323,7 @@ pub async fn credentials(
 pub use crate::percent::component as path_segment;
 
 /// A console sign-in URL and when AWS stops accepting it.
-#[derive(Debug, Deserialize)]
-pub struct ConsoleUrl {
-    /// The sign-in URL (it holds a sign-in token: treat it as a secret).
-    pub url: String,
-    /// When it expires (RFC 3339).
-    pub expires: String,
-}
+pub use crate::api::console::ConsoleUrlBody as ConsoleUrl;
 
 /// Asks the server for an AWS console sign-in URL for `connector`, opening at `destination` (the server's
 /// default when `None`).

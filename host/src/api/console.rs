@@ -17,7 +17,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -56,14 +56,20 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(console_url))
 }
 
-/// A sign-in URL for the AWS console.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ConsoleUrlBody {
+/// A sign-in URL for the AWS console: the one definition the handler writes, the OpenAPI document
+/// describes and `idfed console` reads. The URL holds a sign-in token: a secret.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ConsoleUrlBody {
     /// The sign-in URL.
-    url: String,
+    pub url: String,
     /// Until when AWS accepts it (RFC 3339).
-    expires: String,
+    pub expires: String,
+    /// The connector's name.
+    #[serde(default)]
+    pub connector: String,
+    /// The vend's id (in the audit log).
+    #[serde(default)]
+    pub request_id: String,
 }
 
 /// The console session's length and the page to open (an empty body is `{}`).
@@ -252,12 +258,12 @@ async fn console_url(
     let expires = (SystemTime::now() + SIGNIN_URL_VALIDITY).min(c.expiration);
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({
-            "url": url.as_str(),
-            "expires": rfc3339(expires),
-            "connector": vended.connector_name,
-            "request_id": vended.request_id,
-        })),
+        Json(ConsoleUrlBody {
+            url: url.into(),
+            expires: rfc3339(expires),
+            connector: vended.connector_name.clone(),
+            request_id: vended.request_id.clone(),
+        }),
     )
         .into_response())
 }

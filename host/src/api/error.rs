@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::sts::{StsError, StsErrorKind};
@@ -308,8 +307,14 @@ impl ApiError {
 }
 
 /// The JSON error body.
-pub fn error_body(code: &str, message: &str) -> serde_json::Value {
-    json!({"error": {"code": code, "message": message}})
+pub fn error_body(code: &str, message: &str) -> super::openapi::ErrorBody {
+    super::openapi::ErrorBody {
+        error: super::openapi::ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            pointer: None,
+        },
+    }
 }
 
 /// Adds `Retry-After` (whole seconds, at least 1).

@@ -414,7 +414,8 @@ fn content_length(value: &[u8]) -> Option<u64> {
 
 /// The whole HTTP/1.1 answer to a refused head; the connection closes after it.
 fn refusal_response(refused: &Refused) -> Vec<u8> {
-    let body = error_body(refused.code, refused.message).to_string();
+    let body = serde_json::to_string(&error_body(refused.code, refused.message))
+        .expect("an error body serializes");
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n\r\n{body}",
         refused.status.as_u16(),

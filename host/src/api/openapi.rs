@@ -22,8 +22,9 @@ pub const COOKIE: &str = "cookie";
 /// The security scheme of the container-credentials endpoint: the raw token in `Authorization`.
 pub const CONTAINER_TOKEN: &str = "container_token";
 
-/// Every error the API answers (except the container-credentials endpoint's).
-#[derive(Debug, ToSchema)]
+/// Every error the API answers (except the container-credentials endpoint's): the one definition the API
+/// writes ([`super::error_body`]), the OpenAPI document describes and the command line reads.
+#[derive(Debug, serde::Serialize, serde::Deserialize, ToSchema)]
 #[schema(example = json!({"error": {"code": "connector_not_found", "message": "no connector \"prod\""}}))]
 pub struct ErrorBody {
     /// The error.
@@ -31,7 +32,7 @@ pub struct ErrorBody {
 }
 
 /// An error's code and message.
-#[derive(Debug, ToSchema)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// The stable code (README, "Error codes"): `invalid_request`, `invalid_json`, `body_too_large`,
     /// `incomplete_body`, `body_timeout`, `unsupported_media_type`; a request head HTTP refuses:
@@ -53,6 +54,7 @@ pub struct ErrorDetail {
     pub message: String,
     /// Where in a plugin configuration the problem is, when the plugin said (admin bindings only).
     #[schema(nullable = false)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pointer: Option<String>,
 }
 

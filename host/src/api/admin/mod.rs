@@ -21,7 +21,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 
 use super::extract::Authenticated;
@@ -177,9 +176,7 @@ impl IntoResponse for AdminError {
                 pointer,
             } => {
                 let mut body = error_body(code, &message);
-                if let Some(pointer) = pointer {
-                    body["error"]["pointer"] = Value::String(pointer);
-                }
+                body.error.pointer = pointer;
                 (status, Json(body)).into_response()
             }
         }
