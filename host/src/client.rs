@@ -220,11 +220,7 @@ pub async fn login(
     if !response.status().is_success() {
         return Err(failure(response).await);
     }
-    #[derive(Deserialize)]
-    struct Answer {
-        token: String,
-    }
-    let answer: Answer =
+    let answer: crate::api::LoginResponse =
         serde_json::from_str(&response.text().await.map_err(|e| unreachable(&server, e))?)
             .map_err(|e| ClientError(format!("unexpected answer from {server}: {e}")))?;
     let session = SavedSession {

@@ -42,6 +42,7 @@ pub use connectors::{CredentialsBody, Format, render, shell_quote};
 pub use error::{ApiError, error_body};
 pub use extract::{API_KEY_PREFIX, Authenticated, SESSION_PREFIX};
 pub use server::{load_tls, serve, shutdown_signal};
+pub use session::{IdentityBody, LoginResponse};
 
 use crate::config::{ServerConfig, WebConfig};
 use crate::model::Caller;

@@ -5,8 +5,7 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -34,56 +33,74 @@ struct LoginRequest {
     password: Secret,
 }
 
-/// Who the caller is: a directory user, or a system-scope API key.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// Who the caller is: a directory user, or a system-scope API key. The one definition `/me`, `/login`
+/// and the web session write, the OpenAPI document describes and clients read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"kind": "user", "name": "alice", "groups": ["devs"], "is_admin": false}))]
-struct IdentityBody {
+pub struct IdentityBody {
     /// `user` or `system`.
-    kind: String,
+    pub kind: String,
     /// The user's name, or the API key's.
-    name: String,
+    pub name: String,
     /// The user's groups (users only).
     #[schema(nullable = false)]
-    groups: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
     /// Whether the user is an administrator (users only).
     #[schema(nullable = false)]
-    is_admin: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_admin: Option<bool>,
     /// The API key's id (system only).
     #[schema(nullable = false)]
-    key_id: Option<uuid::Uuid>,
-    /// The connectors the API key may use (system only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<uuid::Uuid>,
+    /// The connectors (ids) the API key may use (system only).
     #[schema(nullable = false)]
-    connectors: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectors: Option<Vec<uuid::Uuid>>,
 }
 
-/// A new session.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct LoginResponse {
-    /// The session token (`idfs_…`), to send as `Authorization: Bearer`.
-    token: String,
-    /// When the session ends (RFC 3339).
-    expires: String,
-    /// Who logged in.
-    user: IdentityBody,
-}
-
-pub(super) fn identity_json(identity: &Identity) -> Value {
-    match identity {
-        Identity::User {
-            name,
-            groups,
-            is_admin,
-        } => json!({"kind": "user", "name": name, "groups": groups, "is_admin": is_admin}),
-        Identity::System {
-            key_id,
-            key_name,
-            connectors,
-        } => {
-            json!({"kind": "system", "key_id": key_id, "name": key_name, "connectors": connectors})
+impl IdentityBody {
+    /// How `identity` is shown.
+    pub fn of(identity: &Identity) -> Self {
+        match identity {
+            Identity::User {
+                name,
+                groups,
+                is_admin,
+            } => IdentityBody {
+                kind: "user".into(),
+                name: name.clone(),
+                groups: Some(groups.clone()),
+                is_admin: Some(*is_admin),
+                key_id: None,
+                connectors: None,
+            },
+            Identity::System {
+                key_id,
+                key_name,
+                connectors,
+            } => IdentityBody {
+                kind: "system".into(),
+                name: key_name.clone(),
+                groups: None,
+                is_admin: None,
+                key_id: Some(*key_id),
+                connectors: Some(connectors.clone()),
+            },
         }
     }
+}
+
+/// A new session: what `/login` answers and `idfed login` reads. The token is a secret; no `Debug`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    /// The session token (`idfs_…`), to send as `Authorization: Bearer`.
+    pub token: String,
+    /// When the session ends (RFC 3339).
+    pub expires: String,
+    /// Who logged in.
+    pub user: IdentityBody,
 }
 
 /// Logs in, answering a session token.
@@ -107,7 +124,7 @@ async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     JsonBody(request): JsonBody<LoginRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LoginResponse>, ApiError> {
     if request.username.is_empty() {
         return Err(ApiError::InvalidRequest("username is empty".into()));
     }
@@ -116,11 +133,11 @@ async fn login(
         .login(&request.username, &request.password, ip.as_deref())
         .await?;
     let expires = SystemTime::now() + auth.sessions().ttl();
-    Ok(Json(json!({
-        "token": token.expose(),
-        "expires": rfc3339(expires),
-        "user": identity_json(&identity),
-    })))
+    Ok(Json(LoginResponse {
+        token: token.expose().to_owned(),
+        expires: rfc3339(expires),
+        user: IdentityBody::of(&identity),
+    }))
 }
 
 /// Ends the session whose token is sent as Bearer.
@@ -159,6 +176,6 @@ async fn logout(State(state): State<AppState>, who: Authenticated) -> Result<Sta
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
     )
 )]
-async fn me(who: Authenticated) -> Json<Value> {
-    Json(identity_json(&who.caller.identity))
+async fn me(who: Authenticated) -> Json<IdentityBody> {
+    Json(IdentityBody::of(&who.caller.identity))
 }

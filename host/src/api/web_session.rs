@@ -34,7 +34,7 @@ use utoipa_axum::routes;
 
 use super::extract::{Authenticated, ClientIp, JsonBody};
 use super::openapi::ErrorBody;
-use super::session::identity_json;
+use super::session::IdentityBody;
 use super::{ApiError, AppState, rfc3339};
 use crate::auth::AuthError;
 use crate::model::Identity;
@@ -323,7 +323,7 @@ fn session_response(state: &AppState, token: &Secret, identity: &Identity, new: 
         .flatten()
         .map_or_else(|| SystemTime::now() + sessions.ttl(), |s| s.expires);
     let mut response = Json(json!({
-        "user": identity_json(identity),
+        "user": IdentityBody::of(identity),
         "csrf_token": csrf_token(token),
         "expires": rfc3339(expires),
     }))
