@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,29 +27,49 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(caller_identity))
 }
 
-/// A connector as its users see it.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ConnectorBody {
-    id: uuid::Uuid,
-    name: String,
-    description: String,
+/// A connector as its users see it: the one definition the handlers write and the document describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConnectorBody {
+    /// Its id.
+    pub id: uuid::Uuid,
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
     /// `assumed-role`, `federated-user` or `iam-user`.
-    principal_type: String,
+    #[schema(value_type = String)]
+    pub principal_type: crate::plugins::PrincipalType,
     /// The AWS account's name in idfed.
-    account: String,
+    pub account: String,
     /// The groups whose members may use it.
-    groups: Vec<String>,
+    pub groups: Vec<String>,
     /// Whether system-scope API keys may use it.
-    system_scope: bool,
-    enabled: bool,
+    pub system_scope: bool,
+    /// Whether it vends.
+    pub enabled: bool,
+}
+
+impl ConnectorBody {
+    /// How `c` is shown to its users.
+    pub fn of(c: &Connector) -> Self {
+        ConnectorBody {
+            id: c.id,
+            name: c.name.clone(),
+            description: c.description.clone(),
+            principal_type: c.principal.principal_type(),
+            account: c.account.clone(),
+            groups: c.groups.clone(),
+            system_scope: c.system_scope,
+            enabled: c.enabled,
+        }
+    }
 }
 
 /// The connectors the caller may use.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ConnectorList {
-    connectors: Vec<ConnectorBody>,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConnectorList {
+    /// The connectors, by name.
+    pub connectors: Vec<ConnectorBody>,
 }
 
 /// Vended credentials, in idfed's JSON (`format` `json`): the one definition the handler writes, the
@@ -100,25 +120,14 @@ impl CredentialsBody {
 }
 
 /// Who AWS says the vended credentials are (STS `GetCallerIdentity`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct CallerIdentityBody {
-    account: String,
-    arn: String,
-    user_id: String,
-}
-
-fn connector_json(c: &Connector) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "description": c.description,
-        "principal_type": c.principal.principal_type(),
-        "account": c.account,
-        "groups": c.groups,
-        "system_scope": c.system_scope,
-        "enabled": c.enabled,
-    })
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CallerIdentityBody {
+    /// The AWS account id.
+    pub account: String,
+    /// The principal's ARN.
+    pub arn: String,
+    /// The principal's unique id.
+    pub user_id: String,
 }
 
 /// The connectors the caller may use.
@@ -135,18 +144,23 @@ fn connector_json(c: &Connector) -> Value {
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
     )
 )]
-async fn list(State(state): State<AppState>, who: Authenticated) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    who: Authenticated,
+) -> Result<Json<ConnectorList>, ApiError> {
     let connectors = state
         .service
         .store
         .list_connectors()
         .map_err(|e| ApiError::Unavailable(format!("listing connectors: {e}")))?;
-    let visible: Vec<Value> = connectors
+    let visible: Vec<ConnectorBody> = connectors
         .iter()
         .filter(|c| Vendor::may_use(&who.caller, c))
-        .map(connector_json)
+        .map(ConnectorBody::of)
         .collect();
-    Ok(Json(json!({ "connectors": visible })))
+    Ok(Json(ConnectorList {
+        connectors: visible,
+    }))
 }
 
 /// A connector the caller may use.
@@ -170,7 +184,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,
     who: Authenticated,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectorBody>, ApiError> {
     let connector = state
         .service
         .store
@@ -180,7 +194,7 @@ async fn show(
     if !Vendor::may_use(&who.caller, &connector) {
         return Err(ApiError::Forbidden(connector.name));
     }
-    Ok(Json(connector_json(&connector)))
+    Ok(Json(ConnectorBody::of(&connector)))
 }
 
 /// How vended credentials are written.
@@ -329,7 +343,7 @@ async fn caller_identity(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,
     who: Authenticated,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallerIdentityBody>, ApiError> {
     let vended = state
         .vend(&who.caller, &id_or_name, VendOptions::default())
         .await?;
@@ -349,9 +363,9 @@ async fn caller_identity(
             state.service.metrics.sts_error(e.code());
             ApiError::Sts(e)
         })?;
-    Ok(Json(json!({
-        "account": identity.account,
-        "arn": identity.arn,
-        "user_id": identity.user_id,
-    })))
+    Ok(Json(CallerIdentityBody {
+        account: identity.account,
+        arn: identity.arn,
+        user_id: identity.user_id,
+    }))
 }

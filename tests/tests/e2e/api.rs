@@ -527,7 +527,11 @@ async fn a_vend_is_served_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binding_past_its_share_answers_503_plugin_busy_with_retry_after() {
-    let f = Fixture::with_config("[plugins]\nmax_concurrent_per_binding = 1\nqueue_ms = 1\n");
+    // The sleeper holds the binding's one slot until its deadline: a long one, so that the second request
+    // surely finds the slot taken even on a loaded machine.
+    let f = Fixture::with_config(
+        "[plugins]\nmax_concurrent_per_binding = 1\nqueue_ms = 1\ndeadline_ms = 2000\n",
+    );
     let store = &f.state.service.store;
     let digest = store
         .put_plugin(
