@@ -89,8 +89,6 @@ pub struct Connection {
     token: Secret,
     /// CA certificates to trust for the server, if any.
     pub ca_file: Option<PathBuf>,
-    /// Who is calling, for messages: `API key` or the logged-in user.
-    pub caller: String,
 }
 
 /// The environment variable holding a system-scope API key itself.
@@ -127,7 +125,6 @@ pub fn connection() -> Result<Connection, ClientError> {
             server: server.trim_end_matches('/').to_owned(),
             token,
             ca_file: settings.ca_file,
-            caller: "API key".into(),
         });
     }
     let session = saved_session()?;
@@ -144,7 +141,6 @@ pub fn connection() -> Result<Connection, ClientError> {
         server: session.server,
         token: Secret::new(session.token),
         ca_file: settings.ca_file.or(session.ca_file),
-        caller: session.user,
     })
 }
 

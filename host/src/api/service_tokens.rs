@@ -113,14 +113,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The credentials' duration (an empty body is `{}`), for `ecr-login` and `codeartifact-token`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EcrLoginRequest {
+pub struct ServiceTokenRequest {
     /// The duration wanted for the credentials behind the token, in seconds.
     #[serde(default)]
     pub duration_seconds: Option<u32>,
 }
 
-/// A registry login (the password is a secret: ECR accepts it for 12 hours).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// A registry login (the password is a secret: ECR accepts it for 12 hours; no `Debug`).
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct EcrLogin {
     /// The user name for `docker login` (always `AWS`).
     pub username: String,
@@ -227,7 +227,7 @@ fn service_failure(
     path = "/connectors/{id_or_name}/ecr-login",
     tag = "connectors",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
-    request_body(content = EcrLoginRequest, description = "Optional: an empty body is `{}`"),
+    request_body(content = ServiceTokenRequest, description = "Optional: an empty body is `{}`"),
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "The registry login", body = EcrLogin),
@@ -248,7 +248,7 @@ async fn ecr_login(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,
     who: Authenticated,
-    JsonBody(request): JsonBody<EcrLoginRequest>,
+    JsonBody(request): JsonBody<ServiceTokenRequest>,
 ) -> Result<Response, ServiceError> {
     let (vended, region) =
         vend_for_service(&state, &who, &id_or_name, request.duration_seconds).await?;
@@ -310,8 +310,8 @@ pub struct CodeArtifactQuery {
     pub domain_owner: Option<String>,
 }
 
-/// A CodeArtifact authorization token (a secret), for package managers.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// A CodeArtifact authorization token (a secret: no `Debug`), for package managers.
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct CodeArtifactToken {
     /// The token: the password for pip, npm, Maven, NuGet….
     pub token: String,
@@ -354,7 +354,7 @@ fn check_domain(query: &CodeArtifactQuery) -> Result<(), ApiError> {
         ("id_or_name" = String, Path, description = "The connector's id or name"),
         CodeArtifactQuery,
     ),
-    request_body(content = EcrLoginRequest, description = "Optional: an empty body is `{}`"),
+    request_body(content = ServiceTokenRequest, description = "Optional: an empty body is `{}`"),
     security(("bearer" = []), ("basic" = [])),
     responses(
         (status = 200, description = "The token", body = CodeArtifactToken),
@@ -376,7 +376,7 @@ async fn codeartifact_token(
     Path(id_or_name): Path<String>,
     Query(query): Query<CodeArtifactQuery>,
     who: Authenticated,
-    JsonBody(request): JsonBody<EcrLoginRequest>,
+    JsonBody(request): JsonBody<ServiceTokenRequest>,
 ) -> Result<Response, ServiceError> {
     check_domain(&query)?;
     let (vended, region) =
