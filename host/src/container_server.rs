@@ -104,10 +104,6 @@ struct Shared {
 }
 
 impl Shared {
-    async fn fetch(&self) -> Result<Cached, ClientError> {
-        fetch(self.source.as_ref()).await
-    }
-
     /// The cached credentials, fetched anew when they are near their end. When fetching fails and the
     /// cached ones still have a minute, they are used.
     async fn credentials(&self) -> Result<Cached, ClientError> {
@@ -118,7 +114,7 @@ impl Shared {
         {
             return Ok(cached.clone());
         }
-        match self.fetch().await {
+        match fetch(self.source.as_ref()).await {
             Ok(fresh) => {
                 tracing::info!(
                     access_key_id = %fresh.access_key_id,

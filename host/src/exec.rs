@@ -118,7 +118,7 @@ pub async fn run(
         let forward = async {
             #[allow(clippy::infinite_loop)]
             loop {
-                let received = futures_first(&mut streams).await;
+                let received = first_signal(&mut streams).await;
                 if let Some(pid) = pid {
                     // SAFETY: kill(2) with a pid of our own child and a valid signal number.
                     unsafe { libc::kill(pid as libc::pid_t, received) };
@@ -148,7 +148,7 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 }
 
 /// Waits for the first of the signals; its number.
-async fn futures_first(streams: &mut [(SignalKind, tokio::signal::unix::Signal)]) -> i32 {
+async fn first_signal(streams: &mut [(SignalKind, tokio::signal::unix::Signal)]) -> i32 {
     std::future::poll_fn(|cx| {
         for (kind, stream) in streams.iter_mut() {
             if stream.poll_recv(cx).is_ready() {
