@@ -7,8 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -41,25 +40,70 @@ struct ApiKeyInput {
     expires: Option<String>,
 }
 
-/// A key as lists show it: never the key nor its hash.
-fn key_json(key: &ApiKey, connectors: &[Connector]) -> Value {
-    let named: Vec<Value> = key
-        .connectors
-        .iter()
-        .map(|id| {
-            let name = connectors.iter().find(|c| c.id == *id).map(|c| &c.name);
-            json!({"id": id, "name": name})
-        })
-        .collect();
-    json!({
-        "id": key.id,
-        "name": key.name,
-        "connectors": named,
-        "created": rfc3339(key.created),
-        "expires": key.expires.map(rfc3339),
-        "expired": key.expires.is_some_and(|at| at <= SystemTime::now()),
-        "last_used": key.last_used.map(rfc3339),
-    })
+/// A connector an API key may use, by id and (while it exists) name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyConnector {
+    /// The connector's id.
+    pub id: Uuid,
+    /// Its name; `null` once the connector is gone.
+    pub name: Option<String>,
+}
+
+/// An API key as the admin API shows it: never the key nor its hash (but `key`, once, in the answer that
+/// creates it). The one definition the handlers write and the document describes.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyBody {
+    /// The key's id (its public prefix carries it).
+    pub id: Uuid,
+    /// Its name (also the STS session name of what it vends).
+    pub name: String,
+    /// The system-scope connectors it may use.
+    pub connectors: Vec<KeyConnector>,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// When it stops working (RFC 3339), if ever.
+    pub expires: Option<String>,
+    /// Whether it has expired.
+    pub expired: bool,
+    /// When it was last used (RFC 3339; updated at most once a minute), if ever.
+    pub last_used: Option<String>,
+    /// The whole key: only in the answer that creates it, never again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub key: Option<String>,
+}
+
+impl ApiKeyBody {
+    /// How `key` is shown (without its secret), naming its connectors from `connectors`.
+    pub fn of(key: &ApiKey, connectors: &[Connector]) -> Self {
+        ApiKeyBody {
+            id: key.id,
+            name: key.name.clone(),
+            connectors: key
+                .connectors
+                .iter()
+                .map(|id| KeyConnector {
+                    id: *id,
+                    name: connectors
+                        .iter()
+                        .find(|c| c.id == *id)
+                        .map(|c| c.name.clone()),
+                })
+                .collect(),
+            created: rfc3339(key.created),
+            expires: key.expires.map(rfc3339),
+            expired: key.expires.is_some_and(|at| at <= SystemTime::now()),
+            last_used: key.last_used.map(rfc3339),
+            key: None,
+        }
+    }
+}
+
+/// The API keys.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyList {
+    /// The keys, by name.
+    pub api_keys: Vec<ApiKeyBody>,
 }
 
 /// The system-scope API keys (never the keys nor their hashes).
@@ -69,16 +113,20 @@ fn key_json(key: &ApiKey, connectors: &[Connector]) -> Value {
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"api_keys\": [...]}`", body = serde_json::Value),
+        (status = 200, description = "The API keys", body = ApiKeyList),
         AdminErrors,
     )
 )]
-async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<ApiKeyList>> {
     let store = &state.service.store;
     let keys = store.list_api_keys()?;
     let connectors = store.list_connectors()?;
-    let keys: Vec<Value> = keys.iter().map(|k| key_json(k, &connectors)).collect();
-    Ok(Json(json!({ "api_keys": keys })))
+    Ok(Json(ApiKeyList {
+        api_keys: keys
+            .iter()
+            .map(|k| ApiKeyBody::of(k, &connectors))
+            .collect(),
+    }))
 }
 
 /// Creates a system-scope API key, shown once in the answer (`key`).
@@ -89,7 +137,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     request_body = ApiKeyInput,
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 201, description = "The key, with `key` (shown only now)", body = serde_json::Value),
+        (status = 201, description = "The key, with `key` (shown only now)", body = ApiKeyBody),
         AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
@@ -141,8 +189,8 @@ async fn create(
             .audited(&state.service.audit, event)
             .create_api_key(&input.name, ids, expires)?;
     let connectors = store.list_connectors()?;
-    let mut body = key_json(&key, &connectors);
-    body["key"] = Value::String(secret.expose().to_owned());
+    let mut body = ApiKeyBody::of(&key, &connectors);
+    body.key = Some(secret.expose().to_owned());
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
