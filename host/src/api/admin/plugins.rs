@@ -7,7 +7,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
@@ -27,6 +28,43 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove))
 }
 
+/// Where a plugin is bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PluginUse {
+    /// The connector's name.
+    pub connector: String,
+    /// The connector's id.
+    pub connector_id: uuid::Uuid,
+    /// The binding's id.
+    pub binding: String,
+}
+
+/// A stored plugin: the one definition the handlers write and the document describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PluginBody {
+    /// The component's SHA-256 (hex).
+    pub digest: String,
+    /// Its name, if it was uploaded with one.
+    pub name: Option<String>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was stored (RFC 3339); only in lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub stored: Option<String>,
+    /// Where it is bound; only in lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub bindings: Option<Vec<PluginUse>>,
+}
+
+/// The stored plugins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PluginList {
+    /// The plugins.
+    pub plugins: Vec<PluginBody>,
+}
+
 /// The stored plugins and where they are bound.
 #[utoipa::path(
     get,
@@ -34,38 +72,39 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"plugins\": [...]}`", body = serde_json::Value),
+        (status = 200, description = "The stored plugins", body = PluginList),
         AdminErrors,
     )
 )]
-async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<PluginList>> {
     let store = &state.service.store;
     let plugins = store.list_plugins()?;
     let connectors = store.list_connectors()?;
-    let plugins: Vec<Value> = plugins
+    let plugins = plugins
         .iter()
-        .map(|p| {
-            let bound: Vec<Value> = connectors
-                .iter()
-                .flat_map(|c| {
-                    c.bindings
-                        .iter()
-                        .filter(|b| b.plugin == p.digest)
-                        .map(move |b| {
-                            json!({"connector": c.name, "connector_id": c.id, "binding": b.id})
-                        })
-                })
-                .collect();
-            json!({
-                "digest": p.digest,
-                "name": p.name,
-                "size": p.size,
-                "stored": rfc3339(p.stored),
-                "bindings": bound,
-            })
+        .map(|p| PluginBody {
+            digest: p.digest.clone(),
+            name: p.name.clone(),
+            size: p.size,
+            stored: Some(rfc3339(p.stored)),
+            bindings: Some(
+                connectors
+                    .iter()
+                    .flat_map(|c| {
+                        c.bindings
+                            .iter()
+                            .filter(|b| b.plugin == p.digest)
+                            .map(move |b| PluginUse {
+                                connector: c.name.clone(),
+                                connector_id: c.id,
+                                binding: b.id.clone(),
+                            })
+                    })
+                    .collect(),
+            ),
         })
         .collect();
-    Ok(Json(json!({ "plugins": plugins })))
+    Ok(Json(PluginList { plugins }))
 }
 
 /// Stores a plugin component, checked by the plugin runtime first.
@@ -77,8 +116,8 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     request_body(content = Vec<u8>, description = "The WebAssembly component's bytes", content_type = "application/wasm"),
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"digest\", \"size\"}`: the plugin was already stored", body = serde_json::Value),
-        (status = 201, description = "`{\"digest\", \"size\"}`: the plugin is stored", body = serde_json::Value),
+        (status = 200, description = "The plugin was already stored (`digest`, `name`, `size`)", body = PluginBody),
+        (status = 201, description = "The plugin is stored (`digest`, `name`, `size`)", body = PluginBody),
         AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
@@ -94,7 +133,7 @@ async fn upload(
     headers: HeaderMap,
     Query(query): Query<std::collections::HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
-) -> AdminResult<(StatusCode, Json<Value>)> {
+) -> AdminResult<(StatusCode, Json<PluginBody>)> {
     if let Some(unknown) = query.keys().find(|k| k.as_str() != "name") {
         return Err(AdminError::invalid(format!(
             "unknown query parameter {unknown:?}; use name"
@@ -159,7 +198,13 @@ async fn upload(
     };
     Ok((
         status,
-        Json(json!({"digest": digest, "name": name, "size": size})),
+        Json(PluginBody {
+            digest,
+            name,
+            size: size as u64,
+            stored: None,
+            bindings: None,
+        }),
     ))
 }
 
