@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -12,6 +13,17 @@ use crate::api::{ApiError, AppState};
 
 /// The most groups one answer lists.
 pub const MAX_GROUPS: usize = 5000;
+
+/// The directory's groups, for choosing who may use a connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupList {
+    /// The directory's groups, sorted, at most [`MAX_GROUPS`].
+    pub groups: Vec<String>,
+    /// The groups whose members are administrators.
+    pub admin_groups: Vec<String>,
+    /// Whether the directory has more groups than listed.
+    pub truncated: bool,
+}
 
 /// The groups route.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,7 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"groups\": [...], \"admin_groups\": [...], \"truncated\": bool}`", body = serde_json::Value),
+        (status = 200, description = "The directory's groups", body = GroupList),
         (status = 400, description = "The directory cannot list its groups (`unsupported`)", body = ErrorBody),
         (status = 401, description = "No or bad credentials", body = ErrorBody),
         (status = 403, description = "The caller is not an administrator (`admin_only`)", body = ErrorBody),
@@ -33,7 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 503, description = "The directory cannot be used now", body = ErrorBody),
     )
 )]
-async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<GroupList>> {
     let auth = &state.service.auth;
     let groups = auth
         .list_groups(MAX_GROUPS + 1)
@@ -41,9 +53,9 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
         .map_err(ApiError::from)?;
     let truncated = groups.len() > MAX_GROUPS;
     let groups = &groups[..groups.len().min(MAX_GROUPS)];
-    Ok(Json(json!({
-        "groups": groups,
-        "admin_groups": auth.admin_groups(),
-        "truncated": truncated,
-    })))
+    Ok(Json(GroupList {
+        groups: groups.to_vec(),
+        admin_groups: auth.admin_groups().to_vec(),
+        truncated,
+    }))
 }
