@@ -3,7 +3,7 @@
 
 use axum::Json;
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -11,8 +11,8 @@ use super::AdminErrors;
 use super::{Admin, AdminResult};
 use crate::api::AppState;
 
-/// An example session policy.
-#[derive(Clone, Copy, Debug, Serialize)]
+/// An example session policy: the one definition the handler writes and the document describes.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 pub struct PolicyExample {
     /// A short name.
     pub name: &'static str,
@@ -20,6 +20,13 @@ pub struct PolicyExample {
     pub description: &'static str,
     /// The policy document (JSON).
     pub policy: &'static str,
+}
+
+/// The examples.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PolicyExampleList {
+    /// The examples, by name.
+    pub examples: Vec<PolicyExample>,
 }
 
 const EXAMPLES: &[PolicyExample] = &[
@@ -198,22 +205,14 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"examples\": [{\"name\", \"description\", \"policy\"}]}`", body = serde_json::Value),
+        (status = 200, description = "The examples", body = PolicyExampleList),
         AdminErrors,
     )
 )]
-async fn list(_admin: Admin) -> AdminResult<Json<Value>> {
-    let examples: Vec<Value> = EXAMPLES
-        .iter()
-        .map(|e| {
-            json!({
-                "name": e.name,
-                "description": e.description,
-                "policy": e.policy,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "examples": examples })))
+async fn list(_admin: Admin) -> AdminResult<Json<PolicyExampleList>> {
+    Ok(Json(PolicyExampleList {
+        examples: EXAMPLES.to_vec(),
+    }))
 }
 
 #[cfg(test)]
@@ -230,7 +229,7 @@ mod tests {
                 .unwrap_or_else(|err| panic!("{}: {err}", e.name));
             crate::sts::validate::check_policy(e.policy)
                 .unwrap_or_else(|err| panic!("{}: {err}", e.name));
-            serde_json::from_str::<Value>(e.policy).unwrap();
+            serde_json::from_str::<serde_json::Value>(e.policy).unwrap();
         }
         let all: String = EXAMPLES.iter().map(|e| e.policy).collect();
         for wanted in ["BUCKET", "aws:RequestedRegion", "aws:ResourceTag/"] {
