@@ -44,7 +44,7 @@ pub const DEFAULT_QUERY_LIMIT: usize = 100;
 const PRUNE_BATCH: usize = 256;
 
 /// What happened, as the caller of [`AuditLog::append`] describes it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct AuditEvent {
     /// The request's id (also in the service's logs and the caller's response).
@@ -89,7 +89,7 @@ pub struct AuditEvent {
 }
 
 /// How a request or change ended.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Credentials were issued.
@@ -107,13 +107,15 @@ pub enum Outcome {
     Changed,
 }
 
-/// A record of the chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A record of the chain: also the one definition the admin API's audit answer writes and its OpenAPI
+/// document describes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Its place in the chain, from 1, without gaps.
     pub seq: u64,
     /// When it was appended (whole microseconds), RFC 3339 in JSON.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String)]
     pub time: SystemTime,
     /// What happened.
     pub event: AuditEvent,

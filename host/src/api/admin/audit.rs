@@ -7,14 +7,15 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AdminErrors;
 use super::{Admin, AdminError, AdminResult, parse_time};
 use crate::api::{ApiError, AppState};
-use crate::audit::{AuditFilter, DEFAULT_QUERY_LIMIT, Outcome, PluginRecords};
+use crate::audit::{AuditFilter, AuditRecord, DEFAULT_QUERY_LIMIT, Outcome, PluginRecords};
 use crate::store::{Store, check_digest};
 
 /// The most records one query returns.
@@ -29,6 +30,13 @@ const PARAMETERS: [&str; 7] = [
     "until",
     "limit",
 ];
+
+/// Audit records, newest first: the one definition the handler writes and the document describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditRecords {
+    /// The records.
+    pub records: Vec<AuditRecord>,
+}
 
 /// The audit route.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -49,7 +57,7 @@ fn filter(
     let text = |name: &str| params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
     let outcome = text("outcome")
         .map(|o| {
-            serde_json::from_value::<Outcome>(Value::String(o.to_owned())).map_err(|_| {
+            serde_json::from_value::<Outcome>(serde_json::Value::String(o.to_owned())).map_err(|_| {
                 AdminError::invalid(format!(
                     "outcome: {o:?} is not one of issued, refused, plugin_denied, plugin_fault, \
                      failed, changed"
@@ -106,7 +114,7 @@ fn filter(
     ),
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"records\": [...]}`", body = serde_json::Value),
+        (status = 200, description = "The records, newest first", body = AuditRecords),
         AdminErrors,
     )
 )]
@@ -114,7 +122,7 @@ async fn query(
     State(state): State<AppState>,
     _admin: Admin,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> AdminResult<Json<Value>> {
+) -> AdminResult<Json<AuditRecords>> {
     let Query(params) =
         params.map_err(|_| AdminError::invalid("the query string could not be read"))?;
     let filter = filter(&params, |digest| {
@@ -134,7 +142,7 @@ async fn query(
         .audit
         .query(&filter)
         .map_err(|e| ApiError::Unavailable(format!("audit log: {e}")))?;
-    Ok(Json(json!({ "records": records })))
+    Ok(Json(AuditRecords { records }))
 }
 
 #[cfg(test)]
