@@ -4,12 +4,10 @@
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
-use idfed::model::{Connector, Principal};
 use idfed::store::Store;
 use idfed_tests::moto;
-use idfed_tests::server::{PASSWORD, TestServer, run, user, venv};
+use idfed_tests::server::{PASSWORD, TestServer, role_connector, run, user, venv};
 use serde_json::Value;
-use uuid::Uuid;
 
 /// Kills the child when dropped, also when the test fails.
 struct KillOnDrop(Child);
@@ -35,27 +33,7 @@ async fn boto3_and_the_cli_read_the_local_container_server() {
     server
         .service
         .store
-        .create_connector(Connector {
-            id: Uuid::new_v4(),
-            name: "deploy".into(),
-            description: String::new(),
-            account: "main".into(),
-            principal: Principal::AssumedRole {
-                role_arn: "arn:aws:iam::123456789012:role/deploy".into(),
-                external_id: None,
-                session_tags: vec![],
-                source_identity: false,
-            },
-            policy: None,
-            policy_arns: vec![],
-            default_duration_seconds: None,
-            max_duration_seconds: None,
-            groups: vec!["devs".into()],
-            system_scope: false,
-            enabled: true,
-            credential_cache: false,
-            bindings: vec![],
-        })
+        .create_connector(role_connector("deploy", "main", &["devs"]))
         .unwrap();
     let dir = &server.dir;
     let server_url = server.url("");

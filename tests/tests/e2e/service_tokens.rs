@@ -14,6 +14,18 @@ use idfed_tests::server::{TestServer, role_connector, run, user};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+/// The audit records of `connector`, newest first.
+fn records_of(server: &TestServer, connector: &str) -> Vec<idfed::audit::AuditRecord> {
+    server
+        .service
+        .audit
+        .query(&AuditFilter {
+            connector: Some(connector.into()),
+            ..AuditFilter::default()
+        })
+        .unwrap()
+}
+
 async fn ecr_login(server: &TestServer, token: &str, connector: &str) -> (u16, Value) {
     let answer = server
         .client
@@ -52,14 +64,7 @@ async fn an_ecr_login_goes_through_the_pipeline_and_ecr() {
     );
     humantime::parse_rfc3339(login["expires_at"].as_str().unwrap()).unwrap();
     // Audited like any vend.
-    let records = server
-        .service
-        .audit
-        .query(&AuditFilter {
-            connector: Some("push".into()),
-            ..AuditFilter::default()
-        })
-        .unwrap();
+    let records = records_of(&server, "push");
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].event.outcome, Outcome::Issued);
     assert_eq!(records[0].event.caller.as_deref(), Some("alice"));
@@ -167,14 +172,7 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
     assert_eq!(body["token"], json!(calls[0].token));
     humantime::parse_rfc3339(body["expires_at"].as_str().unwrap()).unwrap();
     // Signed with the credentials just vended (the audit record's key), in the account's region.
-    let records = server
-        .service
-        .audit
-        .query(&AuditFilter {
-            connector: Some("packages".into()),
-            ..AuditFilter::default()
-        })
-        .unwrap();
+    let records = records_of(&server, "packages");
     assert_eq!(
         records[0].event.access_key_id.as_deref(),
         Some(calls[0].access_key_id.as_str())
@@ -204,14 +202,7 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
     let answer = token_request(&bob, "domain=my-domain").await.unwrap();
     assert_eq!(answer.status(), 403);
     assert_eq!(codeartifact.calls().len(), 1);
-    let audited = server
-        .service
-        .audit
-        .query(&AuditFilter {
-            connector: Some("packages".into()),
-            ..AuditFilter::default()
-        })
-        .unwrap();
+    let audited = records_of(&server, "packages");
     assert_eq!(audited.len(), 2, "one issued, one refused");
 
     // The CLI prints the token alone.
