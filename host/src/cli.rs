@@ -28,6 +28,10 @@ pub struct Cli {
     /// jobs and task runners); `IDFED_API_KEY` may hold the key itself.
     #[arg(long, global = true, env = "IDFED_API_KEY_FILE")]
     api_key_file: Option<PathBuf>,
+    /// A file holding a CI job's OIDC ID token (workload identity) to call the server with, read afresh
+    /// for every call so a refreshed token is used; `IDFED_WORKLOAD_TOKEN` may hold the token itself.
+    #[arg(long, global = true, env = "IDFED_WORKLOAD_TOKEN_FILE")]
+    workload_token_file: Option<PathBuf>,
     /// A PEM file of CA certificates to trust for the server.
     #[arg(long, global = true, env = "IDFED_CA_FILE")]
     ca_file: Option<PathBuf>,
@@ -484,6 +488,7 @@ impl Cli {
         crate::client::configure(crate::client::Settings {
             server: self.server.clone(),
             api_key_file: self.api_key_file.clone(),
+            workload_token_file: self.workload_token_file.clone(),
             ca_file: self.ca_file.clone(),
         });
         match self.command {

@@ -4,7 +4,8 @@
 //! commands.
 //!
 //! Every call goes to the server [`connection`] names: with a system-scope API key (from `IDFED_API_KEY`,
-//! or the file [`Settings::api_key_file`] names) to [`Settings::server`], for software with no person
+//! or the file [`Settings::api_key_file`] names) or a CI job's OIDC token (`IDFED_WORKLOAD_TOKEN`, or the
+//! file [`Settings::workload_token_file`] names) to [`Settings::server`], for software with no person
 //! logged in (a CI job, a task runner); else with the session `idfed login` kept.
 
 use std::path::{Path, PathBuf};
@@ -66,6 +67,9 @@ pub struct Settings {
     /// A file holding a system-scope API key (`--api-key-file`, `IDFED_API_KEY_FILE`);
     /// `IDFED_API_KEY` holds the key itself and wins.
     pub api_key_file: Option<PathBuf>,
+    /// A file holding a workload's OIDC ID token (`--workload-token-file`, `IDFED_WORKLOAD_TOKEN_FILE`),
+    /// read for every call; `IDFED_WORKLOAD_TOKEN` holds the token itself and wins.
+    pub workload_token_file: Option<PathBuf>,
     /// A PEM file of CA certificates to trust for the server (`--ca-file`, `IDFED_CA_FILE`).
     pub ca_file: Option<PathBuf>,
 }
@@ -85,7 +89,7 @@ fn settings() -> Settings {
 pub struct Connection {
     /// The server's base URL.
     pub server: String,
-    /// The bearer token: an API key or a session token.
+    /// The bearer token: an API key, a workload token or a session token.
     token: Secret,
     /// CA certificates to trust for the server, if any.
     pub ca_file: Option<PathBuf>,
@@ -93,33 +97,60 @@ pub struct Connection {
 
 /// The environment variable holding a system-scope API key itself.
 pub const API_KEY_VARIABLE: &str = "IDFED_API_KEY";
+/// The environment variable holding a workload's OIDC ID token itself.
+pub const WORKLOAD_TOKEN_VARIABLE: &str = "IDFED_WORKLOAD_TOKEN";
 
-/// Where calls go: an API key (`IDFED_API_KEY`, or [`Settings::api_key_file`]) to [`Settings::server`],
-/// else the kept session.
+/// A token from the variable `variable`, else from `file`; `what` names it in errors.
+fn token_from(
+    variable: &str,
+    file: Option<&Path>,
+    what: &str,
+) -> Result<Option<Secret>, ClientError> {
+    if let Ok(token) = std::env::var(variable)
+        && !token.trim().is_empty()
+    {
+        return Ok(Some(Secret::new(token.trim())));
+    }
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = Secret::new(
+        std::fs::read_to_string(file)
+            .map_err(|e| ClientError(format!("the {what} file {}: {e}", file.display())))?,
+    );
+    let token = text.expose().trim();
+    if token.is_empty() {
+        return Err(ClientError(format!(
+            "the {what} file {} is empty",
+            file.display()
+        )));
+    }
+    Ok(Some(Secret::new(token)))
+}
+
+/// Where calls go: an API key (`IDFED_API_KEY`, or [`Settings::api_key_file`]) or else a workload token
+/// (`IDFED_WORKLOAD_TOKEN`, or [`Settings::workload_token_file`]) to [`Settings::server`], else the kept
+/// session.
 pub fn connection() -> Result<Connection, ClientError> {
     let settings = settings();
-    let key = match std::env::var(API_KEY_VARIABLE) {
-        Ok(key) if !key.trim().is_empty() => Some(Secret::new(key.trim())),
-        _ => match &settings.api_key_file {
-            Some(file) => {
-                let text = Secret::new(std::fs::read_to_string(file).map_err(|e| {
-                    ClientError(format!("the API key file {}: {e}", file.display()))
-                })?);
-                let key = text.expose().trim();
-                if key.is_empty() {
-                    return Err(ClientError(format!(
-                        "the API key file {} is empty",
-                        file.display()
-                    )));
-                }
-                Some(Secret::new(key))
-            }
-            None => None,
-        },
+    let key = match token_from(
+        API_KEY_VARIABLE,
+        settings.api_key_file.as_deref(),
+        "API key",
+    )? {
+        Some(key) => Some((key, "an API key")),
+        None => token_from(
+            WORKLOAD_TOKEN_VARIABLE,
+            settings.workload_token_file.as_deref(),
+            "workload token",
+        )?
+        .map(|token| (token, "a workload token")),
     };
-    if let Some(token) = key {
+    if let Some((token, what)) = key {
         let server = settings.server.ok_or_else(|| {
-            ClientError("an API key needs the server: --server URL or IDFED_SERVER=URL".into())
+            ClientError(format!(
+                "{what} needs the server: --server URL or IDFED_SERVER=URL"
+            ))
         })?;
         return Ok(Connection {
             server: server.trim_end_matches('/').to_owned(),

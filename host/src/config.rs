@@ -47,6 +47,15 @@
 //! max_concurrent_per_binding = 16      # a binding's share of the 128-instance pool
 //! queue_ms = 100                       # wait for a free slot, then plugin_busy (503, Retry-After)
 //!
+//! [[workload.issuers]]                  # CI jobs' OIDC tokens as callers: see crate::auth::workload
+//! name = "ci"
+//! issuer = "https://token.actions.githubusercontent.com"
+//! audience = "https://idfed.example.com"
+//! caller = "{repository}@{ref}"
+//! [[workload.issuers.rules]]
+//! claims = { repository = "org/app", ref = "refs/heads/main" }
+//! connectors = ["deploy-prod"]
+//!
 //! [console]                            # console sign-in URLs
 //! federation_endpoint = "https://signin.aws.amazon.com/federation"
 //! issuer = "idfed"
@@ -60,6 +69,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::config::AuthSettings;
+use crate::auth::workload::WorkloadSettings;
 use crate::plugins::{Limits, RuntimeConfig};
 use crate::store::KeySource;
 use crate::sts::IssuerSettings;
@@ -97,6 +107,9 @@ pub struct Config {
     /// `[audit]`: the audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[workload]`: the OIDC issuers (CI systems) whose ID tokens are callers.
+    #[serde(default)]
+    pub workload: WorkloadSettings,
 }
 
 /// `[credential_cache]`: for connectors with `credential_cache` on.

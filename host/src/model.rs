@@ -283,6 +283,9 @@ pub enum Identity {
         /// The connectors the key names.
         connectors: Vec<ConnectorId>,
     },
+    /// A CI job or other workload, by an OIDC token from a configured issuer (see
+    /// `auth::workload`); system scope, like an API key.
+    Workload(crate::auth::workload::Workload),
 }
 
 /// The caller of a vend: who, and from where.
@@ -297,11 +300,22 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The name for logs and the audit log: the user's, or `system:<key name>`.
+    /// The name for logs and the audit log: the user's, `system:<key name>`, or the workload's
+    /// (`<issuer name>:…`, e.g. `ci:org/app@refs/heads/main`).
     pub fn display_name(&self) -> String {
         match &self.identity {
             Identity::User { name, .. } => name.clone(),
             Identity::System { key_name, .. } => format!("system:{key_name}"),
+            Identity::Workload(workload) => workload.name.clone(),
+        }
+    }
+
+    /// What kind of caller it is, as the audit log says: `user`, `system` or `workload`.
+    pub fn kind(&self) -> &'static str {
+        match &self.identity {
+            Identity::User { .. } => "user",
+            Identity::System { .. } => "system",
+            Identity::Workload(_) => "workload",
         }
     }
 }

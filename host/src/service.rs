@@ -10,6 +10,7 @@ use crate::audit::AuditLog;
 use crate::auth::Directory;
 use crate::auth::authenticator::{AuthConfig, Authenticator};
 use crate::auth::lockout::{Clock, SystemClock};
+use crate::auth::workload::{WorkloadSettings, WorkloadVerifier};
 use crate::config::Config;
 use crate::metrics::{Metrics, PartStats};
 use crate::plugins::{KvStore, PluginRuntime};
@@ -44,6 +45,8 @@ pub struct Service {
     pub vendor: Vendor,
     /// Logins, sessions, password checks.
     pub auth: Arc<Authenticator>,
+    /// Workloads' OIDC tokens (CI jobs).
+    pub workload: Arc<WorkloadVerifier>,
     /// What the parts count and time (vends, plugin evaluations, STS requests).
     pub metrics: Arc<Metrics>,
     /// What `/metrics` shows: [`Service::metrics`] and the counters the parts keep themselves.
@@ -81,6 +84,8 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     /// Sessions, caching and lockout.
     pub auth: AuthConfig,
+    /// The OIDC issuers whose tokens are workloads (CI jobs), their keys and claim rules.
+    pub workload: WorkloadSettings,
     /// The vend pipeline's credential cache.
     pub credential_cache: CacheSettings,
     /// What the parts count and time; `issuer` and `plugins` already report to it.
@@ -139,6 +144,7 @@ impl Parts {
             directory,
             clock: Arc::new(SystemClock),
             auth: config.auth.auth_config(),
+            workload: config.workload.clone(),
             credential_cache: config.credential_cache.settings(),
             metrics,
             registry,
@@ -164,6 +170,7 @@ impl Service {
             directory,
             clock,
             auth,
+            workload,
             credential_cache,
             metrics,
             mut registry,
@@ -175,6 +182,8 @@ impl Service {
             audit.clone(),
         )
         .with_cache(credential_cache);
+        let workload =
+            Arc::new(WorkloadVerifier::new(&workload, clock.clone()).map_err(ServiceError)?);
         let auth = Authenticator::with_clock(directory, store.db(), auth, clock)
             .map_err(|e| ServiceError(format!("sessions: {e}")))?;
         let auth = Arc::new(auth);
@@ -192,6 +201,7 @@ impl Service {
             budget,
             vendor,
             auth,
+            workload,
             metrics,
             registry,
         })

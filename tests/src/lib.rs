@@ -18,6 +18,9 @@ pub mod codeartifact;
 /// A Crowd REST API test server (Atlassian Crowd cannot run here).
 pub mod crowd;
 
+/// An OpenID Connect issuer stand-in (a CI system's ID tokens: discovery, JWKS, RS256/ES256 signing).
+pub mod oidc;
+
 /// A real idfed server on a loopback port, for end-to-end tests.
 pub mod server;
 

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::AuthError;
+use crate::auth::workload::WorkloadError;
 use crate::sts::{StsError, StsErrorKind};
 use crate::vend::VendError;
 
@@ -32,6 +33,8 @@ pub enum ApiError {
     InvalidApiKey,
     /// Authentication failed or the directory cannot be used.
     Auth(AuthError),
+    /// A workload (CI) OIDC token was refused.
+    Workload(WorkloadError),
     /// A vend failed.
     Vend(VendError),
     /// An STS call (other than the vend's own) failed.
@@ -54,6 +57,12 @@ pub enum ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         ApiError::Auth(e)
+    }
+}
+
+impl From<WorkloadError> for ApiError {
+    fn from(e: WorkloadError) -> Self {
+        ApiError::Workload(e)
     }
 }
 
@@ -163,7 +172,7 @@ impl ApiError {
             ApiError::MissingCredentials => simple(
                 StatusCode::UNAUTHORIZED,
                 "missing_credentials",
-                "authenticate with Authorization: Bearer <session token or API key>, or Basic",
+                "authenticate with Authorization: Bearer <session token, API key or workload token>, or Basic",
             ),
             ApiError::InvalidApiKey => simple(
                 StatusCode::UNAUTHORIZED,
@@ -185,6 +194,23 @@ impl ApiError {
                     status,
                     code: e.code(),
                     // AuthError's Display never holds the operator's details.
+                    message: e.to_string(),
+                    retry_after,
+                }
+            }
+            ApiError::Workload(e) => {
+                let (status, retry_after) = match e {
+                    WorkloadError::NoRule(_) => (StatusCode::FORBIDDEN, None),
+                    WorkloadError::IssuerUnavailable => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some(Duration::from_secs(5)),
+                    ),
+                    _ => (StatusCode::UNAUTHORIZED, None),
+                };
+                Parts {
+                    status,
+                    code: e.code(),
+                    // WorkloadError's Display never holds the token.
                     message: e.to_string(),
                     retry_after,
                 }

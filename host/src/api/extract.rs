@@ -18,8 +18,8 @@ pub const SESSION_PREFIX: &str = "idfs_";
 /// The prefix of system-scope API keys.
 pub const API_KEY_PREFIX: &str = "idfed_";
 
-/// The caller, authenticated by a session token, an API key (both `Bearer`), HTTP Basic, or (without an
-/// `Authorization` header) the web UI's session cookie.
+/// The caller, authenticated by a session token, an API key, a workload's OIDC token (all three `Bearer`),
+/// HTTP Basic, or (without an `Authorization` header) the web UI's session cookie.
 #[derive(Debug)]
 pub struct Authenticated {
     /// Who, from where.
@@ -43,9 +43,13 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.chars().take(256).collect())
 }
 
-/// Authenticates a token (a session token or an API key) as the caller.
+/// Authenticates a token (a session token, an API key, or a workload's OIDC token) as the caller.
 pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Identity, ApiError> {
-    if token.starts_with(SESSION_PREFIX) {
+    if crate::auth::workload::looks_like_jwt(token) {
+        Ok(Identity::Workload(
+            state.service.workload.verify(token).await?,
+        ))
+    } else if token.starts_with(SESSION_PREFIX) {
         Ok(state.service.auth.session(&Secret::new(token)).await?)
     } else if token.starts_with(API_KEY_PREFIX) {
         let key = state

@@ -37,7 +37,11 @@ pub struct ErrorDetail {
     /// The stable code (README, "Error codes"): `invalid_request`, `invalid_json`, `body_too_large`,
     /// `incomplete_body`, `body_timeout`, `unsupported_media_type`; a request head HTTP refuses:
     /// `malformed_request`, `headers_too_large`, `http_version_not_supported`; `missing_credentials`, `invalid_credentials`, `invalid_session`,
-    /// `too_many_attempts`, `directory_unavailable`, `unsupported`, `csrf_failed`, `forbidden`, `admin_only`,
+    /// `too_many_attempts`, `directory_unavailable`, `unsupported`; a workload's OIDC token refused:
+    /// `workload_token_malformed`, `workload_issuer_unknown`, `workload_algorithm_refused`,
+    /// `workload_key_unknown`, `workload_signature_invalid`, `workload_token_expired`,
+    /// `workload_token_not_yet_valid`, `workload_audience_mismatch`, `workload_claim_missing`,
+    /// `workload_not_allowed`, `workload_issuer_unavailable`; `csrf_failed`, `forbidden`, `admin_only`,
     /// `connector_not_found`, `connector_disabled`, `plugin_denied`; a plugin's fault: `plugin_timeout`,
     /// `plugin_memory_limit`, `plugin_trap`, `plugin_error`, `plugin_widened_grant`, `plugin_invalid_grant`,
     /// `plugin_busy`, `plugin_instantiate_failed`, `plugin_incompatible`; a plugin or binding refused:

@@ -33,14 +33,14 @@ struct LoginRequest {
     password: Secret,
 }
 
-/// Who the caller is: a directory user, or a system-scope API key. The one definition `/me`, `/login`
+/// Who the caller is: a directory user, a system-scope API key, or a workload (a CI job's OIDC token). The one definition `/me`, `/login`
 /// and the web session write, the OpenAPI document describes and clients read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"kind": "user", "name": "alice", "groups": ["devs"], "is_admin": false}))]
 pub struct IdentityBody {
-    /// `user` or `system`.
+    /// `user`, `system` or `workload`.
     pub kind: String,
-    /// The user's name, or the API key's.
+    /// The user's name, the API key's, or the workload's (`<issuer name>:…`).
     pub name: String,
     /// The user's groups (users only).
     #[schema(nullable = false)]
@@ -58,6 +58,14 @@ pub struct IdentityBody {
     #[schema(nullable = false)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connectors: Option<Vec<uuid::Uuid>>,
+    /// The configured issuer whose token it is (workloads only).
+    #[schema(nullable = false)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The connectors (names) the issuer's claim rules grant the token (workloads only).
+    #[schema(nullable = false)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector_names: Option<Vec<String>>,
 }
 
 impl IdentityBody {
@@ -75,6 +83,8 @@ impl IdentityBody {
                 is_admin: Some(*is_admin),
                 key_id: None,
                 connectors: None,
+                issuer: None,
+                connector_names: None,
             },
             Identity::System {
                 key_id,
@@ -87,6 +97,18 @@ impl IdentityBody {
                 is_admin: None,
                 key_id: Some(*key_id),
                 connectors: Some(connectors.clone()),
+                issuer: None,
+                connector_names: None,
+            },
+            Identity::Workload(workload) => IdentityBody {
+                kind: "workload".into(),
+                name: workload.name.clone(),
+                groups: None,
+                is_admin: None,
+                key_id: None,
+                connectors: None,
+                issuer: Some(workload.issuer.clone()),
+                connector_names: Some(workload.connectors.clone()),
             },
         }
     }

@@ -9,6 +9,7 @@ pub mod crowd;
 pub mod lockout;
 pub mod session;
 pub mod static_dir;
+pub mod workload;
 
 use std::time::Duration;
 

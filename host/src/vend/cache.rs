@@ -121,6 +121,12 @@ impl CacheKey {
                 field(b"system");
                 field(key_id.as_bytes());
             }
+            Identity::Workload(workload) => {
+                field(b"workload");
+                field(workload.issuer.as_bytes());
+                field(workload.subject.as_bytes());
+                field(workload.name.as_bytes());
+            }
         }
         field(connector.as_bytes());
         field(stored);

@@ -168,6 +168,9 @@ impl Vendor {
             Identity::System { connectors, .. } => {
                 connector.system_scope && connectors.contains(&connector.id)
             }
+            Identity::Workload(workload) => {
+                connector.system_scope && workload.connectors.contains(&connector.name)
+            }
         }
     }
 
@@ -183,10 +186,7 @@ impl Vendor {
             request_id: request_id.clone(),
             action: "vend".into(),
             caller: Some(caller.display_name()),
-            caller_kind: Some(match caller.identity {
-                Identity::User { .. } => "user".into(),
-                Identity::System { .. } => "system".into(),
-            }),
+            caller_kind: Some(caller.kind().into()),
             source_ip: caller.source_ip.clone(),
             user_agent: caller.user_agent.clone(),
             connector: Some(connector.to_owned()),
@@ -432,7 +432,7 @@ fn plugin_caller(caller: &Caller) -> plugins::Caller {
             groups,
             is_admin,
         } => (Some(name.clone()), groups.clone(), *is_admin, false),
-        Identity::System { .. } => (None, Vec::new(), false, true),
+        Identity::System { .. } | Identity::Workload(_) => (None, Vec::new(), false, true),
     };
     plugins::Caller {
         user_name,
@@ -470,6 +470,7 @@ fn issue_kind(caller: &Caller, connector: &Connector, grant: &Grant) -> IssueKin
     let who = match &caller.identity {
         Identity::User { name, .. } => name.clone(),
         Identity::System { key_name, .. } => key_name.clone(),
+        Identity::Workload(workload) => workload.name.clone(),
     };
     match &connector.principal {
         Principal::FederatedUser => IssueKind::FederationToken {

@@ -32,3 +32,4 @@ mod vend;
 mod web_session;
 mod web_ui;
 mod web_ui_sso;
+mod workload;

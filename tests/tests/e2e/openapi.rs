@@ -294,6 +294,7 @@ fn answered_codes() -> std::collections::BTreeSet<String> {
     let mut sources: Vec<std::path::PathBuf> = [
         "vend/mod.rs",
         "auth/mod.rs",
+        "auth/workload.rs",
         "sts/mod.rs",
         "plugins/fault.rs",
     ]
