@@ -252,7 +252,7 @@ pub async fn login(
             .map_err(|e| ClientError(format!("unexpected answer from {server}: {e}")))?;
     let session = SavedSession {
         server,
-        token: answer.token,
+        token: answer.token.clone(),
         user: user.to_owned(),
         ca_file,
     };

@@ -112,48 +112,7 @@ pub enum AccountCredentials {
     HostChain,
 }
 
-/// How a connector obtains credentials, with what each way needs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Principal {
-    /// `GetFederationToken`, the federated user named after the caller.
-    FederatedUser,
-    /// `GetSessionToken`.
-    IamUser,
-    /// `AssumeRole`.
-    AssumedRole {
-        /// The role to assume.
-        role_arn: String,
-        /// The external id the role's trust policy requires, if any.
-        #[serde(default)]
-        external_id: Option<String>,
-        /// Session tags sent with every AssumeRole.
-        #[serde(default)]
-        session_tags: Vec<SessionTag>,
-        /// Send the caller's name as `SourceIdentity` (shown in CloudTrail, kept through role chaining).
-        #[serde(default)]
-        source_identity: bool,
-    },
-}
-
-impl Principal {
-    /// The principal type.
-    pub fn principal_type(&self) -> PrincipalType {
-        match self {
-            Principal::FederatedUser => PrincipalType::FederatedUser,
-            Principal::IamUser => PrincipalType::IamUser,
-            Principal::AssumedRole { .. } => PrincipalType::AssumedRole,
-        }
-    }
-
-    /// The role ARN, for assumed-role connectors.
-    pub fn role_arn(&self) -> Option<&str> {
-        match self {
-            Principal::AssumedRole { role_arn, .. } => Some(role_arn),
-            _ => None,
-        }
-    }
-}
+pub use idfed_api::admin::Principal;
 
 /// A plugin bound to a connector, at a position in its chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,9 +5,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,107 +24,39 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(caller_identity))
 }
 
-/// A connector as its users see it: the one definition the handlers write and the document describes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ConnectorBody {
-    /// Its id.
-    pub id: uuid::Uuid,
-    /// Its name.
-    pub name: String,
-    /// What it is for.
-    pub description: String,
-    /// `assumed-role`, `federated-user` or `iam-user`.
-    #[schema(value_type = String)]
-    pub principal_type: crate::plugins::PrincipalType,
-    /// The AWS account's name in idfed.
-    pub account: String,
-    /// The groups whose members may use it.
-    pub groups: Vec<String>,
-    /// Whether system-scope API keys may use it.
-    pub system_scope: bool,
-    /// Whether it vends.
-    pub enabled: bool,
-}
+pub use idfed_api::{
+    CallerIdentityBody, ConnectorBody, ConnectorList, CredentialProcessBody, CredentialsBody,
+    CredentialsRequest, Format,
+};
 
-impl ConnectorBody {
-    /// How `c` is shown to its users.
-    pub fn of(c: &Connector) -> Self {
-        ConnectorBody {
-            id: c.id,
-            name: c.name.clone(),
-            description: c.description.clone(),
-            principal_type: c.principal.principal_type(),
-            account: c.account.clone(),
-            groups: c.groups.clone(),
-            system_scope: c.system_scope,
-            enabled: c.enabled,
-        }
+/// How `c` is shown to its users.
+pub fn connector_body(c: &Connector) -> ConnectorBody {
+    ConnectorBody {
+        id: c.id,
+        name: c.name.clone(),
+        description: c.description.clone(),
+        principal_type: c.principal.principal_type(),
+        account: c.account.clone(),
+        groups: c.groups.clone(),
+        system_scope: c.system_scope,
+        enabled: c.enabled,
     }
 }
 
-/// The connectors the caller may use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ConnectorList {
-    /// The connectors, by name.
-    pub connectors: Vec<ConnectorBody>,
-}
-
-/// Vended credentials, in idfed's JSON (`format` `json`): the one definition the handler writes, the
-/// OpenAPI document describes and the command line's clients read. Its strings are zeroed when dropped;
-/// it has no `Debug`.
-#[derive(Serialize, Deserialize, ToSchema, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-pub struct CredentialsBody {
-    /// The access key id.
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: String,
-    /// The session token.
-    pub session_token: String,
-    /// When the credentials expire (RFC 3339).
-    pub expiration: String,
-    /// The duration granted, in seconds (for cached credentials, the whole seconds they have left).
-    pub duration_seconds: u32,
-    /// Whether the duration asked for was capped.
-    #[serde(default)]
-    pub capped: bool,
-    /// Whether these credentials were issued before, for an identical request (the connector's credential
-    /// cache): `expiration` is theirs, `duration_seconds` the whole seconds they have left.
-    #[serde(default)]
-    pub cached: bool,
-    /// The vend's id (in the audit log).
-    #[serde(default)]
-    pub request_id: String,
-    /// The connector's name.
-    #[serde(default)]
-    pub connector: String,
-}
-
-impl CredentialsBody {
-    fn of(vended: &Vended, expiration: String) -> Self {
-        let c = &vended.credentials;
-        CredentialsBody {
-            access_key_id: c.access_key_id.clone(),
-            secret_access_key: c.secret_access_key.expose().to_owned(),
-            session_token: c.session_token.expose().to_owned(),
-            expiration,
-            duration_seconds: vended.duration_seconds,
-            capped: vended.capped,
-            cached: vended.cached,
-            request_id: vended.request_id.clone(),
-            connector: vended.connector_name.clone(),
-        }
+/// The answer of a vend in idfed's JSON.
+fn credentials_body(vended: &Vended, expiration: String) -> CredentialsBody {
+    let c = &vended.credentials;
+    CredentialsBody {
+        access_key_id: c.access_key_id.clone(),
+        secret_access_key: c.secret_access_key.expose().to_owned(),
+        session_token: c.session_token.expose().to_owned(),
+        expiration,
+        duration_seconds: vended.duration_seconds,
+        capped: vended.capped,
+        cached: vended.cached,
+        request_id: vended.request_id.clone(),
+        connector: vended.connector_name.clone(),
     }
-}
-
-/// Who AWS says the vended credentials are (STS `GetCallerIdentity`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CallerIdentityBody {
-    /// The AWS account id.
-    pub account: String,
-    /// The principal's ARN.
-    pub arn: String,
-    /// The principal's unique id.
-    pub user_id: String,
 }
 
 /// The connectors the caller may use.
@@ -156,7 +85,7 @@ async fn list(
     let visible: Vec<ConnectorBody> = connectors
         .iter()
         .filter(|c| Vendor::may_use(&who.caller, c))
-        .map(ConnectorBody::of)
+        .map(connector_body)
         .collect();
     Ok(Json(ConnectorList {
         connectors: visible,
@@ -194,34 +123,7 @@ async fn show(
     if !Vendor::may_use(&who.caller, &connector) {
         return Err(ApiError::Forbidden(connector.name));
     }
-    Ok(Json(ConnectorBody::of(&connector)))
-}
-
-/// How vended credentials are written.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    /// idfed's JSON.
-    #[default]
-    Json,
-    /// What `credential_process` prints.
-    CredentialProcess,
-    /// Shell `export` lines.
-    Env,
-    /// A credentials-file section.
-    Ini,
-}
-
-/// What to vend, and how to write it (an empty body is `{}`).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct CredentialsRequest {
-    #[serde(default)]
-    duration_seconds: Option<u32>,
-    #[serde(default)]
-    policy: Option<String>,
-    #[serde(default)]
-    format: Format,
+    Ok(Json(connector_body(&connector)))
 }
 
 /// Quotes `value` for a POSIX shell.
@@ -247,18 +149,18 @@ pub fn render(vended: &Vended, format: Format) -> Response {
     match format {
         Format::Json => (
             [(header::CACHE_CONTROL, "no-store")],
-            Json(CredentialsBody::of(vended, expiration)),
+            Json(credentials_body(vended, expiration)),
         )
             .into_response(),
         Format::CredentialProcess => (
             [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({
-                "Version": 1,
-                "AccessKeyId": c.access_key_id,
-                "SecretAccessKey": c.secret_access_key.expose(),
-                "SessionToken": c.session_token.expose(),
-                "Expiration": expiration,
-            })),
+            Json(CredentialProcessBody {
+                version: 1,
+                access_key_id: c.access_key_id.clone(),
+                secret_access_key: c.secret_access_key.expose().to_owned(),
+                session_token: c.session_token.expose().to_owned(),
+                expiration,
+            }),
         )
             .into_response(),
         Format::Env => text(format!(

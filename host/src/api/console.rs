@@ -17,11 +17,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub use idfed_api::{ConsoleRequest, ConsoleUrlBody};
 
 use super::extract::{Authenticated, JsonBody};
 use super::openapi::ErrorBody;
@@ -54,32 +55,6 @@ fn current() -> Arc<ConsoleConfig> {
 /// The console route.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(console_url))
-}
-
-/// A sign-in URL for the AWS console: the one definition the handler writes, the OpenAPI document
-/// describes and `idfed console` reads. The URL holds a sign-in token: a secret.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ConsoleUrlBody {
-    /// The sign-in URL.
-    pub url: String,
-    /// Until when AWS accepts it (RFC 3339).
-    pub expires: String,
-    /// The connector's name.
-    #[serde(default)]
-    pub connector: String,
-    /// The vend's id (in the audit log).
-    #[serde(default)]
-    pub request_id: String,
-}
-
-/// The console session's length and the page to open (an empty body is `{}`).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ConsoleRequest {
-    #[serde(default)]
-    duration_seconds: Option<u32>,
-    #[serde(default)]
-    destination: Option<String>,
 }
 
 /// An API error, or a failure of the federation endpoint (502 `federation_failed`).

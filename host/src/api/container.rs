@@ -8,34 +8,18 @@ use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::set_retry_after;
 use super::extract::{authenticate_token, caller};
-use super::openapi::EcsErrorBody;
 use super::{ApiError, AppState, rfc3339};
 use crate::vend::VendOptions;
+use idfed_api::{ContainerCredentials, EcsErrorBody};
 
 /// The container-credentials route.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(container_credentials))
-}
-
-/// Credentials in the container-credentials endpoint's shape.
-#[derive(ToSchema)]
-#[allow(dead_code, non_snake_case)]
-struct ContainerCredentials {
-    AccessKeyId: String,
-    SecretAccessKey: String,
-    Token: String,
-    /// When the credentials expire (RFC 3339).
-    Expiration: String,
-    /// The role's ARN, for assumed roles.
-    #[schema(nullable = false)]
-    RoleArn: Option<String>,
 }
 
 /// An error in the ECS endpoint's shape.
@@ -52,7 +36,10 @@ impl IntoResponse for EcsError {
         let _ = self.0.into_response();
         let mut response = (
             status,
-            Json(json!({"Code": parts.code, "Message": parts.message})),
+            Json(EcsErrorBody {
+                code: parts.code.into(),
+                message: parts.message,
+            }),
         )
             .into_response();
         set_retry_after(&mut response, parts.retry_after);
@@ -98,14 +85,12 @@ async fn container_credentials(
         .await
         .map_err(EcsError)?;
     let c = &vended.credentials;
-    let mut body = json!({
-        "AccessKeyId": c.access_key_id,
-        "SecretAccessKey": c.secret_access_key.expose(),
-        "Token": c.session_token.expose(),
-        "Expiration": rfc3339(c.expiration),
-    });
-    if let Some(arn) = &c.principal_arn {
-        body["RoleArn"] = json!(arn);
-    }
+    let body = ContainerCredentials {
+        access_key_id: c.access_key_id.clone(),
+        secret_access_key: c.secret_access_key.expose().to_owned(),
+        token: c.session_token.expose().to_owned(),
+        expiration: rfc3339(c.expiration),
+        role_arn: c.principal_arn.clone(),
+    };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }

@@ -29,7 +29,6 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::{TimeoutBody, TimeoutLayer};
@@ -326,12 +325,13 @@ async fn json_errors(request: Request, next: Next) -> Response {
     path = "/healthz",
     tag = "operations",
     responses(
-        (status = 200, description = "idfed is up", body = serde_json::Value,
-         example = json!({"status": "ok"})),
+        (status = 200, description = "idfed is up", body = idfed_api::Health),
     )
 )]
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+async fn healthz() -> Json<idfed_api::Health> {
+    Json(idfed_api::Health {
+        status: "ok".into(),
+    })
 }
 
 /// `GET /readyz`.
@@ -340,22 +340,20 @@ async fn healthz() -> Json<serde_json::Value> {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "idfed can serve: its store can be read", body = serde_json::Value,
-         example = json!({"status": "ready", "directory": "static", "sso": false})),
+        (status = 200, description = "idfed can serve: its store can be read", body = idfed_api::Readiness),
         (status = 503, description = "The store cannot be read", body = openapi::ErrorBody),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn readyz(State(state): State<AppState>) -> Result<Json<idfed_api::Readiness>, ApiError> {
     state
         .service
         .store
         .get_account("readyz-probe")
         .map_err(|e| ApiError::Unavailable(format!("the store cannot be read: {e}")))?;
     let directory = state.service.auth.directory_kind();
-    Ok(Json(json!({
-        "status": "ready",
-        "directory": directory,
-        // Whether the web UI offers logging in from the directory's SSO cookie.
-        "sso": state.web.enabled && !state.web.sso_cookie.is_empty() && directory == "crowd",
-    })))
+    Ok(Json(idfed_api::Readiness {
+        status: "ready".into(),
+        directory: directory.into(),
+        sso: state.web.enabled && !state.web.sso_cookie.is_empty() && directory == "crowd",
+    }))
 }

@@ -22,10 +22,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+pub use idfed_api::{CodeArtifactToken, EcrLogin, ServiceTokenRequest};
 
 use super::extract::{Authenticated, JsonBody};
 use super::openapi::ErrorBody;
@@ -108,28 +110,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(ecr_login))
         .routes(routes!(codeartifact_token))
-}
-
-/// The credentials' duration (an empty body is `{}`), for `ecr-login` and `codeartifact-token`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceTokenRequest {
-    /// The duration wanted for the credentials behind the token, in seconds.
-    #[serde(default)]
-    pub duration_seconds: Option<u32>,
-}
-
-/// A registry login (the password is a secret: ECR accepts it for 12 hours; no `Debug`).
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct EcrLogin {
-    /// The user name for `docker login` (always `AWS`).
-    pub username: String,
-    /// The password for `docker login --password-stdin`.
-    pub password: String,
-    /// The registry, e.g. `https://123456789012.dkr.ecr.us-east-1.amazonaws.com`.
-    pub registry: String,
-    /// Until when ECR accepts the password (RFC 3339).
-    pub expires_at: String,
 }
 
 /// An API error, or the service's failure (502 `ecr_failed`, `codeartifact_failed`).
@@ -308,15 +288,6 @@ pub struct CodeArtifactQuery {
     #[serde(rename = "domain-owner")]
     #[param(rename = "domain-owner")]
     pub domain_owner: Option<String>,
-}
-
-/// A CodeArtifact authorization token (a secret: no `Debug`), for package managers.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct CodeArtifactToken {
-    /// The token: the password for pip, npm, Maven, NuGet….
-    pub token: String,
-    /// Until when CodeArtifact accepts it (RFC 3339): as long as the credentials it was made with.
-    pub expires_at: String,
 }
 
 /// CodeArtifact's published rules for a domain name and its owner.

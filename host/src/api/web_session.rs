@@ -25,16 +25,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Authenticated, ClientIp, JsonBody};
 use super::openapi::ErrorBody;
-use super::session::IdentityBody;
+use super::session::identity_body;
 use super::{ApiError, AppState, rfc3339};
 use crate::auth::AuthError;
 use crate::model::Identity;
@@ -322,11 +319,11 @@ fn session_response(state: &AppState, token: &Secret, identity: &Identity, new: 
         .ok()
         .flatten()
         .map_or_else(|| SystemTime::now() + sessions.ttl(), |s| s.expires);
-    let mut response = Json(json!({
-        "user": IdentityBody::of(identity),
-        "csrf_token": csrf_token(token),
-        "expires": rfc3339(expires),
-    }))
+    let mut response = Json(WebSessionBody {
+        user: identity_body(identity),
+        csrf_token: csrf_token(token),
+        expires: rfc3339(expires),
+    })
     .into_response();
     response
         .headers_mut()
@@ -345,17 +342,7 @@ fn clear_cookie(mut response: Response) -> Response {
     response
 }
 
-/// A web session.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct WebSessionBody {
-    /// Who is logged in (as `GET /me` answers).
-    user: Value,
-    /// The value to send as `X-CSRF-Token` with every change.
-    csrf_token: String,
-    /// When the session ends (RFC 3339).
-    expires: String,
-}
+pub use idfed_api::identity::{WebLogin, WebSessionBody};
 
 /// The browser's session: from the session cookie, or started from a valid directory SSO cookie.
 #[utoipa::path(
@@ -436,20 +423,6 @@ fn forget_sso_binding(response: &mut Response, headers: &HeaderMap) {
     }
 }
 
-/// A login from the web UI: a user name and password, or `{"sso": true}` to log in from the directory's
-/// SSO cookie (also after a logout paused that).
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct WebLogin {
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>, format = Password)]
-    password: Option<Secret>,
-    #[serde(default)]
-    sso: bool,
-}
-
 /// Logs a browser in: the session goes into the cookie, never into the page. A session the browser
 /// already had is ended.
 #[utoipa::path(
@@ -475,7 +448,7 @@ async fn login(
     ClientIp(ip): ClientIp,
     uri: Uri,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<WebLogin>,
+    JsonBody(mut request): JsonBody<WebLogin>,
 ) -> Result<Response, ApiError> {
     if !state.web.enabled {
         return Err(ApiError::NotFound);
@@ -498,10 +471,13 @@ async fn login(
     }
     let username = request
         .username
+        .take()
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| ApiError::InvalidRequest("username is empty".into()))?;
     let password = request
         .password
+        .as_mut()
+        .map(|p| Secret::new(std::mem::take(p)))
         .ok_or_else(|| ApiError::InvalidRequest("password is missing".into()))?;
     let (token, identity) = auth.login(&username, &password, ip.as_deref()).await?;
     let mut response = session_response(&state, &token, &identity, true);

@@ -67,7 +67,7 @@ impl ChainLink {
 #[derive(Serialize)]
 struct BodyOut<'a> {
     seq: u64,
-    #[serde(with = "super::rfc3339")]
+    #[serde(with = "idfed_api::audit::rfc3339")]
     time: SystemTime,
     prev_hash: &'a str,
     event: &'a AuditEvent,
@@ -77,7 +77,7 @@ struct BodyOut<'a> {
 #[derive(Deserialize)]
 struct BodyIn {
     seq: u64,
-    #[serde(with = "super::rfc3339")]
+    #[serde(with = "idfed_api::audit::rfc3339")]
     time: SystemTime,
     prev_hash: String,
     event: AuditEvent,

@@ -5,17 +5,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-/// How a connector obtains credentials from AWS STS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PrincipalType {
-    /// `GetFederationToken`, named after the caller; takes a session policy.
-    FederatedUser,
-    /// `GetSessionToken`; takes no session policy and no tags.
-    IamUser,
-    /// `AssumeRole`; takes a session policy and session tags.
-    AssumedRole,
-}
+pub use idfed_api::PrincipalType;
+pub use idfed_api::admin::SessionTag;
 
 /// Who is asking for credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,16 +51,6 @@ pub struct ConnectorInfo {
     /// The connector's maximum duration in seconds.
     #[serde(default)]
     pub max_duration_seconds: Option<u32>,
-}
-
-/// An STS session tag.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionTag {
-    /// The tag key.
-    pub key: String,
-    /// The tag value.
-    pub value: String,
 }
 
 /// One credential request, as the plugin chain sees it.

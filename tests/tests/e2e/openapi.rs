@@ -322,6 +322,7 @@ fn answered_codes() -> std::collections::BTreeSet<String> {
             "simple(",
             "coded(",
             "error_body(",
+            "ServiceError::Service(",
             "code: \"",
             "let (code, message) = match status",
         ];
@@ -381,6 +382,67 @@ fn snake_literals(text: &str) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn every_schema_is_a_shared_wire_type() {
+    let document = Fixture::new().document().await;
+    // The names idfed-api defines: the one definition the server, the document and the clients share.
+    let api = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/api/src");
+    let mut defined = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(api).unwrap() {
+        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in source.lines() {
+            let line = line.trim_start();
+            if let Some(rest) = line
+                .strip_prefix("pub struct ")
+                .or_else(|| line.strip_prefix("pub enum "))
+            {
+                let name: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+                defined.insert(name);
+            }
+        }
+    }
+    assert!(
+        defined.contains("ConnectorDetail") && defined.len() > 30,
+        "{defined:?}"
+    );
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.len() > 30, "{}", schemas.len());
+    for name in schemas.keys() {
+        assert!(
+            defined.contains(name),
+            "schema {name} is not an idfed-api type"
+        );
+    }
+    // Every JSON body, asked or answered, is one of them (the document itself excepted).
+    let mut checked = 0;
+    for (method, path) in operations(&document) {
+        let operation = &document["paths"][&path][&method];
+        let mut bodies = vec![(
+            "request".to_owned(),
+            &operation["requestBody"]["content"]["application/json"]["schema"],
+        )];
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            bodies.push((
+                status.clone(),
+                &response["content"]["application/json"]["schema"],
+            ));
+        }
+        for (which, schema) in bodies {
+            if schema.is_null() || path == "/api/v1/openapi.json" {
+                continue;
+            }
+            assert!(
+                schema["$ref"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("#/components/schemas/")),
+                "{method} {path} {which}: not a shared type: {schema}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked} bodies");
+}
+
+#[tokio::test]
 async fn every_error_code_is_documented_in_the_readme_and_the_document() {
     let codes = answered_codes();
     // The collection itself works: codes of each kind of source are found.
@@ -400,6 +462,24 @@ async fn every_error_code_is_documented_in_the_readme_and_the_document() {
         assert!(codes.contains(known), "{known} not collected: {codes:?}");
     }
     assert!(codes.len() >= 45, "{codes:?}");
+    // The client library's ErrorCode names every code the server answers, and nothing it never answers.
+    // (`plugin_cache_error` is collected but answered as `internal_error`.)
+    for code in &codes {
+        assert!(
+            code == "plugin_cache_error"
+                || !matches!(
+                    idfed_api::ErrorCode::parse(code),
+                    idfed_api::ErrorCode::Other(_)
+                ),
+            "idfed_api::ErrorCode has no variant for {code}"
+        );
+    }
+    for known in idfed_api::ErrorCode::ALL {
+        assert!(
+            codes.contains(*known),
+            "ErrorCode names {known}, which no handler answers"
+        );
+    }
     let readme = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
     )

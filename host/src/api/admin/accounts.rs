@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,10 +13,11 @@ use crate::api::AppState;
 use crate::api::extract::JsonBody;
 use crate::api::openapi::ErrorBody;
 use crate::model::{Account, AccountInput, AccountSource, AccountSourceInput};
+use crate::secret::Secret;
 use crate::store::Store;
+use idfed_api::admin as api;
 
-/// What answers show in place of a secret.
-pub const REDACTED: &str = "***";
+pub use idfed_api::admin::{AccountBody, AccountList, REDACTED};
 
 /// The account routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -27,22 +27,46 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// An account as answers show it: never its secret.
-pub fn account_json(account: &Account) -> Value {
+pub fn account_body(account: &Account) -> AccountBody {
     let source = match &account.source {
-        AccountSource::IamUser { access_key_id, .. } => json!({
-            "type": "iam-user",
-            "access_key_id": access_key_id,
-            "secret_access_key": REDACTED,
-        }),
-        AccountSource::HostCredentials => json!({"type": "host-credentials"}),
+        AccountSource::IamUser { access_key_id, .. } => api::AccountSource::IamUser {
+            access_key_id: access_key_id.clone(),
+            secret_access_key: Some(REDACTED.to_owned()),
+        },
+        AccountSource::HostCredentials => api::AccountSource::HostCredentials,
     };
-    json!({
-        "name": account.name,
-        "description": account.description,
-        "source": source,
-        "region": account.region,
-        "sts_endpoint": account.sts_endpoint,
-    })
+    AccountBody {
+        name: account.name.clone(),
+        description: account.description.clone(),
+        source,
+        region: account.region.clone(),
+        sts_endpoint: account.sts_endpoint.clone(),
+    }
+}
+
+/// What an administrator wrote, as the store takes it: the redaction sent back as it was shown (or no
+/// secret at all) keeps the stored secret.
+fn account_input(mut body: AccountBody) -> AccountInput {
+    let source = match &mut body.source {
+        api::AccountSource::IamUser {
+            access_key_id,
+            secret_access_key,
+        } => AccountSourceInput::IamUser {
+            access_key_id: std::mem::take(access_key_id),
+            secret_access_key: secret_access_key
+                .as_mut()
+                .filter(|s| s.as_str() != REDACTED)
+                .map(|s| Secret::new(std::mem::take(s))),
+        },
+        api::AccountSource::HostCredentials => AccountSourceInput::HostCredentials,
+    };
+    AccountInput {
+        name: std::mem::take(&mut body.name),
+        description: std::mem::take(&mut body.description),
+        source,
+        region: body.region.take(),
+        sts_endpoint: body.sts_endpoint.take(),
+    }
 }
 
 /// The AWS accounts (secrets shown as `***`).
@@ -52,14 +76,15 @@ pub fn account_json(account: &Account) -> Value {
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"accounts\": [...]}`", body = serde_json::Value),
+        (status = 200, description = "The accounts", body = AccountList),
         AdminErrors,
     )
 )]
-async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<AccountList>> {
     let accounts = state.service.store.list_accounts()?;
-    let accounts: Vec<Value> = accounts.iter().map(account_json).collect();
-    Ok(Json(json!({ "accounts": accounts })))
+    Ok(Json(AccountList {
+        accounts: accounts.iter().map(account_body).collect(),
+    }))
 }
 
 /// An AWS account (its secret shown as `***`).
@@ -70,7 +95,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     params(("name" = String, Path, description = "The account's name")),
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "The account", body = serde_json::Value),
+        (status = 200, description = "The account", body = AccountBody),
         AdminErrors,
         (status = 404, description = "No such account (`not_found`)", body = ErrorBody),
     )
@@ -79,13 +104,13 @@ async fn show(
     State(state): State<AppState>,
     _admin: Admin,
     Path(name): Path<String>,
-) -> AdminResult<Json<Value>> {
+) -> AdminResult<Json<AccountBody>> {
     let account = state
         .service
         .store
         .get_account(&name)?
         .ok_or_else(|| AdminError::not_found(format!("no account named {name:?}")))?;
-    Ok(Json(account_json(&account)))
+    Ok(Json(account_body(&account)))
 }
 
 /// Creates or replaces an AWS account (a `secret_access_key` of `***` keeps the stored one).
@@ -94,11 +119,11 @@ async fn show(
     path = "/admin/accounts/{name}",
     tag = "admin",
     params(("name" = String, Path, description = "The account's name")),
-    request_body(content = Object, description = "The account: `name` (optional, the path's), `description`, `source` (`{\"type\": \"iam-user\", \"access_key_id\", \"secret_access_key\"}` or `{\"type\": \"host-credentials\"}`), `region`, `sts_endpoint`"),
+    request_body(content = AccountBody, description = "The account (`name` may be left out: the path's)"),
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "The account, replaced", body = serde_json::Value),
-        (status = 201, description = "The account, created", body = serde_json::Value),
+        (status = 200, description = "The account, replaced", body = AccountBody),
+        (status = 201, description = "The account, created", body = AccountBody),
         AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
@@ -112,37 +137,15 @@ async fn put(
     State(state): State<AppState>,
     admin: Admin,
     Path(name): Path<String>,
-    JsonBody(mut body): JsonBody<Value>,
-) -> AdminResult<(StatusCode, Json<Value>)> {
-    let Some(object) = body.as_object_mut() else {
-        return Err(AdminError::invalid("the body must be a JSON object"));
-    };
-    match object.get("name") {
-        None => {
-            object.insert("name".into(), Value::String(name.clone()));
-        }
-        Some(Value::String(given)) if *given == name => {}
-        Some(_) => {
-            return Err(AdminError::invalid(format!(
-                "name: the body's name must be the path's ({name:?}), or be left out"
-            )));
-        }
+    JsonBody(body): JsonBody<AccountBody>,
+) -> AdminResult<(StatusCode, Json<AccountBody>)> {
+    if !body.name.is_empty() && body.name != name {
+        return Err(AdminError::invalid(format!(
+            "name: the body's name must be the path's ({name:?}), or be left out"
+        )));
     }
-    let mut input: AccountInput = serde_json::from_value(body).map_err(|e| {
-        AdminError::Api(crate::api::ApiError::UnreadableJson(format!(
-            "the body is not a valid account: {e}"
-        )))
-    })?;
-    // The redaction sent back as it was shown means "keep the stored secret".
-    if let AccountSourceInput::IamUser {
-        secret_access_key, ..
-    } = &mut input.source
-        && secret_access_key
-            .as_ref()
-            .is_some_and(|s| s.expose() == REDACTED)
-    {
-        *secret_access_key = None;
-    }
+    let mut input = account_input(body);
+    input.name = name.clone();
     let store = &state.service.store;
     let existed = store.get_account(&name)?.is_some();
     let kind = match input.source {
@@ -163,7 +166,7 @@ async fn put(
         .audited(&state.service.audit, event)
         .put_account(input)?;
     state.service.vendor.cache().flush_account(&account.name);
-    Ok((status, Json(account_json(&account))))
+    Ok((status, Json(account_body(&account))))
 }
 
 /// Deletes an AWS account.

@@ -7,8 +7,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -28,82 +26,30 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove))
 }
 
-/// A new system-scope API key.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ApiKeyInput {
-    name: String,
-    /// The connectors (ids or names) the key may use.
-    connectors: Vec<String>,
-    /// When the key expires (RFC 3339); never if left out.
-    #[serde(default)]
-    expires: Option<String>,
-}
+pub use idfed_api::admin::{ApiKeyBody, ApiKeyInput, ApiKeyList, KeyConnector};
 
-/// A connector an API key may use, by id and (while it exists) name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct KeyConnector {
-    /// The connector's id.
-    pub id: Uuid,
-    /// Its name; `null` once the connector is gone.
-    pub name: Option<String>,
-}
-
-/// An API key as the admin API shows it: never the key nor its hash (but `key`, once, in the answer that
-/// creates it). The one definition the handlers write and the document describes.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ApiKeyBody {
-    /// The key's id (its public prefix carries it).
-    pub id: Uuid,
-    /// Its name (also the STS session name of what it vends).
-    pub name: String,
-    /// The system-scope connectors it may use.
-    pub connectors: Vec<KeyConnector>,
-    /// When it was made (RFC 3339).
-    pub created: String,
-    /// When it stops working (RFC 3339), if ever.
-    pub expires: Option<String>,
-    /// Whether it has expired.
-    pub expired: bool,
-    /// When it was last used (RFC 3339; updated at most once a minute), if ever.
-    pub last_used: Option<String>,
-    /// The whole key: only in the answer that creates it, never again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub key: Option<String>,
-}
-
-impl ApiKeyBody {
-    /// How `key` is shown (without its secret), naming its connectors from `connectors`.
-    pub fn of(key: &ApiKey, connectors: &[Connector]) -> Self {
-        ApiKeyBody {
-            id: key.id,
-            name: key.name.clone(),
-            connectors: key
-                .connectors
-                .iter()
-                .map(|id| KeyConnector {
-                    id: *id,
-                    name: connectors
-                        .iter()
-                        .find(|c| c.id == *id)
-                        .map(|c| c.name.clone()),
-                })
-                .collect(),
-            created: rfc3339(key.created),
-            expires: key.expires.map(rfc3339),
-            expired: key.expires.is_some_and(|at| at <= SystemTime::now()),
-            last_used: key.last_used.map(rfc3339),
-            key: None,
-        }
+/// How `key` is shown (without its secret), naming its connectors from `connectors`.
+pub fn api_key_body(key: &ApiKey, connectors: &[Connector]) -> ApiKeyBody {
+    ApiKeyBody {
+        id: key.id,
+        name: key.name.clone(),
+        connectors: key
+            .connectors
+            .iter()
+            .map(|id| KeyConnector {
+                id: *id,
+                name: connectors
+                    .iter()
+                    .find(|c| c.id == *id)
+                    .map(|c| c.name.clone()),
+            })
+            .collect(),
+        created: rfc3339(key.created),
+        expires: key.expires.map(rfc3339),
+        expired: key.expires.is_some_and(|at| at <= SystemTime::now()),
+        last_used: key.last_used.map(rfc3339),
+        key: None,
     }
-}
-
-/// The API keys.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ApiKeyList {
-    /// The keys, by name.
-    pub api_keys: Vec<ApiKeyBody>,
 }
 
 /// The system-scope API keys (never the keys nor their hashes).
@@ -122,10 +68,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     let keys = store.list_api_keys()?;
     let connectors = store.list_connectors()?;
     Ok(Json(ApiKeyList {
-        api_keys: keys
-            .iter()
-            .map(|k| ApiKeyBody::of(k, &connectors))
-            .collect(),
+        api_keys: keys.iter().map(|k| api_key_body(k, &connectors)).collect(),
     }))
 }
 
@@ -189,7 +132,7 @@ async fn create(
             .audited(&state.service.audit, event)
             .create_api_key(&input.name, ids, expires)?;
     let connectors = store.list_connectors()?;
-    let mut body = ApiKeyBody::of(&key, &connectors);
+    let mut body = api_key_body(&key, &connectors);
     body.key = Some(secret.expose().to_owned());
     Ok((
         StatusCode::CREATED,

@@ -7,15 +7,13 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AdminErrors;
 use super::{Admin, AdminError, AdminResult, parse_time};
 use crate::api::{ApiError, AppState};
-use crate::audit::{AuditFilter, AuditRecord, DEFAULT_QUERY_LIMIT, Outcome, PluginRecords};
+use crate::audit::{AuditFilter, DEFAULT_QUERY_LIMIT, Outcome, PluginRecords};
 use crate::store::{Store, check_digest};
 
 /// The most records one query returns.
@@ -31,12 +29,7 @@ const PARAMETERS: [&str; 7] = [
     "limit",
 ];
 
-/// Audit records, newest first: the one definition the handler writes and the document describes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct AuditRecords {
-    /// The records.
-    pub records: Vec<AuditRecord>,
-}
+pub use idfed_api::audit::AuditRecords;
 
 /// The audit route.
 pub fn router() -> OpenApiRouter<AppState> {

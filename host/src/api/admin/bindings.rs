@@ -6,9 +6,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use utoipa::ToSchema;
+use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -29,17 +27,50 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove))
 }
 
-/// A binding as answers show it (the configuration as JSON).
-pub fn binding_json(b: &BindingSpec) -> Value {
+pub use idfed_api::admin::{BindingBody, BindingInput, BindingList, LimitsBody};
+
+/// A binding as answers show it (the configuration as JSON; as a string if it is not JSON).
+pub fn binding_body(b: &BindingSpec) -> BindingBody {
     let config = serde_json::from_str::<Value>(&b.config)
         .unwrap_or_else(|_| Value::String(b.config.clone()));
-    json!({
-        "id": b.id,
-        "plugin": b.plugin,
-        "config": config,
-        "limits": b.limits,
-        "tag_keys": b.tag_keys,
-    })
+    BindingBody {
+        id: b.id.clone(),
+        plugin: b.plugin.clone(),
+        config,
+        limits: b.limits.map(|l| LimitsBody {
+            deadline_ms: Some(u64::try_from(l.deadline.as_millis()).unwrap_or(u64::MAX)),
+            memory_bytes: Some(l.memory_bytes),
+        }),
+        tag_keys: b.tag_keys.clone(),
+        position: None,
+    }
+}
+
+/// A binding as written back in a connector's `PUT`, as stored: a configuration given as a string is
+/// kept as it is, any other JSON as its text; limits left out are the runtime's defaults.
+pub fn binding_spec(state: &AppState, body: BindingBody) -> BindingSpec {
+    let config = match body.config {
+        Value::String(text) => text,
+        other => other.to_string(),
+    };
+    BindingSpec {
+        id: body.id,
+        plugin: body.plugin.trim().to_ascii_lowercase(),
+        config,
+        limits: body.limits.map(|given| limits(state, given)),
+        tag_keys: body.tag_keys,
+    }
+}
+
+/// Limits as given, the runtime's defaults where left out.
+fn limits(state: &AppState, given: LimitsBody) -> Limits {
+    let defaults = state.service.plugins.config().default_limits;
+    Limits {
+        deadline: given
+            .deadline_ms
+            .map_or(defaults.deadline, Duration::from_millis),
+        memory_bytes: given.memory_bytes.unwrap_or(defaults.memory_bytes),
+    }
 }
 
 /// Applies `change` to the connector's plugin chain and stores it with the audit record `event` makes of
@@ -96,38 +127,6 @@ pub async fn check_binding(state: &AppState, spec: &BindingSpec) -> AdminResult<
     Ok(())
 }
 
-/// A binding's limits (the runtime's defaults where left out).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct LimitsInput {
-    #[serde(default)]
-    deadline_ms: Option<u64>,
-    #[serde(default)]
-    memory_bytes: Option<usize>,
-}
-
-/// A new binding of a stored plugin to a connector.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct BindingInput {
-    /// The plugin's digest.
-    plugin: String,
-    /// The plugin's configuration (`{}` if left out), checked by its `validate-config`.
-    #[serde(default)]
-    config: Option<Value>,
-    /// Where in the chain (the end if left out).
-    #[serde(default)]
-    position: Option<usize>,
-    #[serde(default)]
-    limits: Option<LimitsInput>,
-    /// The session tag keys the plugin may add to a request (none if left out). Tags are what ABAC
-    /// policies (`aws:PrincipalTag/…`) grant on, so a plugin adding any other key is a fault
-    /// (`plugin_widened_grant`). Each must be a key STS takes; compared ignoring case.
-    #[serde(default)]
-    #[schema(max_items = 50)]
-    tag_keys: Vec<String>,
-}
-
 /// The plugins bound to a connector, in chain order.
 #[utoipa::path(
     get,
@@ -136,7 +135,7 @@ struct BindingInput {
     params(("c" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"connector\", \"connector_id\", \"bindings\": [...]}`", body = serde_json::Value),
+        (status = 200, description = "The connector's plugin chain", body = BindingList),
         AdminErrors,
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
     )
@@ -145,14 +144,13 @@ async fn list(
     State(state): State<AppState>,
     _admin: Admin,
     Path(c): Path<String>,
-) -> AdminResult<Json<Value>> {
+) -> AdminResult<Json<BindingList>> {
     let connector = find_connector(&state, &c)?;
-    let bindings: Vec<Value> = connector.bindings.iter().map(binding_json).collect();
-    Ok(Json(json!({
-        "connector": connector.name,
-        "connector_id": connector.id,
-        "bindings": bindings,
-    })))
+    Ok(Json(BindingList {
+        bindings: connector.bindings.iter().map(binding_body).collect(),
+        connector: connector.name,
+        connector_id: connector.id,
+    }))
 }
 
 /// Binds a stored plugin to a connector.
@@ -164,7 +162,7 @@ async fn list(
     request_body = BindingInput,
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 201, description = "The binding", body = serde_json::Value),
+        (status = 201, description = "The binding, with its position", body = BindingBody),
         AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
@@ -179,7 +177,7 @@ async fn create(
     admin: Admin,
     Path(c): Path<String>,
     JsonBody(input): JsonBody<BindingInput>,
-) -> AdminResult<(StatusCode, Json<Value>)> {
+) -> AdminResult<(StatusCode, Json<BindingBody>)> {
     let connector = find_connector(&state, &c)?;
     if let Some(position) = input.position
         && position > connector.bindings.len()
@@ -189,15 +187,7 @@ async fn create(
             connector.bindings.len()
         )));
     }
-    let limits = input.limits.map(|given| {
-        let defaults = state.service.plugins.config().default_limits;
-        Limits {
-            deadline: given
-                .deadline_ms
-                .map_or(defaults.deadline, Duration::from_millis),
-            memory_bytes: given.memory_bytes.unwrap_or(defaults.memory_bytes),
-        }
-    });
+    let limits = input.limits.map(|given| limits(&state, given));
     let config = match &input.config {
         None => "{}".to_owned(),
         Some(value) => value.to_string(),
@@ -213,7 +203,7 @@ async fn create(
     // The chain as it is now (it may have changed while the plugin checked the configuration).
     let id = connector.id.to_string();
     let mut position = 0;
-    let connector = change_chain(
+    change_chain(
         &state,
         &id,
         |chain| {
@@ -232,10 +222,10 @@ async fn create(
             )
         },
     )?;
-    let mut body = binding_json(&spec);
-    body["position"] = json!(position);
-    body["connector"] = json!(connector.name);
-    body["connector_id"] = json!(connector.id);
+    let body = BindingBody {
+        position: Some(position),
+        ..binding_body(&spec)
+    };
     Ok((StatusCode::CREATED, Json(body)))
 }
 

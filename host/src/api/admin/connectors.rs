@@ -7,20 +7,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AdminErrors;
-use super::bindings::{binding_json, check_binding};
+use super::bindings::{binding_body, binding_spec, check_binding};
 use super::{Admin, AdminError, AdminResult, find_connector};
 use crate::api::extract::JsonBody;
 use crate::api::openapi::ErrorBody;
 use crate::api::{ApiError, AppState};
-use crate::model::{BindingSpec, Connector, Principal};
+use crate::model::{BindingSpec, Connector};
 use crate::store::Store;
 
 /// The connector routes.
@@ -31,88 +28,48 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(flush_cache))
 }
 
-fn yes() -> bool {
-    true
-}
+pub use idfed_api::admin::{ConnectorDetail, ConnectorDetailList, FlushedBody};
 
-/// A connector as an administrator writes it: the server assigns the id; bindings are added through
-/// `/bindings` (a `PUT` may give them, else keeps them).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ConnectorInput {
-    #[serde(default)]
-    id: Option<Uuid>,
-    name: String,
-    #[serde(default)]
-    description: String,
-    account: String,
-    /// `{"type": "assumed-role" | "federated-user" | "iam-user", …}`.
-    #[schema(value_type = Object)]
-    principal: Principal,
-    #[serde(default)]
-    policy: Option<String>,
-    #[serde(default)]
-    policy_arns: Vec<String>,
-    #[serde(default)]
-    default_duration_seconds: Option<u32>,
-    #[serde(default)]
-    max_duration_seconds: Option<u32>,
-    #[serde(default)]
-    groups: Vec<String>,
-    #[serde(default)]
-    system_scope: bool,
-    #[serde(default = "yes")]
-    enabled: bool,
-    /// Hand out credentials already issued to the same caller for the same final request while they have
-    /// enough life left (default off; see the README's "Credential cache").
-    #[serde(default)]
-    credential_cache: bool,
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
-    bindings: Option<Vec<BindingSpec>>,
-}
-
-impl ConnectorInput {
-    fn into_connector(self, id: Uuid, bindings: Vec<BindingSpec>) -> Connector {
-        Connector {
-            id,
-            name: self.name,
-            description: self.description,
-            account: self.account,
-            principal: self.principal,
-            policy: self.policy,
-            policy_arns: self.policy_arns,
-            default_duration_seconds: self.default_duration_seconds,
-            max_duration_seconds: self.max_duration_seconds,
-            groups: self.groups,
-            system_scope: self.system_scope,
-            enabled: self.enabled,
-            credential_cache: self.credential_cache,
-            bindings,
-        }
+/// The connector an administrator wrote, with its id and (as stored) bindings.
+fn connector_of(input: ConnectorDetail, id: Uuid, bindings: Vec<BindingSpec>) -> Connector {
+    Connector {
+        id,
+        name: input.name,
+        description: input.description,
+        account: input.account,
+        principal: input.principal,
+        policy: input.policy,
+        policy_arns: input.policy_arns,
+        default_duration_seconds: input.default_duration_seconds,
+        max_duration_seconds: input.max_duration_seconds,
+        groups: input.groups,
+        system_scope: input.system_scope,
+        enabled: input.enabled,
+        credential_cache: input.credential_cache,
+        bindings,
     }
 }
 
 /// A connector as admin answers show it: everything (a connector holds no secret).
-pub fn connector_json(c: &Connector) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "description": c.description,
-        "account": c.account,
-        "principal_type": c.principal.principal_type(),
-        "principal": c.principal,
-        "policy": c.policy,
-        "policy_arns": c.policy_arns,
-        "default_duration_seconds": c.default_duration_seconds,
-        "max_duration_seconds": c.max_duration_seconds,
-        "groups": c.groups,
-        "system_scope": c.system_scope,
-        "enabled": c.enabled,
-        "credential_cache": c.credential_cache,
-        "bindings": c.bindings.iter().map(binding_json).collect::<Vec<_>>(),
-        "revision": c.revision(),
-    })
+pub fn connector_detail(c: &Connector) -> ConnectorDetail {
+    ConnectorDetail {
+        id: Some(c.id),
+        name: c.name.clone(),
+        description: c.description.clone(),
+        account: c.account.clone(),
+        principal_type: Some(c.principal.principal_type()),
+        principal: c.principal.clone(),
+        policy: c.policy.clone(),
+        policy_arns: c.policy_arns.clone(),
+        default_duration_seconds: c.default_duration_seconds,
+        max_duration_seconds: c.max_duration_seconds,
+        groups: c.groups.clone(),
+        system_scope: c.system_scope,
+        enabled: c.enabled,
+        credential_cache: c.credential_cache,
+        bindings: Some(c.bindings.iter().map(binding_body).collect()),
+        revision: Some(c.revision()),
+    }
 }
 
 /// Refuses an edit whose `If-Match` (a connector's `revision`, quoted or not; `*` for any) is not the
@@ -149,14 +106,18 @@ fn check_if_match(headers: &HeaderMap, connector: &Connector) -> AdminResult<()>
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "`{\"connectors\": [...]}`", body = serde_json::Value),
+        (status = 200, description = "The connectors", body = ConnectorDetailList),
         AdminErrors,
     )
 )]
-async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> AdminResult<Json<ConnectorDetailList>> {
     let connectors = state.service.store.list_connectors()?;
-    let connectors: Vec<Value> = connectors.iter().map(connector_json).collect();
-    Ok(Json(json!({ "connectors": connectors })))
+    Ok(Json(ConnectorDetailList {
+        connectors: connectors.iter().map(connector_detail).collect(),
+    }))
 }
 
 /// A connector, in full.
@@ -167,7 +128,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "The connector", body = serde_json::Value),
+        (status = 200, description = "The connector", body = ConnectorDetail),
         AdminErrors,
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
     )
@@ -179,7 +140,7 @@ async fn show(
 ) -> AdminResult<Response> {
     let connector = find_connector(&state, &id_or_name)?;
     let etag = format!("\"{}\"", connector.revision());
-    Ok(([(header::ETAG, etag)], Json(connector_json(&connector))).into_response())
+    Ok(([(header::ETAG, etag)], Json(connector_detail(&connector))).into_response())
 }
 
 /// Creates a connector (the server assigns its id; bind plugins through `/bindings`).
@@ -187,10 +148,10 @@ async fn show(
     post,
     path = "/admin/connectors",
     tag = "admin",
-    request_body = ConnectorInput,
+    request_body = ConnectorDetail,
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 201, description = "The connector", body = serde_json::Value),
+        (status = 201, description = "The connector", body = ConnectorDetail),
         AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`)", body = ErrorBody),
@@ -203,8 +164,8 @@ async fn show(
 async fn create(
     State(state): State<AppState>,
     admin: Admin,
-    JsonBody(input): JsonBody<ConnectorInput>,
-) -> AdminResult<(StatusCode, Json<Value>)> {
+    JsonBody(input): JsonBody<ConnectorDetail>,
+) -> AdminResult<(StatusCode, Json<ConnectorDetail>)> {
     if input.id.is_some() {
         return Err(AdminError::invalid(
             "id: the server assigns a new connector's id; leave it out",
@@ -215,7 +176,7 @@ async fn create(
             "bindings: bind plugins with POST /api/v1/admin/connectors/{connector}/bindings",
         ));
     }
-    let connector = input.into_connector(Uuid::new_v4(), Vec::new());
+    let connector = connector_of(input, Uuid::new_v4(), Vec::new());
     let event = admin.event(
         "admin.connector.create",
         Some(&connector),
@@ -231,7 +192,7 @@ async fn create(
         .store
         .audited(&state.service.audit, event)
         .create_connector(connector)?;
-    Ok((StatusCode::CREATED, Json(connector_json(&connector))))
+    Ok((StatusCode::CREATED, Json(connector_detail(&connector))))
 }
 
 /// Replaces a connector (its bindings kept unless given). With `If-Match: "<revision>"` (from a read), only
@@ -241,10 +202,10 @@ async fn create(
     path = "/admin/connectors/{id_or_name}",
     tag = "admin",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
-    request_body = ConnectorInput,
+    request_body = ConnectorDetail,
     security(("bearer" = []), ("basic" = [])),
     responses(
-        (status = 200, description = "The connector", body = serde_json::Value),
+        (status = 200, description = "The connector", body = ConnectorDetail),
         AdminErrors,
         (status = 404, description = "No such resource (`not_found`, `connector_not_found`)", body = ErrorBody),
         (status = 409, description = "A conflict with what is stored (`conflict`), or a change by someone else meanwhile", body = ErrorBody),
@@ -260,8 +221,8 @@ async fn replace(
     admin: Admin,
     Path(id_or_name): Path<String>,
     headers: HeaderMap,
-    JsonBody(input): JsonBody<ConnectorInput>,
-) -> AdminResult<Json<Value>> {
+    JsonBody(input): JsonBody<ConnectorDetail>,
+) -> AdminResult<Json<ConnectorDetail>> {
     let existing = find_connector(&state, &id_or_name)?;
     check_if_match(&headers, &existing)?;
     if input.id.is_some_and(|id| id != existing.id) {
@@ -270,9 +231,12 @@ async fn replace(
             existing.id
         )));
     }
-    let bindings = match input.bindings.clone() {
+    let mut input = input;
+    let bindings = match input.bindings.take() {
         None => existing.bindings.clone(),
         Some(given) => {
+            let given: Vec<BindingSpec> =
+                given.into_iter().map(|b| binding_spec(&state, b)).collect();
             // New or changed bindings are checked by their plugin's validate-config now.
             for spec in &given {
                 if !existing.bindings.contains(spec) {
@@ -282,7 +246,7 @@ async fn replace(
             given
         }
     };
-    let connector = input.into_connector(existing.id, bindings);
+    let connector = connector_of(input, existing.id, bindings);
     let event = admin.event(
         "admin.connector.update",
         Some(&connector),
@@ -310,7 +274,7 @@ async fn replace(
             tracing::warn!(binding = %dropped.id, error = %e, "could not remove a binding's state");
         }
     }
-    Ok(Json(connector_json(&connector)))
+    Ok(Json(connector_detail(&connector)))
 }
 
 /// Deletes a connector and its bindings.
@@ -351,15 +315,6 @@ async fn delete(
         }
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// What a cache flush ended.
-#[derive(Serialize, ToSchema)]
-struct FlushedBody {
-    /// The connector's name.
-    connector: String,
-    /// How many cached credential sets were ended (none when the connector's cache is off).
-    flushed: usize,
 }
 
 /// Ends every credential set cached for a connector: the next vend of each caller goes to STS. Credentials

@@ -2,8 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,16 +12,7 @@ use crate::api::{ApiError, AppState};
 /// The most groups one answer lists.
 pub const MAX_GROUPS: usize = 5000;
 
-/// The directory's groups, for choosing who may use a connector.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct GroupList {
-    /// The directory's groups, sorted, at most [`MAX_GROUPS`].
-    pub groups: Vec<String>,
-    /// The groups whose members are administrators.
-    pub admin_groups: Vec<String>,
-    /// Whether the directory has more groups than listed.
-    pub truncated: bool,
-}
+pub use idfed_api::admin::GroupList;
 
 /// The groups route.
 pub fn router() -> OpenApiRouter<AppState> {

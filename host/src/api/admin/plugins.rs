@@ -7,8 +7,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
@@ -28,42 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove))
 }
 
-/// Where a plugin is bound.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PluginUse {
-    /// The connector's name.
-    pub connector: String,
-    /// The connector's id.
-    pub connector_id: uuid::Uuid,
-    /// The binding's id.
-    pub binding: String,
-}
-
-/// A stored plugin: the one definition the handlers write and the document describes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PluginBody {
-    /// The component's SHA-256 (hex).
-    pub digest: String,
-    /// Its name, if it was uploaded with one.
-    pub name: Option<String>,
-    /// Its size in bytes.
-    pub size: u64,
-    /// When it was stored (RFC 3339); only in lists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub stored: Option<String>,
-    /// Where it is bound; only in lists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub bindings: Option<Vec<PluginUse>>,
-}
-
-/// The stored plugins.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PluginList {
-    /// The plugins.
-    pub plugins: Vec<PluginBody>,
-}
+pub use idfed_api::admin::{PluginBody, PluginList, PluginUse};
 
 /// The stored plugins and where they are bound.
 #[utoipa::path(

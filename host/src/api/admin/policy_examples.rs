@@ -2,8 +2,7 @@
 //! passes STS's limits (see the tests); placeholders are in capitals (`BUCKET`, `eu-west-1`…).
 
 use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use idfed_api::admin::{PolicyExample, PolicyExampleList};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -11,26 +10,16 @@ use super::AdminErrors;
 use super::{Admin, AdminResult};
 use crate::api::AppState;
 
-/// An example session policy: the one definition the handler writes and the document describes.
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-pub struct PolicyExample {
-    /// A short name.
-    pub name: &'static str,
-    /// What it allows, and what to replace.
-    pub description: &'static str,
-    /// The policy document (JSON).
-    pub policy: &'static str,
+/// An example as compiled in; the answer is the shared [`PolicyExample`].
+#[derive(Clone, Copy)]
+struct Example {
+    name: &'static str,
+    description: &'static str,
+    policy: &'static str,
 }
 
-/// The examples.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct PolicyExampleList {
-    /// The examples, by name.
-    pub examples: Vec<PolicyExample>,
-}
-
-const EXAMPLES: &[PolicyExample] = &[
-    PolicyExample {
+const EXAMPLES: &[Example] = &[
+    Example {
         name: "read-only",
         description: "Read-only access to common services' metadata and data: List, Get and Describe \
                       actions, like a narrow ReadOnlyAccess (the role's or user's own policy still applies).",
@@ -53,7 +42,7 @@ const EXAMPLES: &[PolicyExample] = &[
   ]
 }"#,
     },
-    PolicyExample {
+    Example {
         name: "s3-one-bucket",
         description: "Read and write objects in one S3 bucket: replace BUCKET with its name.",
         policy: r#"{
@@ -74,7 +63,7 @@ const EXAMPLES: &[PolicyExample] = &[
   ]
 }"#,
     },
-    PolicyExample {
+    Example {
         name: "s3-one-bucket-read-only",
         description: "Read objects in one S3 bucket: replace BUCKET with its name.",
         policy: r#"{
@@ -93,7 +82,7 @@ const EXAMPLES: &[PolicyExample] = &[
   ]
 }"#,
     },
-    PolicyExample {
+    Example {
         name: "one-region-only",
         description: "Everything the principal may do, but only in one region (global services such as \
                       IAM, STS, CloudFront and Route 53 excepted): replace eu-west-1 with the region.",
@@ -121,7 +110,7 @@ const EXAMPLES: &[PolicyExample] = &[
   ]
 }"#,
     },
-    PolicyExample {
+    Example {
         name: "ec2-start-stop-by-tag",
         description: "Start, stop and reboot the EC2 instances tagged Team=TEAM, and see all instances: \
                       replace TEAM with the tag's value.",
@@ -146,7 +135,7 @@ const EXAMPLES: &[PolicyExample] = &[
   ]
 }"#,
     },
-    PolicyExample {
+    Example {
         name: "cloudwatch-logs-read",
         description: "Read CloudWatch Logs in one log group prefix: replace /app/ with the prefix.",
         policy: r#"{
@@ -168,7 +157,7 @@ const EXAMPLES: &[PolicyExample] = &[
   ]
 }"#,
     },
-    PolicyExample {
+    Example {
         name: "deny-iam-changes",
         description: "Everything except changing IAM (users, roles, policies, keys): for powerful but \
                       not privileged sessions.",
@@ -211,7 +200,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn list(_admin: Admin) -> AdminResult<Json<PolicyExampleList>> {
     Ok(Json(PolicyExampleList {
-        examples: EXAMPLES.to_vec(),
+        examples: EXAMPLES
+            .iter()
+            .map(|e| PolicyExample {
+                name: e.name.to_owned(),
+                description: e.description.to_owned(),
+                policy: e.policy.to_owned(),
+            })
+            .collect(),
     }))
 }
 
