@@ -528,14 +528,13 @@ impl Cli {
                 destination,
                 duration,
             } => report(
-                crate::client::console_url(&connector, destination.as_deref(), duration)
+                console_url(&connector, destination, duration)
                     .await
                     .map(|answer| {
                         println!("{}", answer.url);
                         eprintln!("valid until {}", answer.expires);
                         ExitCode::SUCCESS
-                    })
-                    .map_err(|e| Failure(e.0)),
+                    }),
             ),
             Command::ContainerServer {
                 connector,
@@ -551,26 +550,21 @@ impl Cli {
                 connector,
                 duration,
                 json,
-            } => report(
-                crate::client::ecr_login(&connector, duration)
-                    .await
-                    .map(|login| {
-                        if json {
-                            println!(
-                                "{}",
-                                serde_json::to_string_pretty(&login).expect("logins serialize")
-                            );
-                        } else {
-                            println!("{}", login.password);
-                            eprintln!(
-                                "idfed: the password for {} (user {}), until {}",
-                                login.registry, login.username, login.expires_at
-                            );
-                        }
-                        ExitCode::SUCCESS
-                    })
-                    .map_err(|e| Failure(e.0)),
-            ),
+            } => report(ecr_login(&connector, duration).await.map(|login| {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&login).expect("logins serialize")
+                    );
+                } else {
+                    println!("{}", login.password);
+                    eprintln!(
+                        "idfed: the password for {} (user {}), until {}",
+                        login.registry, login.username, login.expires_at
+                    );
+                }
+                ExitCode::SUCCESS
+            })),
             Command::CodeartifactToken {
                 connector,
                 domain,
@@ -578,25 +572,19 @@ impl Cli {
                 duration,
                 json,
             } => report(
-                crate::client::codeartifact_token(
-                    &connector,
-                    &domain,
-                    domain_owner.as_deref(),
-                    duration,
-                )
-                .await
-                .map(|token| {
-                    if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&token).expect("tokens serialize")
-                        );
-                    } else {
-                        println!("{}", token.token);
-                    }
-                    ExitCode::SUCCESS
-                })
-                .map_err(|e| Failure(e.0)),
+                codeartifact_token(&connector, &domain, domain_owner.as_deref(), duration)
+                    .await
+                    .map(|token| {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::to_string_pretty(&token).expect("tokens serialize")
+                            );
+                        } else {
+                            println!("{}", token.token);
+                        }
+                        ExitCode::SUCCESS
+                    }),
             ),
             Command::Exec {
                 connector,
@@ -744,28 +732,30 @@ impl AdminCommand {
                 until,
                 limit,
             } => {
-                let limit = limit.map(|n| n.to_string());
-                let query: Vec<String> = [
-                    ("user", user.as_deref()),
-                    ("connector", connector.as_deref()),
-                    ("outcome", outcome.as_deref()),
-                    ("since", since.as_deref()),
-                    ("until", until.as_deref()),
-                    ("limit", limit.as_deref()),
-                ]
-                .into_iter()
-                .filter_map(|(name, value)| value.map(|v| format!("{name}={}", segment(v))))
-                .collect();
-                let path = if query.is_empty() {
-                    "/admin/audit".to_owned()
-                } else {
-                    format!("/admin/audit?{}", query.join("&"))
+                let outcome = outcome
+                    .map(|o| {
+                        serde_json::from_value::<idfed_api::audit::Outcome>(o.clone().into())
+                            .map_err(|_| {
+                                Failure(format!(
+                                    "unknown outcome {o:?}: issued, refused, plugin_denied, \
+                                     plugin_fault, failed or changed"
+                                ))
+                            })
+                    })
+                    .transpose()?;
+                let query = idfed_api::audit::AuditQuery {
+                    user,
+                    connector,
+                    outcome,
+                    since,
+                    until,
+                    limit: limit.map(|n| n as usize),
+                    ..Default::default()
                 };
-                let answer = api(crate::client::get(&path).await)?;
+                let records = api(client()?.admin().audit(&query).await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&idfed_api::audit::AuditRecords { records });
                 }
-                let records = items(&answer, "records");
                 if records.is_empty() {
                     println!("no audit records");
                     return Ok(ExitCode::SUCCESS);
@@ -773,19 +763,18 @@ impl AdminCommand {
                 let rows = records
                     .iter()
                     .map(|r| {
-                        let e = &r["event"];
-                        let (code, reason) = (text(&e["code"]), text(&e["reason"]));
-                        let detail = match (code.as_ref(), reason.as_ref()) {
-                            ("-", reason) => reason.to_owned(),
-                            (code, "-") => code.to_owned(),
-                            (code, reason) => format!("{code}: {reason}"),
+                        let e = &r.event;
+                        let detail = match (&e.code, &e.reason) {
+                            (None, reason) => dash(reason.as_deref()),
+                            (Some(code), None) => code.clone(),
+                            (Some(code), Some(reason)) => format!("{code}: {reason}"),
                         };
                         vec![
-                            text(&r["time"]).into_owned(),
-                            text(&e["outcome"]).into_owned(),
-                            text(&e["action"]).into_owned(),
-                            text(&e["caller"]).into_owned(),
-                            text(&e["connector"]).into_owned(),
+                            idfed_api::audit::rfc3339::format(r.time),
+                            snake(&e.outcome),
+                            dash(Some(&e.action)),
+                            dash(e.caller.as_deref()),
+                            dash(e.connector.as_deref()),
                             one_line(&detail),
                         ]
                     })
@@ -820,46 +809,84 @@ impl AdminCommand {
     }
 }
 
+/// The typed client of the server the global options (or the kept session) name.
+fn client() -> Result<idfed_client::Client, Failure> {
+    crate::client::client().map_err(|e| Failure(e.0))
+}
+
 /// The client's answer, its failure as one line.
-fn api<T>(result: Result<T, crate::client::ClientError>) -> Result<T, Failure> {
-    result.map_err(|e| Failure(e.0))
+fn api<T>(result: Result<T, idfed_client::Error>) -> Result<T, Failure> {
+    result.map_err(|e| Failure(e.to_string()))
 }
 
-/// Encodes a name, id or query value for the URL.
-fn segment(text: &str) -> String {
-    crate::client::path_segment(text)
+async fn console_url(
+    connector: &str,
+    destination: Option<String>,
+    duration_seconds: Option<u32>,
+) -> Result<idfed_api::ConsoleUrlBody, Failure> {
+    let request = idfed_api::ConsoleRequest {
+        duration_seconds,
+        destination,
+    };
+    api(client()?.console_url(connector, &request).await)
 }
 
-/// Prints the server's answer as it is (nothing for an empty one).
-fn print_json(answer: &serde_json::Value) -> Result<ExitCode, Failure> {
-    if !answer.is_null() {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(answer).expect("JSON values serialize")
-        );
-    }
+async fn ecr_login(
+    connector: &str,
+    duration_seconds: Option<u32>,
+) -> Result<idfed_api::EcrLogin, Failure> {
+    let request = idfed_api::ServiceTokenRequest { duration_seconds };
+    api(client()?.ecr_login(connector, &request).await)
+}
+
+async fn codeartifact_token(
+    connector: &str,
+    domain: &str,
+    domain_owner: Option<&str>,
+    duration_seconds: Option<u32>,
+) -> Result<idfed_api::CodeArtifactToken, Failure> {
+    let request = idfed_api::ServiceTokenRequest { duration_seconds };
+    api(client()?
+        .codeartifact_token(connector, domain, domain_owner, &request)
+        .await)
+}
+
+/// Prints the server's answer as JSON.
+fn print_json<T: serde::Serialize>(answer: &T) -> Result<ExitCode, Failure> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(answer).expect("answers serialize")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-/// The array `answer[key]` (empty when absent).
-fn items<'a>(answer: &'a serde_json::Value, key: &str) -> &'a [serde_json::Value] {
-    answer[key].as_array().map_or(&[], Vec::as_slice)
+/// A cell or a field: the text, `-` when there is none.
+fn dash(text: Option<&str>) -> String {
+    match text {
+        Some(text) if !text.is_empty() => text.to_owned(),
+        _ => "-".to_owned(),
+    }
 }
 
-/// A JSON value for a table cell or a line: strings as they are, `-` for null or empty, else compact JSON.
-fn text(value: &serde_json::Value) -> std::borrow::Cow<'_, str> {
-    match value {
-        serde_json::Value::Null => "-".into(),
-        serde_json::Value::String(s) if s.is_empty() => "-".into(),
-        serde_json::Value::String(s) => s.as_str().into(),
-        serde_json::Value::Array(a) if a.is_empty() => "-".into(),
-        serde_json::Value::Array(a) if a.iter().all(|v| v.is_string()) => a
-            .iter()
-            .filter_map(|v| v.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-            .into(),
-        other => other.to_string().into(),
+/// A list for a cell: comma-separated, `-` when empty.
+fn joined(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(",")
+    }
+}
+
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_owned()
+}
+
+/// A unit enum as the API spells it (`plugin_denied`, `assumed-role`…).
+fn snake<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(other) => other.to_string(),
+        Err(_) => "-".to_owned(),
     }
 }
 
@@ -905,10 +932,10 @@ fn print_fields(fields: &[(&str, String)]) {
     }
 }
 
-/// A JSON file's document.
-fn read_json(path: &Path) -> Result<serde_json::Value, Failure> {
+/// A JSON file's document, as `T`.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Failure> {
     let text = read_text(path)?;
-    serde_json::from_str(&text).map_err(|e| at(path, format!("not valid JSON: {e}")))
+    serde_json::from_str(&text).map_err(|e| at(path, format!("not valid: {e}")))
 }
 
 /// All of stdin, without its trailing line ending.
@@ -926,32 +953,42 @@ fn secret_from_stdin(what: &str) -> Result<Secret, Failure> {
     Ok(secret)
 }
 
-fn account_fields(a: &serde_json::Value) -> Vec<(&'static str, String)> {
-    let source = &a["source"];
+fn account_source(a: &idfed_api::admin::AccountBody) -> (&'static str, Option<&str>) {
+    match &a.source {
+        idfed_api::admin::AccountSource::IamUser { access_key_id, .. } => {
+            ("iam-user", Some(access_key_id))
+        }
+        idfed_api::admin::AccountSource::HostCredentials => ("host-credentials", None),
+    }
+}
+
+fn account_fields(a: &idfed_api::admin::AccountBody) -> Vec<(&'static str, String)> {
+    let (source, access_key_id) = account_source(a);
     let mut fields = vec![
-        ("name", text(&a["name"]).into_owned()),
-        ("description", text(&a["description"]).into_owned()),
-        ("source", text(&source["type"]).into_owned()),
+        ("name", dash(Some(&a.name))),
+        ("description", dash(Some(&a.description))),
+        ("source", source.to_owned()),
     ];
-    if source["type"] == "iam-user" {
-        fields.push(("access key id", text(&source["access_key_id"]).into_owned()));
+    if let Some(access_key_id) = access_key_id {
+        fields.push(("access key id", access_key_id.to_owned()));
         // The server shows the secret as `***`; it is write-only.
         fields.push(("secret access key", "*** (write-only)".to_owned()));
     }
-    fields.push(("region", text(&a["region"]).into_owned()));
-    fields.push(("sts endpoint", text(&a["sts_endpoint"]).into_owned()));
+    fields.push(("region", dash(a.region.as_deref())));
+    fields.push(("sts endpoint", dash(a.sts_endpoint.as_deref())));
     fields
 }
 
 impl AccountsCommand {
     async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        let client = client()?;
+        let admin = client.admin();
         match self {
             AccountsCommand::List => {
-                let answer = api(crate::client::get("/admin/accounts").await)?;
+                let accounts = api(admin.accounts().await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&idfed_api::admin::AccountList { accounts });
                 }
-                let accounts = items(&answer, "accounts");
                 if accounts.is_empty() {
                     println!("no accounts");
                     return Ok(ExitCode::SUCCESS);
@@ -959,13 +996,14 @@ impl AccountsCommand {
                 let rows = accounts
                     .iter()
                     .map(|a| {
+                        let (source, access_key_id) = account_source(a);
                         vec![
-                            text(&a["name"]).into_owned(),
-                            text(&a["source"]["type"]).into_owned(),
-                            text(&a["source"]["access_key_id"]).into_owned(),
-                            text(&a["region"]).into_owned(),
-                            text(&a["sts_endpoint"]).into_owned(),
-                            one_line(&text(&a["description"])),
+                            a.name.clone(),
+                            source.to_owned(),
+                            dash(access_key_id),
+                            dash(a.region.as_deref()),
+                            dash(a.sts_endpoint.as_deref()),
+                            one_line(&dash(Some(&a.description))),
                         ]
                     })
                     .collect::<Vec<_>>();
@@ -983,12 +1021,11 @@ impl AccountsCommand {
                 Ok(ExitCode::SUCCESS)
             }
             AccountsCommand::Show { name } => {
-                let answer =
-                    api(crate::client::get(&format!("/admin/accounts/{}", segment(&name))).await)?;
+                let account = api(admin.account(&name).await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&account);
                 }
-                print_fields(&account_fields(&answer));
+                print_fields(&account_fields(&account));
                 Ok(ExitCode::SUCCESS)
             }
             AccountsCommand::Put {
@@ -1001,7 +1038,7 @@ impl AccountsCommand {
                 description,
             } => {
                 let source = if host_credentials {
-                    serde_json::json!({"type": "host-credentials"})
+                    idfed_api::admin::AccountSource::HostCredentials
                 } else {
                     let Some(access_key_id) = access_key_id else {
                         return Err(Failure(
@@ -1009,103 +1046,95 @@ impl AccountsCommand {
                                 .into(),
                         ));
                     };
-                    let mut source =
-                        serde_json::json!({"type": "iam-user", "access_key_id": access_key_id});
-                    if secret_stdin {
-                        let secret = secret_from_stdin("secret access key")?;
-                        source["secret_access_key"] = secret.expose().into();
+                    let secret_access_key = if secret_stdin {
+                        Some(secret_from_stdin("secret access key")?.expose().to_owned())
+                    } else {
+                        None
+                    };
+                    idfed_api::admin::AccountSource::IamUser {
+                        access_key_id,
+                        secret_access_key,
                     }
-                    source
                 };
-                let mut body = serde_json::json!({"source": source});
-                if let Some(description) = description {
-                    body["description"] = description.into();
-                }
-                if let Some(region) = region {
-                    body["region"] = region.into();
-                }
-                if let Some(endpoint) = sts_endpoint {
-                    body["sts_endpoint"] = endpoint.into();
-                }
-                let answer = api(crate::client::put(
-                    &format!("/admin/accounts/{}", segment(&name)),
-                    body,
-                )
-                .await)?;
+                let body = idfed_api::admin::AccountBody {
+                    name: name.clone(),
+                    description: description.unwrap_or_default(),
+                    source,
+                    region,
+                    sts_endpoint,
+                };
+                let (account, _) = api(admin.put_account(&name, &body).await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&account);
                 }
-                println!("saved account {}", text(&answer["name"]));
-                print_fields(&account_fields(&answer));
+                println!("saved account {}", account.name);
+                print_fields(&account_fields(&account));
                 Ok(ExitCode::SUCCESS)
             }
             AccountsCommand::Delete { name } => {
-                let answer =
-                    api(
-                        crate::client::delete(&format!("/admin/accounts/{}", segment(&name))).await,
-                    )?;
-                if json {
-                    return print_json(&answer);
+                api(admin.delete_account(&name).await)?;
+                if !json {
+                    println!("deleted account {name}");
                 }
-                println!("deleted account {name}");
                 Ok(ExitCode::SUCCESS)
             }
         }
     }
 }
 
-fn print_connector(c: &serde_json::Value) {
-    let principal = &c["principal"];
+fn print_connector(c: &idfed_api::admin::ConnectorDetail) {
     let mut fields = vec![
-        ("name", text(&c["name"]).into_owned()),
-        ("id", text(&c["id"]).into_owned()),
-        ("description", text(&c["description"]).into_owned()),
-        ("account", text(&c["account"]).into_owned()),
-        ("principal", text(&c["principal_type"]).into_owned()),
+        ("name", c.name.clone()),
+        (
+            "id",
+            c.id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
+        ),
+        ("description", dash(Some(&c.description))),
+        ("account", c.account.clone()),
+        ("principal", snake(&c.principal.principal_type())),
     ];
-    if let Some(arn) = principal["role_arn"].as_str() {
+    if let Some(arn) = c.principal.role_arn() {
         fields.push(("role arn", arn.to_owned()));
     }
+    let bindings = c.bindings.as_deref().unwrap_or_default();
     fields.extend([
-        ("groups", text(&c["groups"]).into_owned()),
-        ("system scope", text(&c["system_scope"]).into_owned()),
-        ("enabled", text(&c["enabled"]).into_owned()),
+        ("groups", joined(&c.groups)),
+        ("system scope", c.system_scope.to_string()),
+        ("enabled", c.enabled.to_string()),
+        ("credential cache", c.credential_cache.to_string()),
         (
             "default duration",
-            text(&c["default_duration_seconds"]).into_owned(),
+            dash(c.default_duration_seconds.map(|s| s.to_string()).as_deref()),
         ),
         (
             "max duration",
-            text(&c["max_duration_seconds"]).into_owned(),
+            dash(c.max_duration_seconds.map(|s| s.to_string()).as_deref()),
         ),
-        ("policy arns", text(&c["policy_arns"]).into_owned()),
-        ("policy", one_line(&text(&c["policy"]))),
+        ("policy arns", joined(&c.policy_arns)),
+        ("policy", one_line(&dash(c.policy.as_deref()))),
+        (
+            "bindings",
+            joined(
+                &bindings
+                    .iter()
+                    .map(|b| format!("{} (plugin {})", b.id, b.plugin))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
     ]);
-    let bindings = items(c, "bindings");
-    fields.push((
-        "bindings",
-        if bindings.is_empty() {
-            "-".to_owned()
-        } else {
-            bindings
-                .iter()
-                .map(|b| format!("{} (plugin {})", text(&b["id"]), text(&b["plugin"])))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-    ));
     print_fields(&fields);
 }
 
 impl ConnectorsCommand {
     async fn run(self, json: bool) -> Result<ExitCode, Failure> {
-        let (answer, done) = match self {
+        let client = client()?;
+        let admin = client.admin();
+        let (connector, done) = match self {
             ConnectorsCommand::List => {
-                let answer = api(crate::client::get("/admin/connectors").await)?;
+                let connectors = api(admin.connectors().await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&idfed_api::admin::ConnectorDetailList { connectors });
                 }
-                let connectors = items(&answer, "connectors");
                 if connectors.is_empty() {
                     println!("no connectors");
                     return Ok(ExitCode::SUCCESS);
@@ -1114,25 +1143,15 @@ impl ConnectorsCommand {
                     .iter()
                     .map(|c| {
                         vec![
-                            text(&c["name"]).into_owned(),
-                            text(&c["principal_type"]).into_owned(),
-                            text(&c["account"]).into_owned(),
-                            text(&c["groups"]).into_owned(),
-                            if c["system_scope"] == true {
-                                "yes"
-                            } else {
-                                "no"
-                            }
-                            .to_owned(),
-                            if c["enabled"] == true { "yes" } else { "no" }.to_owned(),
-                            if c["credential_cache"] == true {
-                                "yes"
-                            } else {
-                                "no"
-                            }
-                            .to_owned(),
-                            items(c, "bindings").len().to_string(),
-                            text(&c["id"]).into_owned(),
+                            c.name.clone(),
+                            snake(&c.principal.principal_type()),
+                            c.account.clone(),
+                            joined(&c.groups),
+                            yes_no(c.system_scope),
+                            yes_no(c.enabled),
+                            yes_no(c.credential_cache),
+                            c.bindings.as_ref().map_or(0, Vec::len).to_string(),
+                            c.id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
                         ]
                     })
                     .collect::<Vec<_>>();
@@ -1152,105 +1171,83 @@ impl ConnectorsCommand {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            ConnectorsCommand::Show { connector } => (
-                api(
-                    crate::client::get(&format!("/admin/connectors/{}", segment(&connector))).await,
-                )?,
-                None,
-            ),
+            ConnectorsCommand::Show { connector } => {
+                (api(admin.connector(&connector).await)?, None)
+            }
             ConnectorsCommand::Create { file } => {
                 let body = read_json(&file)?;
-                (
-                    api(crate::client::post("/admin/connectors", body).await)?,
-                    Some("created"),
-                )
+                (api(admin.create_connector(&body).await)?, Some("created"))
             }
             ConnectorsCommand::Update { connector, file } => {
                 let body = read_json(&file)?;
                 (
-                    api(crate::client::put(
-                        &format!("/admin/connectors/{}", segment(&connector)),
-                        body,
-                    )
-                    .await)?,
+                    api(admin.replace_connector(&connector, &body, None).await)?,
                     Some("updated"),
                 )
             }
             ConnectorsCommand::Delete { connector } => {
-                let answer = api(crate::client::delete(&format!(
-                    "/admin/connectors/{}",
-                    segment(&connector)
-                ))
-                .await)?;
-                if json {
-                    return print_json(&answer);
+                api(admin.delete_connector(&connector).await)?;
+                if !json {
+                    println!("deleted connector {connector}");
                 }
-                println!("deleted connector {connector}");
                 return Ok(ExitCode::SUCCESS);
             }
             ConnectorsCommand::FlushCache { connector } => {
-                let answer = api(crate::client::post(
-                    &format!("/admin/connectors/{}/cache/flush", segment(&connector)),
-                    serde_json::json!({}),
-                )
-                .await)?;
+                let flushed = api(admin.flush_cache(&connector).await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&flushed);
                 }
                 println!(
                     "flushed the credential cache of connector {}: {} credential set(s) ended",
-                    text(&answer["connector"]),
-                    answer["flushed"]
+                    flushed.connector, flushed.flushed
                 );
                 return Ok(ExitCode::SUCCESS);
             }
         };
         if json {
-            return print_json(&answer);
+            return print_json(&connector);
         }
         if let Some(done) = done {
             println!(
                 "{done} connector {} ({})",
-                text(&answer["name"]),
-                text(&answer["id"])
+                connector.name,
+                connector
+                    .id
+                    .map_or_else(|| "-".to_owned(), |id| id.to_string())
             );
         }
-        print_connector(&answer);
+        print_connector(&connector);
         Ok(ExitCode::SUCCESS)
     }
 }
 
 impl PluginsCommand {
     async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        let client = client()?;
+        let admin = client.admin();
         match self {
             PluginsCommand::Upload { file, name } => {
-                let path = match &name {
-                    Some(name) => {
-                        crate::store::check_name("plugin", name)
-                            .map_err(|e| Failure(e.to_string()))?;
-                        format!("/admin/plugins?name={name}")
-                    }
-                    None => "/admin/plugins".to_owned(),
-                };
+                if let Some(name) = &name {
+                    crate::store::check_name("plugin", name).map_err(|e| Failure(e.to_string()))?;
+                }
                 let wasm = read(&file)?;
-                let answer = api(crate::client::post_bytes(&path, "application/wasm", wasm).await)?;
+                let (plugin, _) = api(admin.upload_plugin(&wasm, name.as_deref()).await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&plugin);
                 }
                 println!(
                     "uploaded {}: plugin {} ({} bytes)",
                     file.display(),
-                    text(&answer["digest"]),
-                    text(&answer["size"])
+                    plugin.digest,
+                    plugin.size
                 );
                 Ok(ExitCode::SUCCESS)
             }
             PluginsCommand::List => {
-                let answer = api(crate::client::get("/admin/plugins").await)?;
+                let plugins = api(admin.plugins().await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&idfed_api::admin::PluginList { plugins });
                 }
-                let plugins = items(&answer, "plugins");
                 if plugins.is_empty() {
                     println!("no plugins");
                     return Ok(ExitCode::SUCCESS);
@@ -1258,15 +1255,17 @@ impl PluginsCommand {
                 let rows = plugins
                     .iter()
                     .map(|p| {
-                        let bound = items(p, "bindings")
+                        let bound = p
+                            .bindings
                             .iter()
-                            .map(|b| format!("{}/{}", text(&b["connector"]), text(&b["binding"])))
+                            .flatten()
+                            .map(|b| format!("{}/{}", b.connector, b.binding))
                             .collect::<Vec<_>>();
                         vec![
-                            p["name"].as_str().unwrap_or("-").to_owned(),
-                            text(&p["digest"]).into_owned(),
-                            text(&p["size"]).into_owned(),
-                            text(&p["stored"]).into_owned(),
+                            dash(p.name.as_deref()),
+                            p.digest.clone(),
+                            p.size.to_string(),
+                            dash(p.stored.as_deref()),
                             if bound.is_empty() {
                                 "-".to_owned()
                             } else {
@@ -1279,15 +1278,10 @@ impl PluginsCommand {
                 Ok(ExitCode::SUCCESS)
             }
             PluginsCommand::Delete { digest } => {
-                let answer = api(crate::client::delete(&format!(
-                    "/admin/plugins/{}",
-                    segment(&digest)
-                ))
-                .await)?;
-                if json {
-                    return print_json(&answer);
+                api(admin.delete_plugin(&digest).await)?;
+                if !json {
+                    println!("deleted plugin {digest}");
                 }
-                println!("deleted plugin {digest}");
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -1296,32 +1290,33 @@ impl PluginsCommand {
 
 impl BindingsCommand {
     async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        let client = client()?;
+        let admin = client.admin();
         match self {
             BindingsCommand::List { connector } => {
-                let answer = api(crate::client::get(&format!(
-                    "/admin/connectors/{}/bindings",
-                    segment(&connector)
-                ))
-                .await)?;
+                let list = api(admin.bindings(&connector).await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&list);
                 }
-                let bindings = items(&answer, "bindings");
-                if bindings.is_empty() {
-                    println!("connector {} has no bindings", text(&answer["connector"]));
+                if list.bindings.is_empty() {
+                    println!("connector {} has no bindings", list.connector);
                     return Ok(ExitCode::SUCCESS);
                 }
-                let rows = bindings
+                let rows = list
+                    .bindings
                     .iter()
                     .enumerate()
                     .map(|(i, b)| {
                         vec![
                             i.to_string(),
-                            text(&b["id"]).into_owned(),
-                            text(&b["plugin"]).into_owned(),
-                            text(&b["limits"]).into_owned(),
-                            b["tag_keys"].to_string(),
-                            b["config"].to_string(),
+                            b.id.clone(),
+                            b.plugin.clone(),
+                            b.limits.map_or_else(
+                                || "-".to_owned(),
+                                |l| serde_json::to_string(&l).expect("limits serialize"),
+                            ),
+                            serde_json::to_string(&b.tag_keys).expect("keys serialize"),
+                            b.config.to_string(),
                         ]
                     })
                     .collect::<Vec<_>>();
@@ -1338,27 +1333,22 @@ impl BindingsCommand {
                 position,
                 tag_keys,
             } => {
-                let mut body = serde_json::json!({"plugin": plugin, "tag_keys": tag_keys});
-                if let Some(path) = &config {
-                    body["config"] = read_json(path)?;
-                }
-                if let Some(position) = position {
-                    body["position"] = position.into();
-                }
-                let answer = api(crate::client::post(
-                    &format!("/admin/connectors/{}/bindings", segment(&connector)),
-                    body,
-                )
-                .await)?;
+                let binding = idfed_api::admin::BindingInput {
+                    plugin,
+                    config: config.as_deref().map(read_json).transpose()?,
+                    position,
+                    limits: None,
+                    tag_keys,
+                };
+                let bound = api(admin.bind(&connector, &binding).await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&bound);
                 }
                 println!(
-                    "bound plugin {} to connector {} at position {} as binding {}",
-                    text(&answer["plugin"]),
-                    text(&answer["connector"]),
-                    text(&answer["position"]),
-                    text(&answer["id"])
+                    "bound plugin {} to connector {connector} at position {} as binding {}",
+                    bound.plugin,
+                    dash(bound.position.map(|p| p.to_string()).as_deref()),
+                    bound.id
                 );
                 Ok(ExitCode::SUCCESS)
             }
@@ -1366,72 +1356,62 @@ impl BindingsCommand {
                 connector,
                 binding_id,
             } => {
-                let answer = api(crate::client::delete(&format!(
-                    "/admin/connectors/{}/bindings/{}",
-                    segment(&connector),
-                    segment(&binding_id)
-                ))
-                .await)?;
-                if json {
-                    return print_json(&answer);
+                api(admin.unbind(&connector, &binding_id).await)?;
+                if !json {
+                    println!("removed binding {binding_id} from connector {connector}");
                 }
-                println!("removed binding {binding_id} from connector {connector}");
                 Ok(ExitCode::SUCCESS)
             }
         }
     }
 }
 
-fn key_connectors(key: &serde_json::Value) -> String {
-    let names: Vec<String> = items(key, "connectors")
+fn key_connectors(key: &idfed_api::admin::ApiKeyBody) -> String {
+    let names: Vec<String> = key
+        .connectors
         .iter()
-        .map(|c| match c["name"].as_str() {
-            Some(name) => name.to_owned(),
-            None => text(&c["id"]).into_owned(),
-        })
+        .map(|c| c.name.clone().unwrap_or_else(|| c.id.to_string()))
         .collect();
-    if names.is_empty() {
-        "-".to_owned()
-    } else {
-        names.join(",")
-    }
+    joined(&names)
 }
 
 impl KeysCommand {
     async fn run(self, json: bool) -> Result<ExitCode, Failure> {
+        let client = client()?;
+        let admin = client.admin();
         match self {
             KeysCommand::Create {
                 name,
                 connectors,
                 expires,
             } => {
-                let mut body = serde_json::json!({"name": name, "connectors": connectors});
-                if let Some(expires) = expires {
-                    body["expires"] = expires.into();
-                }
-                let answer = api(crate::client::post("/admin/api-keys", body).await)?;
+                let input = idfed_api::admin::ApiKeyInput {
+                    name,
+                    connectors,
+                    expires,
+                };
+                let key = api(admin.create_api_key(&input).await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&key);
                 }
                 eprintln!(
                     "created API key {} ({}) for connector(s) {}{}; the key is shown only now:",
-                    text(&answer["name"]),
-                    text(&answer["id"]),
-                    key_connectors(&answer),
-                    answer["expires"]
-                        .as_str()
+                    key.name,
+                    key.id,
+                    key_connectors(&key),
+                    key.expires
+                        .as_deref()
                         .map(|at| format!(", expiring {at}"))
                         .unwrap_or_default()
                 );
-                println!("{}", text(&answer["key"]));
+                println!("{}", dash(key.key.as_deref()));
                 Ok(ExitCode::SUCCESS)
             }
             KeysCommand::List => {
-                let answer = api(crate::client::get("/admin/api-keys").await)?;
+                let keys = api(admin.api_keys().await)?;
                 if json {
-                    return print_json(&answer);
+                    return print_json(&idfed_api::admin::ApiKeyList { api_keys: keys });
                 }
-                let keys = items(&answer, "api_keys");
                 if keys.is_empty() {
                     println!("no API keys");
                     return Ok(ExitCode::SUCCESS);
@@ -1439,17 +1419,18 @@ impl KeysCommand {
                 let rows = keys
                     .iter()
                     .map(|k| {
+                        let expires = dash(k.expires.as_deref());
                         vec![
-                            text(&k["id"]).into_owned(),
-                            text(&k["name"]).into_owned(),
+                            k.id.to_string(),
+                            k.name.clone(),
                             key_connectors(k),
-                            text(&k["created"]).into_owned(),
-                            if k["expired"] == true {
-                                format!("{} (expired)", text(&k["expires"]))
+                            k.created.clone(),
+                            if k.expired {
+                                format!("{expires} (expired)")
                             } else {
-                                text(&k["expires"]).into_owned()
+                                expires
                             },
-                            text(&k["last_used"]).into_owned(),
+                            dash(k.last_used.as_deref()),
                         ]
                     })
                     .collect::<Vec<_>>();
@@ -1467,12 +1448,10 @@ impl KeysCommand {
                 Ok(ExitCode::SUCCESS)
             }
             KeysCommand::Delete { id } => {
-                let answer =
-                    api(crate::client::delete(&format!("/admin/api-keys/{}", segment(&id))).await)?;
-                if json {
-                    return print_json(&answer);
+                api(admin.revoke_api_key(&id).await)?;
+                if !json {
+                    println!("deleted API key {id}");
                 }
-                println!("deleted API key {id}");
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -176,56 +176,31 @@ pub fn connection() -> Result<Connection, ClientError> {
 }
 
 impl Connection {
-    fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-    ) -> Result<reqwest::RequestBuilder, ClientError> {
-        Ok(client(self.ca_file.as_deref())?
-            .request(method, format!("{}/api/v1{path}", self.server))
-            .bearer_auth(self.token.expose()))
+    /// The typed client of the server, calling with the connection's token.
+    pub fn client(&self) -> Result<idfed_client::Client, ClientError> {
+        let mut builder = idfed_client::Client::builder(&self.server)
+            .bearer(self.token.expose())
+            .user_agent(concat!("idfed/", env!("CARGO_PKG_VERSION")));
+        if let Some(file) = &self.ca_file {
+            builder = builder.ca_file(file);
+        }
+        Ok(builder.build()?)
     }
+}
+
+impl From<idfed_client::Error> for ClientError {
+    fn from(e: idfed_client::Error) -> Self {
+        ClientError(e.to_string())
+    }
+}
+
+/// The typed client of the server [`connection`] names.
+pub fn client() -> Result<idfed_client::Client, ClientError> {
+    connection()?.client()
 }
 
 fn session_path() -> Result<PathBuf, ClientError> {
     Ok(config_dir()?.join("session.json"))
-}
-
-fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, ClientError> {
-    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60));
-    if let Some(file) = ca_file {
-        let pem =
-            std::fs::read(file).map_err(|e| ClientError(format!("{}: {e}", file.display())))?;
-        let certificate = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| ClientError(format!("{}: not a PEM certificate: {e}", file.display())))?;
-        builder = builder.add_root_certificate(certificate);
-    }
-    builder
-        .build()
-        .map_err(|e| ClientError(format!("cannot set up HTTPS: {e}")))
-}
-
-/// Turns an idfed error answer (`{"error": {"code", "message"}}`) into one line.
-async fn failure(response: reqwest::Response) -> ClientError {
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    match serde_json::from_str::<crate::api::openapi::ErrorBody>(&body) {
-        Ok(crate::api::openapi::ErrorBody { error }) => {
-            // One line, whatever the message holds.
-            let message = error
-                .message
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            ClientError(format!("{message} ({})", error.code))
-        }
-        Err(_) => ClientError(format!("the server answered {status}")),
-    }
-}
-
-fn unreachable(server: &str, e: reqwest::Error) -> ClientError {
-    // reqwest's message can carry the URL, never a token (tokens travel in headers).
-    ClientError(format!("cannot reach {server}: {}", e.without_url()))
 }
 
 /// Logs in with a password and keeps the session.
@@ -235,23 +210,15 @@ pub async fn login(
     password: &Secret,
     ca_file: Option<PathBuf>,
 ) -> Result<SavedSession, ClientError> {
-    let server = server.trim_end_matches('/').to_owned();
-    let body = serde_json::json!({"username": user, "password": password.expose()}).to_string();
-    let response = client(ca_file.as_deref())?
-        .post(format!("{server}/api/v1/login"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| unreachable(&server, e))?;
-    if !response.status().is_success() {
-        return Err(failure(response).await);
+    let mut builder = idfed_client::Client::builder(server)
+        .user_agent(concat!("idfed/", env!("CARGO_PKG_VERSION")));
+    if let Some(file) = &ca_file {
+        builder = builder.ca_file(file);
     }
-    let answer: crate::api::LoginResponse =
-        serde_json::from_str(&response.text().await.map_err(|e| unreachable(&server, e))?)
-            .map_err(|e| ClientError(format!("unexpected answer from {server}: {e}")))?;
+    let client = builder.build()?;
+    let answer = client.login_response(user, password.expose()).await?;
     let session = SavedSession {
-        server,
+        server: client.server().to_owned(),
         token: answer.token.clone(),
         user: user.to_owned(),
         ca_file,
@@ -300,14 +267,16 @@ fn save(session: &SavedSession) -> Result<(), ClientError> {
     })
 }
 
-/// Ends the kept session on the server and removes it here.
+/// Ends the kept session on the server (best effort) and removes it here.
 pub async fn logout() -> Result<(), ClientError> {
     let session = saved_session()?;
-    let _ = client(session.ca_file.as_deref())?
-        .post(format!("{}/api/v1/logout", session.server))
-        .bearer_auth(&session.token)
-        .send()
-        .await;
+    let client = Connection {
+        server: session.server.clone(),
+        token: Secret::new(session.token.as_str()),
+        ca_file: session.ca_file.clone(),
+    }
+    .client()?;
+    let _ = client.logout().await;
     std::fs::remove_file(session_path()?).map_err(|e| ClientError(e.to_string()))
 }
 
@@ -318,204 +287,20 @@ pub async fn credentials(
     format: &str,
     duration_seconds: Option<u32>,
 ) -> Result<String, ClientError> {
-    let session = connection()?;
-    let mut body = serde_json::json!({"format": format});
-    if let Some(seconds) = duration_seconds {
-        body["duration_seconds"] = seconds.into();
-    }
-    let response = session
-        .request(
-            reqwest::Method::POST,
-            &format!("/connectors/{}/credentials", path_segment(connector)),
-        )?
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| unreachable(&session.server, e))?;
-    if !response.status().is_success() {
-        return Err(failure(response).await);
-    }
-    response
-        .text()
-        .await
-        .map_err(|e| unreachable(&session.server, e))
+    let format: idfed_api::Format = serde_json::from_value(serde_json::Value::from(format))
+        .map_err(|_| {
+            ClientError(format!(
+                "unknown format {format:?}: json, credential_process, env or ini"
+            ))
+        })?;
+    let request = idfed_api::CredentialsRequest {
+        duration_seconds,
+        format,
+        ..Default::default()
+    };
+    let text = client()?.credentials_text(connector, &request).await?;
+    Ok(text.expose().to_owned())
 }
 
 /// Percent-encodes a name, id or query value for a URL (everything but RFC 3986's unreserved characters).
 pub use crate::percent::component as path_segment;
-
-/// A console sign-in URL and when AWS stops accepting it.
-pub use crate::api::console::ConsoleUrlBody as ConsoleUrl;
-
-/// Asks the server for an AWS console sign-in URL for `connector`, opening at `destination` (the server's
-/// default when `None`).
-pub async fn console_url(
-    connector: &str,
-    destination: Option<&str>,
-    duration_seconds: Option<u32>,
-) -> Result<ConsoleUrl, ClientError> {
-    let session = connection()?;
-    let mut body = serde_json::json!({});
-    if let Some(destination) = destination {
-        body["destination"] = destination.into();
-    }
-    if let Some(seconds) = duration_seconds {
-        body["duration_seconds"] = seconds.into();
-    }
-    let response = session
-        .request(
-            reqwest::Method::POST,
-            &format!("/connectors/{}/console-url", path_segment(connector)),
-        )?
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| unreachable(&session.server, e))?;
-    if !response.status().is_success() {
-        return Err(failure(response).await);
-    }
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unreachable(&session.server, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| ClientError(format!("unexpected answer from {}: {e}", session.server)))
-}
-
-/// Asks the server for an ECR registry login with `connector`'s credentials.
-pub async fn ecr_login(
-    connector: &str,
-    duration_seconds: Option<u32>,
-) -> Result<crate::api::service_tokens::EcrLogin, ClientError> {
-    let mut body = serde_json::json!({});
-    if let Some(seconds) = duration_seconds {
-        body["duration_seconds"] = seconds.into();
-    }
-    let answer = post(
-        &format!("/connectors/{}/ecr-login", path_segment(connector)),
-        body,
-    )
-    .await?;
-    serde_json::from_value(answer)
-        .map_err(|e| ClientError(format!("unexpected answer to ecr-login: {e}")))
-}
-
-/// Asks the server for a CodeArtifact token for `domain` (owned by `domain_owner`, else the credentials'
-/// account) with `connector`'s credentials.
-pub async fn codeartifact_token(
-    connector: &str,
-    domain: &str,
-    domain_owner: Option<&str>,
-    duration_seconds: Option<u32>,
-) -> Result<crate::api::service_tokens::CodeArtifactToken, ClientError> {
-    let mut body = serde_json::json!({});
-    if let Some(seconds) = duration_seconds {
-        body["duration_seconds"] = seconds.into();
-    }
-    let mut path = format!(
-        "/connectors/{}/codeartifact-token?domain={}",
-        path_segment(connector),
-        path_segment(domain)
-    );
-    if let Some(owner) = domain_owner {
-        path.push_str(&format!("&domain-owner={}", path_segment(owner)));
-    }
-    let answer = post(&path, body).await?;
-    serde_json::from_value(answer)
-        .map_err(|e| ClientError(format!("unexpected answer to codeartifact-token: {e}")))
-}
-
-/// A request body for [`call`].
-#[derive(Debug)]
-pub enum Body {
-    /// A JSON document.
-    Json(serde_json::Value),
-    /// Raw bytes of a content type (a plugin component: `application/wasm`).
-    Bytes {
-        /// The `Content-Type`.
-        content_type: &'static str,
-        /// The bytes.
-        bytes: Vec<u8>,
-    },
-}
-
-/// Calls `path` (relative to `/api/v1`, its segments already encoded with [`path_segment`]) on the
-/// [`connection`]'s server with its bearer token. The answer's JSON, `Null` when there is none (204); a failure
-/// is the server's error in one line.
-pub async fn call(
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Body>,
-) -> Result<serde_json::Value, ClientError> {
-    let session = connection()?;
-    let mut request = session.request(method, path)?;
-    match body {
-        None => {}
-        Some(Body::Json(value)) => {
-            request = request
-                .header("content-type", "application/json")
-                .body(value.to_string());
-        }
-        Some(Body::Bytes {
-            content_type,
-            bytes,
-        }) => {
-            request = request.header("content-type", content_type).body(bytes);
-        }
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| unreachable(&session.server, e))?;
-    if !response.status().is_success() {
-        return Err(failure(response).await);
-    }
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unreachable(&session.server, e))?;
-    if text.trim().is_empty() {
-        return Ok(serde_json::Value::Null);
-    }
-    serde_json::from_str(&text)
-        .map_err(|e| ClientError(format!("unexpected answer from {}: {e}", session.server)))
-}
-
-/// `GET path` (see [`call`]).
-pub async fn get(path: &str) -> Result<serde_json::Value, ClientError> {
-    call(reqwest::Method::GET, path, None).await
-}
-
-/// `POST path` with a JSON body (see [`call`]).
-pub async fn post(path: &str, body: serde_json::Value) -> Result<serde_json::Value, ClientError> {
-    call(reqwest::Method::POST, path, Some(Body::Json(body))).await
-}
-
-/// `POST path` with raw bytes (see [`call`]).
-pub async fn post_bytes(
-    path: &str,
-    content_type: &'static str,
-    bytes: Vec<u8>,
-) -> Result<serde_json::Value, ClientError> {
-    call(
-        reqwest::Method::POST,
-        path,
-        Some(Body::Bytes {
-            content_type,
-            bytes,
-        }),
-    )
-    .await
-}
-
-/// `PUT path` with a JSON body (see [`call`]).
-pub async fn put(path: &str, body: serde_json::Value) -> Result<serde_json::Value, ClientError> {
-    call(reqwest::Method::PUT, path, Some(Body::Json(body))).await
-}
-
-/// `DELETE path` (see [`call`]).
-pub async fn delete(path: &str) -> Result<serde_json::Value, ClientError> {
-    call(reqwest::Method::DELETE, path, None).await
-}

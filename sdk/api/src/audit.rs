@@ -101,6 +101,11 @@ pub mod rfc3339 {
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// `time` as audit records write it.
+    pub fn format(time: SystemTime) -> String {
+        humantime::format_rfc3339_micros(time.max(SystemTime::UNIX_EPOCH)).to_string()
+    }
+
     /// Writes `time` (never before the epoch).
     pub fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
         let time = (*time).max(SystemTime::UNIX_EPOCH);
@@ -112,5 +117,55 @@ pub mod rfc3339 {
         let text = String::deserialize(deserializer)?;
         humantime::parse_rfc3339_weak(&text)
             .map_err(|e| D::Error::custom(format!("not an RFC 3339 UTC time: {e}")))
+    }
+}
+
+/// Which records `GET /admin/audit` answers: every field narrows; none, the newest records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Only this caller's records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Only this connector's records (id or name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
+    /// Only the denials and faults of this plugin (its digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Only records of this outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// Records from this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Records until this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// At most this many records (1 to 1000; the server's default if left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl AuditQuery {
+    /// The query's fields as `(name, value)` pairs, for a URL's query string.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let outcome = self.outcome.map(|o| {
+            serde_json::to_value(o)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        });
+        [
+            ("user", self.user.clone()),
+            ("connector", self.connector.clone()),
+            ("plugin", self.plugin.clone()),
+            ("outcome", outcome),
+            ("since", self.since.clone()),
+            ("until", self.until.clone()),
+            ("limit", self.limit.map(|n| n.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect()
     }
 }
