@@ -52,6 +52,13 @@ enum Command {
     },
     /// Ends the kept session.
     Logout,
+    /// Shows who the server takes you for: the kept session's user, or the API key or workload token
+    /// given (with the connectors a workload's claim rules grant).
+    Whoami {
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints credentials from a connector, by default in the AWS CLI's `credential_process` format, so that
     /// `credential_process = idfed creds CONNECTOR` works in an AWS config file.
     Creds {
@@ -501,6 +508,7 @@ impl Cli {
                     "login needs the server: --server URL or IDFED_SERVER=URL".into(),
                 )),
             }),
+            Command::Whoami { json } => report(whoami(json).await),
             Command::Logout => report(
                 crate::client::logout()
                     .await
@@ -812,6 +820,35 @@ impl AdminCommand {
 /// The typed client of the server the global options (or the kept session) name.
 fn client() -> Result<idfed_client::Client, Failure> {
     crate::client::client().map_err(|e| Failure(e.0))
+}
+
+/// `idfed whoami`.
+async fn whoami(json: bool) -> Result<ExitCode, Failure> {
+    let me = api(client()?.me().await)?;
+    if json {
+        return print_json(&me);
+    }
+    let mut fields = vec![("name", me.name.clone()), ("kind", me.kind.clone())];
+    if let Some(groups) = &me.groups {
+        fields.push(("groups", joined(groups)));
+    }
+    if let Some(admin) = me.is_admin {
+        fields.push(("administrator", yes_no(admin)));
+    }
+    if let Some(id) = me.key_id {
+        fields.push(("api key id", id.to_string()));
+    }
+    if let Some(issuer) = &me.issuer {
+        fields.push(("issuer", issuer.clone()));
+    }
+    if let Some(connectors) = &me.connector_names {
+        fields.push(("connectors", joined(connectors)));
+    } else if let Some(connectors) = &me.connectors {
+        let ids: Vec<String> = connectors.iter().map(ToString::to_string).collect();
+        fields.push(("connectors", joined(&ids)));
+    }
+    print_fields(&fields);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The client's answer, its failure as one line.

@@ -551,6 +551,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readmes_add_on_is_the_example_the_tests_build() {
+        let readme = include_str!("../../../README.md");
+        let example = include_str!("../examples/vend.rs");
+        assert!(
+            readme.contains(&format!("```rust\n{example}```")),
+            "README.md's add-on is not sdk/client/examples/vend.rs"
+        );
+        assert!(example.lines().count() <= 12);
+    }
+
+    #[test]
     fn names_and_values_are_encoded_for_a_url() {
         assert_eq!(encode("prod-1.a_b~c"), "prod-1.a_b~c");
         assert_eq!(encode("a/b?c d&é"), "a%2Fb%3Fc%20d%26%C3%A9");

@@ -359,6 +359,25 @@ async fn an_administrator_sets_everything_up_from_the_command_line() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
+    // whoami: the kept session's user; with an API key given, the key (it wins over the session).
+    let out = ok(&alice, &["whoami"], None);
+    assert!(
+        out.contains("alice") && out.contains("user") && out.contains("devs"),
+        "{out}"
+    );
+    let output = Command::new(idfed_tests::idfed_binary())
+        .env("IDFED_CONFIG_DIR", &alice)
+        .env("IDFED_API_KEY", &key)
+        .args(["whoami", "--json", "--server", &server.url("")])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let me = json_of(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(me["kind"], "system", "{me}");
+    assert_eq!(me["name"], "ci-runner", "{me}");
+    assert_eq!(me["key_id"], key_id.as_str(), "{me}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(&key));
+
     // The audit log lists the changes.
     let out = ok(
         &root,
