@@ -68,7 +68,7 @@ fn credentials_body(vended: &Vended, expiration: String) -> CredentialsBody {
     responses(
         (status = 200, description = "The connectors the caller may use", body = ConnectorList),
         (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
     )
@@ -102,7 +102,7 @@ async fn list(
     responses(
         (status = 200, description = "The connector", body = ConnectorBody),
         (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
         (status = 403, description = "The caller may not use the connector (`forbidden`)", body = ErrorBody),
@@ -196,7 +196,7 @@ pub fn render(vended: &Vended, format: Format) -> Response {
             (String = "text/plain"),
          )),
         (status = 400, description = "A bad request (`invalid_request`), or a request STS refuses", body = ErrorBody),
-        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), or idfed's STS budget for the account is spent (`sts_budget_exhausted`); with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now, or a policy plugin is busy (`plugin_busy`, with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
@@ -232,7 +232,7 @@ async fn credentials(
     responses(
         (status = 200, description = "Who AWS says the vended credentials are", body = CallerIdentityBody),
         (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), or idfed's STS budget for the account is spent (`sts_budget_exhausted`); with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now, or a policy plugin is busy (`plugin_busy`, with `Retry-After`)", body = ErrorBody),
         (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),

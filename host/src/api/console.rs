@@ -127,7 +127,7 @@ fn check_destination(destination: &str) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "The sign-in URL", body = ConsoleUrlBody),
         (status = 400, description = "A bad destination or request, or a connector that cannot sign in", body = ErrorBody),
-        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), or idfed's STS budget for the account is spent (`sts_budget_exhausted`); with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now, or a policy plugin is busy (`plugin_busy`, with `Retry-After`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),

@@ -77,7 +77,7 @@ pub fn identity_body(identity: &Identity) -> IdentityBody {
     responses(
         (status = 200, description = "A new session", body = LoginResponse),
         (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
@@ -118,7 +118,7 @@ async fn login(
     responses(
         (status = 204, description = "The session is ended"),
         (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
     )
@@ -140,7 +140,7 @@ async fn logout(State(state): State<AppState>, who: Authenticated) -> Result<Sta
     responses(
         (status = 200, description = "The caller's identity", body = IdentityBody),
         (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or bad credentials (`unauthenticated`, `invalid_api_key`…)", body = ErrorBody),
+        (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now", body = ErrorBody),
     )

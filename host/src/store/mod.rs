@@ -154,10 +154,12 @@ impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
 /// The longest account, connector or API key name.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Checks a name: 1-64 characters of `A-Za-z0-9._-`. `what` names the kind in the error.
+/// Checks a name: 1-64 characters of `A-Za-z0-9._-`, not only dots (`.` and `..` cannot be a URL's path
+/// segment). `what` names the kind in the error.
 pub fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
+        && !name.bytes().all(|b| b == b'.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -165,7 +167,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(
-            "{what} name {:?} must be 1-{MAX_NAME_LEN} characters of A-Za-z0-9._-",
+            "{what} name {:?} must be 1-{MAX_NAME_LEN} characters of A-Za-z0-9._-, not only dots",
             truncate(name)
         )))
     }
@@ -201,10 +203,20 @@ mod tests {
 
     #[test]
     fn names() {
-        for good in ["a", "prod-eu.1_x", &"x".repeat(64)] {
+        for good in ["a", "prod-eu.1_x", ".a", "a..", &"x".repeat(64)] {
             check_name("account", good).unwrap();
         }
-        for bad in ["", "a b", "a/b", "../x", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "../x",
+            "é",
+            ".",
+            "..",
+            "...",
+            &"x".repeat(65),
+        ] {
             let e = check_name("account", bad).unwrap_err();
             assert_eq!(e.code(), "store_invalid");
             assert!(e.to_string().contains("account name"), "{e}");

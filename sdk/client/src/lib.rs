@@ -231,10 +231,15 @@ impl Client {
     /// The same server and settings, calling as the holder of `token`.
     pub fn with_bearer(&self, token: impl Into<String>) -> Client {
         let token = Zeroizing::new(token.into());
+        let bearer = if token.trim().is_empty() {
+            Bearer::None
+        } else {
+            Bearer::Token(Zeroizing::new(token.trim().to_owned()))
+        };
         Client {
             http: self.http.clone(),
             server: self.server.clone(),
-            bearer: Bearer::Token(Zeroizing::new(token.trim().to_owned())),
+            bearer,
         }
     }
 
@@ -403,7 +408,8 @@ impl Client {
         self.post("/login", &request).await
     }
 
-    /// `POST /logout`: ends the caller's session (nothing for an API key or a workload token).
+    /// `POST /logout`: ends the caller's session (an API key or a workload token has none to end:
+    /// `invalid_request`).
     pub async fn logout(&self) -> Result<(), Error> {
         self.send(Method::POST, "/logout", Body::None, &[], false)
             .await?;

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 mod aws_clients;
 mod behind_a_proxy;
+mod client;
 mod console;
 mod container_server;
 mod credential_cache;

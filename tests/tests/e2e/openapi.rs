@@ -480,6 +480,32 @@ async fn every_error_code_is_documented_in_the_readme_and_the_document() {
             "ErrorCode names {known}, which no handler answers"
         );
     }
+    // And an error response's description names only codes that exist.
+    let document = Fixture::new().document().await;
+    let mut named = 0;
+    for (method, path) in operations(&document) {
+        for (status, response) in document["paths"][&path][&method]["responses"]
+            .as_object()
+            .unwrap()
+        {
+            if !(status.starts_with('4') || status.starts_with('5')) {
+                continue;
+            }
+            let description = response["description"].as_str().unwrap_or_default();
+            for quoted in description.split('`').skip(1).step_by(2) {
+                let code_like = quoted.contains('_')
+                    && quoted.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                if code_like {
+                    named += 1;
+                    assert!(
+                        codes.contains(quoted),
+                        "{method} {path} {status} names `{quoted}`, which is no code"
+                    );
+                }
+            }
+        }
+    }
+    assert!(named > 50, "{named}");
     let readme = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
     )
