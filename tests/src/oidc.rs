@@ -11,7 +11,15 @@
 //!   "sig", "alg": "ES256", "crv": "P-256", "x", "y"}]}`: the current RSA key (2048 bits, `e` = 65537) and the
 //!   current P-256 key, with base64url (no padding) big-endian values: `n` and `e` without leading zero octets,
 //!   `x` and `y` 32 octets each (RFC 7518 §6). Answers are counted ([`OidcIssuer::jwks_fetches`]).
+//! - `GET /redirect/{n}` → `302` to `/redirect/{n-1}`, and `/redirect/1` to `/jwks`: `n` redirects before the
+//!   JWKS ([`OidcIssuer::jwks_url_via_redirects`]). `GET /redirect-to?to=URL` → `302` to `URL`
+//!   ([`OidcIssuer::redirect_to`]).
 //! - Anything else is `404`.
+//!
+//! A test may make the JWKS fail (`500`, [`OidcIssuer::fail_jwks`]), hold its answers until released
+//! ([`OidcIssuer::hold_jwks`]: a slow or hung issuer), or make the discovery document name another
+//! `jwks_uri` ([`OidcIssuer::set_jwks_uri`]). [`OidcIssuer::start_tls`] serves all of it over HTTPS with a
+//! certificate for 127.0.0.1 issued by a CA made for the test ([`OidcIssuer::ca_file`]).
 //!
 //! Tokens are JWS compact serializations (RFC 7515 §7.1): `BASE64URL(header) "." BASE64URL(claims) "."
 //! BASE64URL(signature)`, the header and claims serialized with serde_json. RS256 is RSASSA-PKCS1-v1_5 with
@@ -25,9 +33,10 @@
 //! product's tests do not share the code they test.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -36,8 +45,8 @@ use aws_lc_rs::signature::{
     RsaPublicKeyComponents,
 };
 use axum::Router;
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
@@ -174,6 +183,14 @@ struct Shared {
     issuer: String,
     keys: Mutex<Keys>,
     jwks_fetches: AtomicUsize,
+    /// `GET /jwks` requests received (answered or not yet).
+    jwks_requests: AtomicUsize,
+    /// Whether `GET /jwks` answers `500`.
+    jwks_failing: AtomicBool,
+    /// While `true`, `GET /jwks` waits before it answers.
+    jwks_held: tokio::sync::watch::Sender<bool>,
+    /// The `jwks_uri` the discovery document names instead of `{issuer}/jwks`.
+    jwks_uri: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -187,6 +204,8 @@ pub struct OidcIssuer {
     address: SocketAddr,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
+    /// The CA certificate (PEM) its HTTPS certificate is issued by, when it serves HTTPS.
+    ca_file: Option<PathBuf>,
 }
 
 impl Drop for OidcIssuer {
@@ -201,32 +220,68 @@ impl OidcIssuer {
     pub async fn start() -> OidcIssuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let shared = Arc::new(Shared {
-            issuer: format!("http://{address}"),
-            keys: Mutex::new(Keys {
-                current: KeySet::generate(),
-                retired: None,
-            }),
-            jwks_fetches: AtomicUsize::new(0),
-        });
-        let app = Router::new()
-            .route(
-                "/.well-known/openid-configuration",
-                get(openid_configuration),
-            )
-            .route("/jwks", get(jwks))
-            .with_state(shared.clone());
-        let task = tokio::spawn(crate::sts_standin::serve(listener, app));
+        let shared = Shared::new(format!("http://{address}"));
+        let task = tokio::spawn(crate::sts_standin::serve(listener, router(shared.clone())));
         OidcIssuer {
             address,
             shared,
             task,
+            ca_file: None,
         }
     }
 
-    /// `http://127.0.0.1:PORT`, exactly the `iss` of its tokens and the discovery document's `issuer`.
+    /// Starts one as [`OidcIssuer::start`] does, served over HTTPS: its issuer is `https://127.0.0.1:PORT`,
+    /// its certificate (for IP 127.0.0.1) issued by a CA made with `openssl` in `dir`, whose certificate
+    /// [`OidcIssuer::ca_file`] names.
+    pub async fn start_tls(dir: &Path) -> OidcIssuer {
+        let (ca, cert, key) = certificates(dir);
+        let acceptor = idfed::api::load_tls(&cert, &key).expect("the test certificate loads");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shared = Shared::new(format!("https://{address}"));
+        let app = router(shared.clone());
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                while connections.try_join_next().is_some() {}
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                connections.spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        OidcIssuer {
+            address,
+            shared,
+            task,
+            ca_file: Some(ca),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://…` when started with [`OidcIssuer::start_tls`]), exactly the `iss` of
+    /// its tokens and the discovery document's `issuer`.
     pub fn issuer(&self) -> String {
-        format!("http://{}", self.address)
+        self.shared.issuer.clone()
+    }
+
+    /// The CA certificate file (PEM) to trust for an issuer started with [`OidcIssuer::start_tls`].
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.address.port()
     }
 
     /// The discovery document's URL: the issuer followed by `/.well-known/openid-configuration`.
@@ -239,9 +294,44 @@ impl OidcIssuer {
         format!("{}/jwks", self.issuer())
     }
 
-    /// How many times `GET /jwks` was answered.
+    /// How many times `GET /jwks` was answered with the keys.
     pub fn jwks_fetches(&self) -> usize {
         self.shared.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How many `GET /jwks` requests arrived (answered, failed or held).
+    pub fn jwks_requests(&self) -> usize {
+        self.shared.jwks_requests.load(Ordering::SeqCst)
+    }
+
+    /// From now on `GET /jwks` answers `500` (`true`) or the keys again (`false`).
+    pub fn fail_jwks(&self, failing: bool) {
+        self.shared.jwks_failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// From now on `GET /jwks` waits, without answering, until called with `false` (`true`): an issuer that
+    /// is slow or hung. Releasing answers the requests held.
+    pub fn hold_jwks(&self, held: bool) {
+        self.shared.jwks_held.send_replace(held);
+    }
+
+    /// The discovery document names `uri` as its `jwks_uri` (`None`: its own `/jwks` again).
+    pub fn set_jwks_uri(&self, uri: Option<String>) {
+        *self.shared.jwks_uri.lock().unwrap() = uri;
+    }
+
+    /// A URL of this issuer that redirects `hops` times (`hops` at least 1), the last time to its JWKS.
+    pub fn jwks_url_via_redirects(&self, hops: usize) -> String {
+        assert!(hops >= 1, "at least one redirect");
+        format!("{}/redirect/{hops}", self.issuer())
+    }
+
+    /// A URL of this issuer that redirects to `target`.
+    pub fn redirect_to(&self, target: &str) -> String {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("to", target)
+            .finish();
+        format!("{}/redirect-to?{query}", self.issuer())
     }
 
     /// The JWK Set `GET /jwks` answers now (`{"keys": [RSA, EC]}`), without counting a fetch.
@@ -379,10 +469,102 @@ fn sign_with(keys: &KeySet, kind: KeyKind, header: &Value, claims: &Value) -> St
     format!("{input}.{}", BASE64URL.encode(signature))
 }
 
+impl Shared {
+    fn new(issuer: String) -> Arc<Shared> {
+        Arc::new(Shared {
+            issuer,
+            keys: Mutex::new(Keys {
+                current: KeySet::generate(),
+                retired: None,
+            }),
+            jwks_fetches: AtomicUsize::new(0),
+            jwks_requests: AtomicUsize::new(0),
+            jwks_failing: AtomicBool::new(false),
+            jwks_held: tokio::sync::watch::Sender::new(false),
+            jwks_uri: Mutex::new(None),
+        })
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
+        .route("/jwks", get(jwks))
+        .route("/redirect/{hops}", get(redirect_hops))
+        .route("/redirect-to", get(redirect_to))
+        .with_state(shared)
+}
+
+/// A CA and a server certificate for IP 127.0.0.1 it issued (P-256, a day), made with `openssl` in `dir`:
+/// the paths of the CA certificate, the server certificate and the server key.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let path = |name: &str| dir.join(name);
+    let openssl = |args: &[String]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let args = |line: &str| -> Vec<String> { line.split(' ').map(str::to_owned).collect() };
+    let mut ca = args(&format!(
+        "req -x509 {ec} -days 1 -keyout oidc-ca.key -out oidc-ca.pem -subj"
+    ));
+    ca.push("/CN=idfed test CA".to_owned());
+    openssl(&ca);
+    openssl(&args(&format!(
+        "req {ec} -subj /CN=127.0.0.1 -keyout oidc-server.key -out oidc-server.csr"
+    )));
+    std::fs::write(
+        path("oidc-server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&args(
+        "x509 -req -in oidc-server.csr -CA oidc-ca.pem -CAkey oidc-ca.key -CAcreateserial -days 1 \
+         -extfile oidc-server.ext -out oidc-server.pem",
+    ));
+    (
+        path("oidc-ca.pem"),
+        path("oidc-server.pem"),
+        path("oidc-server.key"),
+    )
+}
+
+async fn redirect_hops(UrlPath(hops): UrlPath<usize>) -> Response {
+    let next = if hops > 1 {
+        format!("/redirect/{}", hops - 1)
+    } else {
+        "/jwks".to_owned()
+    };
+    (StatusCode::FOUND, [(header::LOCATION, next)]).into_response()
+}
+
+async fn redirect_to(Query(query): Query<std::collections::HashMap<String, String>>) -> Response {
+    match query.get("to") {
+        Some(target) => (StatusCode::FOUND, [(header::LOCATION, target.clone())]).into_response(),
+        None => StatusCode::BAD_REQUEST.into_response(),
+    }
+}
+
 async fn openid_configuration(State(shared): State<Arc<Shared>>) -> Response {
+    let jwks_uri = shared
+        .jwks_uri
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| format!("{}/jwks", shared.issuer));
     let body = json!({
         "issuer": shared.issuer,
-        "jwks_uri": format!("{}/jwks", shared.issuer),
+        "jwks_uri": jwks_uri,
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
@@ -395,6 +577,12 @@ async fn openid_configuration(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    shared.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    let mut held = shared.jwks_held.subscribe();
+    let _ = held.wait_for(|held| !*held).await;
+    if shared.jwks_failing.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     let body = json!({ "keys": shared.current().jwks() });
     shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
     (

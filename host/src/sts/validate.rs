@@ -77,8 +77,9 @@ pub const TAG_KEY_LENGTH: RangeInclusive<usize> = 1..=128;
 pub const TAG_VALUE_MAX: usize = 256;
 /// The longest account or connector name.
 pub const NAME_MAX: usize = 64;
-/// Hex characters of SHA-256 appended to a mapped name.
-const HASH_HEX_CHARS: usize = 8;
+/// Hex characters of SHA-256 appended to a mapped name: 64 bits, so that no one can make up a name (a
+/// workload's claims, a branch name) whose mapping collides with another's in feasible time.
+const HASH_HEX_CHARS: usize = 16;
 
 fn principal_label(principal: PrincipalType) -> &'static str {
     match principal {
@@ -134,19 +135,22 @@ fn map_name(user: &str, max: usize) -> String {
 ///
 /// The mapping, deterministic and documented:
 /// - a name that already fits (2–32 allowed characters) is used as is, unless it ends like a mapped name
-///   (`-` and 8 lowercase hex digits), so that no user's name can equal another user's mapped name;
-/// - otherwise each disallowed character becomes `_`, the result is cut to 23 characters, and `-` plus the first
-///   8 hex digits of the SHA-256 of the original name (UTF-8) is appended: `"Jane Doe"` → `"Jane_Doe-<hash>"`.
-///   Names shorter than 2 characters are extended the same way (`"a"` → `"a-<hash>"`).
+///   (`-` and 16 lowercase hex digits), so that no one's name can equal another's mapped name;
+/// - otherwise each disallowed character becomes `_`, the result is cut to 15 characters, and `-` plus the first
+///   16 hex digits (64 bits) of the SHA-256 of the whole original name (UTF-8) is appended: `"Jane Doe"` →
+///   `"Jane_Doe-<hash>"`. Names shorter than 2 characters are extended the same way (`"a"` → `"a-<hash>"`).
 ///
-/// Two different users share a name only if 32 bits of their hashes collide. The mapped name is what AWS shows
-/// (CloudTrail, the federated user's ARN); idfed's audit log records the user's real name.
+/// Two different names share a mapped name only if 64 bits of their hashes collide, which no one can bring
+/// about on purpose (a workload's name is made of its token's claims, such as a branch name anyone with
+/// push access picks). The hash covers the whole name — for a workload the issuer's name and every claim of
+/// its caller template — so names alike in the part kept differ in the hash. The mapped name is what AWS
+/// shows (CloudTrail, the federated user's ARN); idfed's audit log records the real name.
 pub fn federated_user_name(user: &str) -> String {
     map_name(user, FEDERATED_USER_NAME_MAX)
 }
 
 /// `AssumeRole`'s `RoleSessionName` for `user`: the mapping of [`federated_user_name`] with up to 64 characters
-/// (a prefix of up to 55 characters before the hash).
+/// (a prefix of up to 47 characters before the hash).
 pub fn role_session_name(user: &str) -> String {
     map_name(user, ROLE_SESSION_NAME_MAX)
 }
@@ -915,6 +919,31 @@ mod tests {
         assert!(looks_mapped(&mapped));
         assert!(!looks_mapped("build-1234567"));
         assert_eq!(federated_user_name("build-DEADBEEF"), "build-DEADBEEF");
+    }
+
+    #[test]
+    fn mapped_names_keep_64_bits_of_the_hash_of_the_whole_name() {
+        // A workload's name (issuer:subject) too long for STS: 47 characters kept, then 16 hex digits of the
+        // SHA-256 of the whole name.
+        let name = format!("ci:repo:org/app:environment:{}", "x".repeat(100));
+        let expected = "ci_repo_org_app_environment_xxxxxxxxxxxxxxxxxxx-9152bf9634c2ca4f";
+        assert_eq!(role_session_name(&name), expected);
+        assert_eq!(source_identity(&name), expected);
+        assert_eq!(
+            federated_user_name(&name),
+            "ci_repo_org_app-9152bf9634c2ca4f"
+        );
+        // Names alike but for their end (past what is kept) map apart.
+        let a = format!("ci:repo:org/app:environment:{}a", "x".repeat(200));
+        let b = format!("ci:repo:org/app:environment:{}b", "x".repeat(200));
+        assert_ne!(role_session_name(&a), role_session_name(&b));
+        assert_ne!(federated_user_name(&a), federated_user_name(&b));
+        // An 8-digit tail is no longer the mapped shape: such a name is kept as it is.
+        assert_eq!(role_session_name("build-deadbeef"), "build-deadbeef");
+        assert_eq!(
+            role_session_name("build-0123456789abcdef").len(),
+            "build-0123456789abcdef".len() + 17
+        );
     }
 
     #[test]

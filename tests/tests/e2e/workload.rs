@@ -1,9 +1,11 @@
 //! Workload identity: a CI job's OIDC ID token as the caller, checked against the issuer stand-in of
 //! `tests/src/oidc.rs` (OpenID discovery, a JWKS with RSA and EC keys, rotation) on loopback — with the
-//! real `idfed` binary as the CLI (`creds`, `exec` with the AWS CLI as the child) and over HTTP; and every
-//! way a token can be wrong, each refused with its own code and nothing vended.
+//! real `idfed` binary as the CLI (`creds`, `exec` with the AWS CLI as the child) and over HTTP; every
+//! way a token can be wrong, each refused with its own code and nothing vended; and how the issuer's keys
+//! are fetched: rotation, made-up `kid`s, a slow or failing issuer, redirects, HTTPS.
 
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use idfed::audit::{AuditFilter, Outcome};
 use idfed::store::Store;
@@ -71,6 +73,18 @@ async fn vend(server: &TestServer, token: &str, connector: &str) -> (u16, Value)
     (status, answer.json().await.unwrap())
 }
 
+/// A token's signature part: what must never be logged or stored (its header and claims are no secret).
+/// An unsigned token has none: then its claims part, which nothing should echo either.
+fn signature(token: &str) -> &str {
+    let mut parts = token.rsplit('.');
+    let signature = parts.next().unwrap();
+    if signature.is_empty() {
+        parts.next().unwrap()
+    } else {
+        signature
+    }
+}
+
 fn output(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().unwrap()
 }
@@ -126,7 +140,7 @@ async fn a_ci_job_gets_credentials_with_its_oidc_token_from_the_cli_and_exec() {
     assert_eq!(records[0].event.caller_kind.as_deref(), Some("workload"));
     // The token itself is in no record.
     let audit = serde_json::to_string(&records).unwrap();
-    assert!(!audit.contains(&token[token.len() - 40..]));
+    assert!(!audit.contains(signature(&token)));
 
     // An EC-signed token is as good.
     let ec = issuer.sign(KeyKind::Ec, &main_build(&issuer, json!({})));
@@ -193,7 +207,7 @@ async fn a_ci_job_gets_credentials_with_its_oidc_token_from_the_cli_and_exec() {
         "{}",
         text(&out.stderr)
     );
-    assert!(!text(&out.stderr).contains(&token[token.len() - 40..]));
+    assert!(!text(&out.stderr).contains(signature(&token)));
     server.stop().await;
 }
 
@@ -293,6 +307,48 @@ async fn every_bad_token_is_refused_with_its_own_code_and_nothing_is_vended() {
             "workload_signature_invalid",
         ),
         (
+            "no iat",
+            issuer.sign(KeyKind::Rsa, &main_build(&issuer, json!({"iat": null}))),
+            401,
+            "workload_claim_missing",
+        ),
+        (
+            "exp as a fraction",
+            issuer.sign(
+                KeyKind::Ec,
+                &main_build(&issuer, json!({"exp": (now + 300) as f64 + 0.5})),
+            ),
+            401,
+            "workload_claim_missing",
+        ),
+        (
+            "issued in the future",
+            issuer.sign(
+                KeyKind::Rsa,
+                &main_build(
+                    &issuer,
+                    json!({"iat": now + 600, "nbf": null, "exp": now + 900}),
+                ),
+            ),
+            401,
+            "workload_token_not_yet_valid",
+        ),
+        (
+            "living longer than 6 hours",
+            issuer.sign(
+                KeyKind::Rsa,
+                &main_build(&issuer, json!({"exp": now + 6 * 3600 + 60})),
+            ),
+            401,
+            "workload_token_expired",
+        ),
+        (
+            "aud neither text nor a list",
+            issuer.sign(KeyKind::Rsa, &main_build(&issuer, json!({"aud": 7}))),
+            401,
+            "workload_token_malformed",
+        ),
+        (
             "a claim no rule matches",
             issuer.sign(
                 KeyKind::Rsa,
@@ -307,7 +363,7 @@ async fn every_bad_token_is_refused_with_its_own_code_and_nothing_is_vended() {
         assert_eq!(answered, *status, "{case}: {body}");
         assert_eq!(body["error"]["code"], json!(code), "{case}: {body}");
         assert!(body.get("access_key_id").is_none(), "{case}");
-        assert!(!body.to_string().contains(token.as_str()), "{case}");
+        assert!(!body.to_string().contains(signature(token)), "{case}");
     }
     assert!(issued(&server).is_empty());
     // The refusals were about the tokens: the good one goes through.
@@ -320,11 +376,12 @@ async fn every_bad_token_is_refused_with_its_own_code_and_nothing_is_vended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rotation_is_seen_at_once_and_retired_keys_are_refused() {
     let issuer = OidcIssuer::start().await;
-    // No gap between fetches: the first token signed with a new key fetches the keys again at once.
+    // The least gap between fetches (1 s): once it has passed, the first token signed with a new key fetches
+    // the keys again at once.
     let server = server_trusting(
         &issuer,
         &format!(
-            "jwks_url = \"{}\"\njwks_refresh_min_seconds = 0",
+            "jwks_url = \"{}\"\njwks_refresh_min_seconds = 1",
             issuer.jwks_url()
         ),
     )
@@ -347,6 +404,8 @@ async fn a_key_rotation_is_seen_at_once_and_retired_keys_are_refused() {
     assert_eq!(issuer.jwks_fetches(), fetches);
 
     issuer.rotate();
+    // Past the gap (not a timing assertion: any time over a second will do).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, body) = vend(&server, &issuer.sign(KeyKind::Rsa, &claims), "deploy-prod").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(issuer.jwks_fetches(), fetches + 1);
@@ -382,7 +441,31 @@ async fn made_up_kids_do_not_make_idfed_hammer_the_issuer() {
         let (status, body) = vend(&server, &token, "deploy-prod").await;
         assert_eq!(status, 401, "{body}");
         assert_eq!(body["error"]["code"], json!("workload_key_unknown"));
+        // The message says when the keys may be fetched again.
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("may be fetched again in"), "{message}");
     }
+    // And Retry-After says when, too (at most the 30 s gap).
+    let token = issuer.sign_with_header(
+        KeyKind::Rsa,
+        json!({"alg": "RS256", "kid": "made-up-again"}),
+        &claims,
+    );
+    let answer = server
+        .client
+        .post(server.url("/api/v1/connectors/deploy-prod/credentials"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    let seconds: u64 = answer.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&seconds), "{seconds}");
     // jwks_refresh_min_seconds (30 s by default) since the first fetch: not one more.
     assert_eq!(issuer.jwks_fetches(), fetches);
     server.stop().await;
@@ -407,5 +490,220 @@ async fn an_issuer_whose_keys_cannot_be_had_is_issuer_unavailable_never_an_allow
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["error"]["code"], json!("workload_issuer_unavailable"));
     assert!(issued(&server).is_empty());
+    server.stop().await;
+}
+
+/// Waits until `done` holds (at most 10 s).
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_issuer_holds_up_no_token_whose_key_is_cached_and_is_asked_once() {
+    let issuer = OidcIssuer::start().await;
+    let server = server_trusting(
+        &issuer,
+        &format!(
+            "jwks_url = \"{}\"\njwks_cache_seconds = 1\njwks_refresh_min_seconds = 1",
+            issuer.jwks_url()
+        ),
+    )
+    .await;
+    let claims = main_build(&issuer, json!({}));
+    let token = issuer.sign(KeyKind::Rsa, &claims);
+    assert_eq!(vend(&server, &token, "deploy-prod").await.0, 200);
+    assert_eq!(issuer.jwks_requests(), 1);
+
+    // The issuer hangs; the cached keys age (jwks_cache_seconds = 1).
+    issuer.hold_jwks(true);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The aged keys still answer, at once, while one refresh hangs in the background. (The bound only
+    // keeps a regression from hanging the test: a request held by the fetch would wait 5 s.)
+    for _ in 0..5 {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(4), async {
+            vend(&server, &token, "deploy-prod").await
+        })
+        .await
+        .expect("a token whose key is cached waited for the issuer");
+        assert_eq!(status, 200, "{body}");
+    }
+    until("the background refresh reaches the issuer", || {
+        issuer.jwks_requests() == 2
+    })
+    .await;
+    assert_eq!(
+        issuer.jwks_requests(),
+        2,
+        "one refresh, not one per request"
+    );
+
+    // A rotation: a token under a new kid waits for the refresh already running, not for one more.
+    issuer.rotate();
+    let rotated = issuer.sign(KeyKind::Rsa, &claims);
+    let waiting = {
+        let client = server.client.clone();
+        let url = server.url("/api/v1/connectors/deploy-prod/credentials");
+        tokio::spawn(async move {
+            let answer = client
+                .post(url)
+                .bearer_auth(&rotated)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            answer.status().as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    issuer.hold_jwks(false);
+    assert_eq!(waiting.await.unwrap(), 200);
+    assert_eq!(issuer.jwks_requests(), 2);
+    assert_eq!(issuer.jwks_fetches(), 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_keys_answer_while_the_issuer_fails() {
+    let issuer = OidcIssuer::start().await;
+    let server = server_trusting(
+        &issuer,
+        &format!(
+            "jwks_url = \"{}\"\njwks_cache_seconds = 1\njwks_refresh_min_seconds = 1",
+            issuer.jwks_url()
+        ),
+    )
+    .await;
+    let token = issuer.sign(KeyKind::Ec, &main_build(&issuer, json!({})));
+    assert_eq!(vend(&server, &token, "deploy-prod").await.0, 200);
+    issuer.fail_jwks(true);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = vend(&server, &token, "deploy-prod").await;
+    assert_eq!(status, 200, "{body}");
+    until("the refresh is tried", || issuer.jwks_requests() == 2).await;
+    // The refresh failed; the keys of the last fetch stay in use (for up to jwks_max_stale_seconds).
+    let (status, body) = vend(&server, &token, "deploy-prod").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(issuer.jwks_fetches(), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_are_fetched_through_at_most_three_redirects() {
+    let three = OidcIssuer::start().await;
+    let server = server_trusting(
+        &three,
+        &format!("jwks_url = \"{}\"", three.jwks_url_via_redirects(3)),
+    )
+    .await;
+    let (status, body) = vend(
+        &server,
+        &three.sign(KeyKind::Rsa, &main_build(&three, json!({}))),
+        "deploy-prod",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+
+    let four = OidcIssuer::start().await;
+    let server = server_trusting(
+        &four,
+        &format!("jwks_url = \"{}\"", four.jwks_url_via_redirects(4)),
+    )
+    .await;
+    let (status, body) = vend(
+        &server,
+        &four.sign(KeyKind::Rsa, &main_build(&four, json!({}))),
+        "deploy-prod",
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], json!("workload_issuer_unavailable"));
+    assert_eq!(four.jwks_requests(), 0, "the fourth redirect was followed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_issuers_keys_never_come_over_plain_http() {
+    let certs = tempfile::tempdir().unwrap();
+    // Three issuers over HTTPS (a CA of the test's own): one as it should be; one whose discovery document
+    // names a plain-HTTP jwks_uri; one whose JWKS URL redirects to plain HTTP. The plain-HTTP keys are a
+    // loopback issuer's, which is never asked.
+    let dirs: Vec<_> = (0..3)
+        .map(|n| {
+            let dir = certs.path().join(n.to_string());
+            std::fs::create_dir(&dir).unwrap();
+            dir
+        })
+        .collect();
+    let good = OidcIssuer::start_tls(&dirs[0]).await;
+    let discovered = OidcIssuer::start_tls(&dirs[1]).await;
+    let redirected = OidcIssuer::start_tls(&dirs[2]).await;
+    let plain = OidcIssuer::start().await;
+    discovered.set_jwks_uri(Some(plain.jwks_url()));
+    let mut config = String::new();
+    for (name, issuer, keys) in [
+        ("good", &good, String::new()),
+        ("discovered", &discovered, String::new()),
+        (
+            "redirected",
+            &redirected,
+            format!(
+                "jwks_url = \"{}\"",
+                redirected.redirect_to(&plain.jwks_url())
+            ),
+        ),
+    ] {
+        config.push_str(&format!(
+            r#"
+[[workload.issuers]]
+name = "{name}"
+issuer = "{}"
+audience = "{AUDIENCE}"
+ca_file = "{}"
+{keys}
+[[workload.issuers.rules]]
+claims = {{ repository = "org/app" }}
+connectors = ["deploy-prod"]
+"#,
+            issuer.issuer(),
+            issuer.ca_file().unwrap().display()
+        ));
+    }
+    let server = TestServer::start(vec![user("alice", &["devs"])], &config).await;
+    let mut connector = role_connector("deploy-prod", "main", &[]);
+    connector.system_scope = true;
+    server.service.store.create_connector(connector).unwrap();
+
+    assert!(good.issuer().starts_with("https://127.0.0.1:"));
+    let (status, body) = vend(
+        &server,
+        &good.sign(KeyKind::Rsa, &main_build(&good, json!({}))),
+        "deploy-prod",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(good.jwks_fetches(), 1);
+
+    for issuer in [&discovered, &redirected] {
+        let (status, body) = vend(
+            &server,
+            &issuer.sign(KeyKind::Rsa, &main_build(issuer, json!({}))),
+            "deploy-prod",
+        )
+        .await;
+        assert_eq!(status, 503, "{}: {body}", issuer.issuer());
+        assert_eq!(body["error"]["code"], json!("workload_issuer_unavailable"));
+    }
+    assert_eq!(
+        plain.jwks_requests(),
+        0,
+        "keys were fetched over plain HTTP"
+    );
     server.stop().await;
 }
