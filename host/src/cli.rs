@@ -417,7 +417,8 @@ enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Says whether FILE is a policy plugin of the `idfed:policy@0.1.0` world, and its size.
+    /// Says whether FILE is a policy plugin, of which version of the `idfed:policy` contract (0.1.0 or
+    /// 0.2.0), and its size.
     Check {
         /// The component (`.wasm`).
         file: PathBuf,
@@ -630,8 +631,9 @@ impl PluginCommand {
                     .load(&display_name(&file), &wasm)
                     .map_err(|e| at(&file, e))?;
                 println!(
-                    "ok: {} is an idfed:policy@0.1.0 policy plugin, {} bytes, sha256 {}",
+                    "ok: {} is an {} policy plugin, {} bytes, sha256 {}",
                     file.display(),
+                    plugin.contract().package(),
                     plugin.size(),
                     plugin.digest()
                 );
@@ -710,6 +712,15 @@ impl PluginCommand {
                     ),
                     Ok(Decision::Deny { reason }) => (
                         serde_json::json!({"decision": "deny", "reason": reason, "elapsed_us": elapsed_us}),
+                        ExitCode::SUCCESS,
+                    ),
+                    Ok(Decision::NeedsApproval {
+                        group,
+                        reason,
+                        max_duration_seconds,
+                    }) => (
+                        serde_json::json!({"decision": "needs_approval", "group": group, "reason": reason,
+                            "max_duration_seconds": max_duration_seconds, "elapsed_us": elapsed_us}),
                         ExitCode::SUCCESS,
                     ),
                     Err(fault) => return print_fault("evaluate", &fault, started.elapsed()),

@@ -44,7 +44,31 @@ fn check_accepts_a_plugin_and_states_its_size() {
         stdout.starts_with("ok: ") && stdout.contains(&format!("{size} bytes")),
         "{stdout}"
     );
-    assert!(stdout.contains("idfed:policy@0.1.0"), "{stdout}");
+    // Built with the SDK, which targets the newest contract.
+    assert!(
+        stdout.contains("is an idfed:policy@0.2.0 policy plugin"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_says_which_contract_version_a_component_targets() {
+    for (file, package) in [
+        (fixtures::CONTRACT_V01, "idfed:policy@0.1.0"),
+        (fixtures::CONTRACT_PROBE, "idfed:policy@0.2.0"),
+    ] {
+        let out = idfed(&["plugin", "check", file]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.starts_with(&format!("ok: {file} is an {package} policy plugin, ")),
+            "{stdout}"
+        );
+        if package.ends_with("0.1.0") {
+            // Its imports are 0.1.0's, which the host still links.
+            assert!(stdout.contains("  idfed:policy/kv@0.1.0\n"), "{stdout}");
+        }
+    }
 }
 
 #[test]
@@ -176,7 +200,8 @@ fn check_lists_imports_and_warns_about_those_linked_empty() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("imports:"), "{stdout}");
-    assert!(stdout.contains("idfed:policy/types@0.1.0"), "{stdout}");
+    // The SDK builds plugins of the newest contract.
+    assert!(stdout.contains("idfed:policy/types@0.2.0"), "{stdout}");
     let warned: Vec<&str> = stdout.lines().filter(|l| l.contains("warning:")).collect();
     assert!(
         warned.iter().any(|l| l.contains("wasi:filesystem/")),
@@ -351,4 +376,50 @@ fn rotate_key_reseals_the_secrets_and_the_store_still_opens() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn eval_prints_a_needs_approval_and_passes_the_0_2_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = write(dir.path(), "request.json", REQUEST);
+    let config = write(
+        dir.path(),
+        "config.json",
+        r#"{"mode": "approval", "group": "leads", "reason": "prod", "max_duration_seconds": 900}"#,
+    );
+    let out = idfed(&[
+        "plugin",
+        "eval",
+        fixtures::CONTRACT_PROBE,
+        "--request",
+        &request,
+        "--config",
+        &config,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["decision"], "needs_approval", "{json}");
+    assert_eq!(json["group"], "leads");
+    assert_eq!(json["reason"], "prod");
+    assert_eq!(json["max_duration_seconds"], 900);
+
+    let with_fields = REQUEST.replacen(
+        "\"time\"",
+        "\"justification\": \"incident 9\", \"ticket\": \"OPS-9\", \"purpose\": \"console_sign_in\", \"time\"",
+        1,
+    );
+    let request = write(dir.path(), "request-0.2.json", &with_fields);
+    let out = idfed(&[
+        "plugin",
+        "eval",
+        fixtures::CONTRACT_PROBE,
+        "--request",
+        &request,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: serde_json::Value = serde_json::from_str(json["reason"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["justification"], "incident 9");
+    assert_eq!(seen["ticket"], "OPS-9");
+    assert_eq!(seen["purpose"], "console-sign-in");
 }

@@ -231,6 +231,7 @@ async fn run() {
             code = match outcome {
                 Ok(Decision::Allow { .. }) => "allow".into(),
                 Ok(Decision::Deny { .. }) => "deny".into(),
+                Ok(Decision::NeedsApproval { .. }) => "needs_approval".into(),
                 Err(fault) => fault.code().into(),
             };
         }

@@ -173,6 +173,8 @@ fn sdk_request(r: &idfed::plugins::PolicyRequest) -> idfed_sdk::Request {
             is_system_scope: r.caller.is_system_scope,
             source_ip: r.caller.source_ip.clone(),
             user_agent: r.caller.user_agent.clone(),
+            // The benchmark's requests come from users.
+            workload: None,
         },
         connector: Connector {
             name: r.connector.name.clone(),
@@ -199,6 +201,10 @@ fn sdk_request(r: &idfed::plugins::PolicyRequest) -> idfed_sdk::Request {
             })
             .collect(),
         time: Timestamp::from_system_time(r.time),
+        justification: r.justification.clone(),
+        ticket: r.ticket.clone(),
+        purpose: idfed_sdk::Purpose::Credentials,
+        approval: None,
     }
 }
 

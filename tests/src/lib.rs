@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use idfed::plugins::{
-    Caller, ConnectorInfo, KvStore, Plugin, PluginRuntime, PolicyRequest, PrincipalType,
+    Caller, ConnectorInfo, KvStore, Plugin, PluginRuntime, PolicyRequest, PrincipalType, Purpose,
     RuntimeConfig,
 };
 
@@ -114,6 +114,7 @@ pub fn request(
             is_system_scope: false,
             source_ip: Some("127.0.0.1".into()),
             user_agent: Some("idfed-tests".into()),
+            workload: None,
         },
         connector: ConnectorInfo {
             name: "dev".into(),
@@ -130,6 +131,10 @@ pub fn request(
         policy_arns: vec![],
         tags: vec![],
         time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_030_100), // Mon 2026-11-30 09:15 UTC
+        justification: None,
+        ticket: None,
+        purpose: Purpose::Credentials,
+        approval: None,
     }
 }
 

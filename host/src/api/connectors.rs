@@ -202,7 +202,7 @@ pub fn render(vended: &Vended, format: Format) -> Response {
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`)", body = ErrorBody),
-        (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector (`forbidden`), it is disabled (`connector_disabled`), a plugin denied the request (`plugin_denied`), or a plugin asked for an approval idfed cannot take yet (`approval_required`)", body = ErrorBody),
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
         (status = 502, description = "STS or a policy plugin failed", body = ErrorBody),
         (status = 500, description = "idfed failed (`internal_error`)", body = ErrorBody),
@@ -217,6 +217,7 @@ async fn credentials(
     let options = VendOptions {
         duration_seconds: request.duration_seconds,
         policy: request.policy,
+        ..VendOptions::default()
     };
     let vended = state.vend(&who.caller, &id_or_name, options).await?;
     Ok(render(&vended, request.format))
@@ -235,7 +236,7 @@ async fn credentials(
         (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),
         (status = 429, description = "Too many failed logins (`too_many_attempts`), or idfed's STS budget for the account is spent (`sts_budget_exhausted`); with `Retry-After`", body = ErrorBody),
         (status = 503, description = "The directory or the store cannot be used now, or a policy plugin is busy (`plugin_busy`, with `Retry-After`)", body = ErrorBody),
-        (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector (`forbidden`), it is disabled (`connector_disabled`), a plugin denied the request (`plugin_denied`), or a plugin asked for an approval idfed cannot take yet (`approval_required`)", body = ErrorBody),
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
         (status = 502, description = "STS or a policy plugin failed", body = ErrorBody),
         (status = 500, description = "idfed failed (`internal_error`)", body = ErrorBody),

@@ -29,6 +29,7 @@ use super::openapi::ErrorBody;
 use super::{ApiError, AppState, error_body, rfc3339};
 use crate::config::ConsoleConfig;
 use crate::model::Principal;
+use crate::plugins::Purpose;
 use crate::store::Store;
 use crate::vend::{VendOptions, Vendor};
 
@@ -133,7 +134,7 @@ fn check_destination(destination: &str) -> Result<(), ApiError> {
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "The body is not readable JSON of this shape (`invalid_json`)", body = ErrorBody),
-        (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector (`forbidden`), it is disabled (`connector_disabled`), a plugin denied the request (`plugin_denied`), or a plugin asked for an approval idfed cannot take yet (`approval_required`)", body = ErrorBody),
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
         (status = 502, description = "STS, a policy plugin or the federation endpoint (`federation_failed`) failed", body = ErrorBody),
         (status = 500, description = "idfed failed (`internal_error`)", body = ErrorBody),
@@ -175,7 +176,8 @@ async fn console_url(
             &id_or_name,
             VendOptions {
                 duration_seconds: request.duration_seconds,
-                policy: None,
+                purpose: Purpose::ConsoleSignIn,
+                ..VendOptions::default()
             },
         )
         .await?;

@@ -205,7 +205,8 @@ impl ApiError {
                         StatusCode::SERVICE_UNAVAILABLE,
                         Some(Duration::from_secs(5)),
                     ),
-                    _ => (StatusCode::UNAUTHORIZED, None),
+                    // An unknown key within the refetch gap: the keys may be fetched again after it.
+                    _ => (StatusCode::UNAUTHORIZED, e.retry_after()),
                 };
                 Parts {
                     status,
@@ -222,7 +223,9 @@ impl ApiError {
                         (StatusCode::FORBIDDEN, e.to_string(), None)
                     }
                     VendError::Invalid(_) => (StatusCode::BAD_REQUEST, e.to_string(), None),
-                    VendError::PluginDenied { .. } => (StatusCode::FORBIDDEN, e.to_string(), None),
+                    VendError::PluginDenied { .. } | VendError::ApprovalRequired { .. } => {
+                        (StatusCode::FORBIDDEN, e.to_string(), None)
+                    }
                     // Busy is the host's capacity, not a broken plugin: come back in a moment.
                     VendError::PluginFault {
                         code: "plugin_busy",

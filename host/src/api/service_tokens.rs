@@ -33,6 +33,7 @@ use super::extract::{Authenticated, JsonBody};
 use super::openapi::ErrorBody;
 use super::{ApiError, AppState, error_body, rfc3339};
 use crate::config::EndpointsConfig;
+use crate::plugins::Purpose;
 use crate::store::Store;
 use crate::vend::{VendOptions, Vended};
 
@@ -142,11 +143,13 @@ impl IntoResponse for ServiceError {
     }
 }
 
-/// Credentials vended to `who` from `id_or_name` for a service's token, and the account's region.
+/// Credentials vended to `who` from `id_or_name` for the token of `service` (`ecr`, `codeartifact`: what
+/// plugins see as the request's purpose), and the account's region.
 async fn vend_for_service(
     state: &AppState,
     who: &Authenticated,
     id_or_name: &str,
+    service: &str,
     duration_seconds: Option<u32>,
 ) -> Result<(Vended, String), ServiceError> {
     let vended = state
@@ -155,7 +158,8 @@ async fn vend_for_service(
             id_or_name,
             VendOptions {
                 duration_seconds,
-                policy: None,
+                purpose: Purpose::ServiceToken(service.to_owned()),
+                ..VendOptions::default()
             },
         )
         .await?;
@@ -213,7 +217,7 @@ fn service_failure(
         (status = 200, description = "The registry login", body = EcrLogin),
         (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
         (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`)", body = ErrorBody),
-        (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector (`forbidden`), it is disabled (`connector_disabled`), a plugin denied the request (`plugin_denied`), or a plugin asked for an approval idfed cannot take yet (`approval_required`)", body = ErrorBody),
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
@@ -231,7 +235,7 @@ async fn ecr_login(
     JsonBody(request): JsonBody<ServiceTokenRequest>,
 ) -> Result<Response, ServiceError> {
     let (vended, region) =
-        vend_for_service(&state, &who, &id_or_name, request.duration_seconds).await?;
+        vend_for_service(&state, &who, &id_or_name, "ecr", request.duration_seconds).await?;
     let failed = |detail: &str| ServiceError::Service("ecr_failed", detail.to_owned());
     let answer = state
         .services
@@ -331,7 +335,7 @@ fn check_domain(query: &CodeArtifactQuery) -> Result<(), ApiError> {
         (status = 200, description = "The token", body = CodeArtifactToken),
         (status = 400, description = "A bad domain, owner or request (`invalid_request`)", body = ErrorBody),
         (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`)", body = ErrorBody),
-        (status = 403, description = "The caller may not use the connector, it is disabled, or a plugin denied the request", body = ErrorBody),
+        (status = 403, description = "The caller may not use the connector (`forbidden`), it is disabled (`connector_disabled`), a plugin denied the request (`plugin_denied`), or a plugin asked for an approval idfed cannot take yet (`approval_required`)", body = ErrorBody),
         (status = 404, description = "No such connector (`connector_not_found`)", body = ErrorBody),
         (status = 413, description = "The body is over the limit (`body_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`)", body = ErrorBody),
@@ -350,8 +354,14 @@ async fn codeartifact_token(
     JsonBody(request): JsonBody<ServiceTokenRequest>,
 ) -> Result<Response, ServiceError> {
     check_domain(&query)?;
-    let (vended, region) =
-        vend_for_service(&state, &who, &id_or_name, request.duration_seconds).await?;
+    let (vended, region) = vend_for_service(
+        &state,
+        &who,
+        &id_or_name,
+        "codeartifact",
+        request.duration_seconds,
+    )
+    .await?;
     let answer = state
         .services
         .codeartifact(&region)

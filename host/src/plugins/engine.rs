@@ -10,7 +10,7 @@ use cap_std::fs::Dir;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::PolicyPlugin;
+use super::bindings::{v0_1, v0_2};
 use super::fault::LoadError;
 use super::runtime::RuntimeConfig;
 use super::state::HostState;
@@ -42,11 +42,13 @@ pub(crate) fn engine(config: &RuntimeConfig) -> anyhow::Result<Engine> {
 }
 
 /// The linker every plugin is instantiated from: WASI 0.2 (to be given an empty context) and the three
-/// `idfed:policy` imports. A component importing anything else is refused when it is loaded.
+/// `idfed:policy` imports of every contract version (`@0.1.0` and `@0.2.0`), all served by the same
+/// implementation. A component importing anything else is refused when it is loaded.
 pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    PolicyPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    v0_1::PolicyPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
+    v0_2::PolicyPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)?;
     Ok(linker)
 }
 

@@ -9,8 +9,11 @@ pub enum LoadError {
     /// The bytes are not a WebAssembly component (a core module, or not WebAssembly at all).
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
-    /// A component, but not of the `idfed:policy@0.1.0` `policy-plugin` world.
-    #[error("not an idfed:policy@0.1.0 policy plugin: {0}")]
+    /// A component, but not of the `policy-plugin` world of a contract version the host loads.
+    #[error(
+        "not a policy plugin of {packages}: {0}",
+        packages = super::bindings::ContractVersion::all_packages()
+    )]
     Incompatible(String),
     /// The plugin file is larger than the configured maximum.
     #[error("plugin is {size} bytes, more than the maximum of {max} bytes")]

@@ -5,7 +5,9 @@
 //! and up to 600 ms). Here every string and list of an answer is lifted as a [`Bounded`]: the length the plugin claims is compared with STS's limit for that field *before*
 //! anything is copied, and a longer one is kept as its length only (then refused as
 //! `plugin_invalid_grant`). Host work on an answer is therefore bounded by STS's limits, whatever the
-//! plugin claims. Messages for people (a denial's reason, an error) keep a cut prefix instead.
+//! plugin claims. Messages for people (a denial's reason, a needs-approval's group and reason, an error) keep a
+//! cut prefix instead. Both contract versions' decisions are lifted here: 0.1.0's is 0.2.0's without
+//! `needs-approval`, and is converted to it.
 //!
 //! The check has to happen inside the lift: wasmtime runs the plugin's post-return (which frees the
 //! answer's buffers) as soon as the call returns, so [`wasmtime::component::WasmList`] and `WasmStr`
@@ -199,14 +201,45 @@ pub(crate) struct RawDenial {
     reason: Message,
 }
 
-/// `decision`, bounded.
+/// `decision` of 0.1.0, bounded.
 #[derive(ComponentType, Lift)]
 #[component(variant)]
-pub(crate) enum RawDecision {
+pub(crate) enum RawDecisionV0_1 {
     #[component(name = "allow")]
     Allow(RawGrant),
     #[component(name = "deny")]
     Deny(RawDenial),
+}
+
+/// `approval-requirement` (0.2.0), bounded: its group and reason are messages, cut like a denial's reason.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+pub(crate) struct RawApprovalRequirement {
+    group: Message,
+    reason: Message,
+    #[component(name = "max-duration-seconds")]
+    max_duration_seconds: Option<u32>,
+}
+
+/// `decision` of 0.2.0, bounded.
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+pub(crate) enum RawDecisionV0_2 {
+    #[component(name = "allow")]
+    Allow(RawGrant),
+    #[component(name = "deny")]
+    Deny(RawDenial),
+    #[component(name = "needs-approval")]
+    NeedsApproval(RawApprovalRequirement),
+}
+
+impl From<RawDecisionV0_1> for RawDecisionV0_2 {
+    fn from(raw: RawDecisionV0_1) -> Self {
+        match raw {
+            RawDecisionV0_1::Allow(grant) => RawDecisionV0_2::Allow(grant),
+            RawDecisionV0_1::Deny(denial) => RawDecisionV0_2::Deny(denial),
+        }
+    }
 }
 
 /// `plugin-error`, bounded.
@@ -227,8 +260,10 @@ pub(crate) struct RawConfigError {
     pointer: Option<Message>,
 }
 
-/// What `evaluate` returns, bounded.
-pub(crate) type EvaluateResult = Result<RawDecision, RawPluginError>;
+/// What 0.1.0's `evaluate` returns, bounded.
+pub(crate) type EvaluateResultV0_1 = Result<RawDecisionV0_1, RawPluginError>;
+/// What 0.2.0's `evaluate` returns, bounded; 0.1.0's answers are converted to it.
+pub(crate) type EvaluateResult = Result<RawDecisionV0_2, RawPluginError>;
 /// What `validate-config` returns, bounded.
 pub(crate) type ValidateResult = Result<(), RawConfigError>;
 
@@ -248,15 +283,25 @@ fn field<const MAX: usize>(
     })
 }
 
-/// The decision, with a grant over STS's counts and sizes refused.
-pub(crate) fn decision(raw: RawDecision, max_reason_bytes: usize) -> Result<Decision, PluginFault> {
+/// The decision (of either version), with a grant over STS's counts and sizes refused.
+pub(crate) fn decision(
+    raw: RawDecisionV0_2,
+    max_reason_bytes: usize,
+) -> Result<Decision, PluginFault> {
     let grant = match raw {
-        RawDecision::Deny(denial) => {
+        RawDecisionV0_2::Deny(denial) => {
             return Ok(Decision::Deny {
                 reason: denial.reason.show(max_reason_bytes),
             });
         }
-        RawDecision::Allow(grant) => grant,
+        RawDecisionV0_2::NeedsApproval(needs) => {
+            return Ok(Decision::NeedsApproval {
+                group: needs.group.show(max_reason_bytes),
+                reason: needs.reason.show(max_reason_bytes),
+                max_duration_seconds: needs.max_duration_seconds,
+            });
+        }
+        RawDecisionV0_2::Allow(grant) => grant,
     };
     let arns = grant
         .policy_arns

@@ -215,6 +215,10 @@ mod tests {
                 value: "blue".into(),
             }],
             time: std::time::SystemTime::UNIX_EPOCH,
+            justification: None,
+            ticket: None,
+            purpose: Default::default(),
+            approval: None,
         }
     }
 

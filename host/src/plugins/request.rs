@@ -30,7 +30,65 @@ pub struct Caller {
     /// The caller's `User-Agent`.
     #[serde(default)]
     pub user_agent: Option<String>,
+    /// For a system-scope caller that came with a workload's OIDC token: who the token says it is.
+    #[serde(default)]
+    pub workload: Option<WorkloadIdentity>,
 }
+
+/// A workload (a CI job…) that called with an OIDC token idfed verified.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    /// The issuer's name as configured (`[[workload.issuers]] name`).
+    pub issuer: String,
+    /// The token's `sub`.
+    pub subject: String,
+    /// The token's claims kept by idfed, by name.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
+}
+
+/// One claim of a workload's token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// The claim's name.
+    pub name: String,
+    /// Its value as JSON text (`"org/app"`, with the quotes, for a string).
+    pub value: String,
+}
+
+/// What the credentials of a request are for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Credentials handed to the caller.
+    #[default]
+    Credentials,
+    /// A console sign-in URL made from them.
+    ConsoleSignIn,
+    /// Another service's token obtained with them: `ecr`, `codeartifact`.
+    ServiceToken(String),
+}
+
+/// Who approved a request, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The approver's user name.
+    pub approver: String,
+    /// When they approved (RFC 3339 in JSON).
+    #[serde(with = "rfc3339")]
+    pub approved_at: SystemTime,
+    /// Their comment, if any.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// The most bytes of a justification passed to plugins (0.2.0 documents it).
+pub const MAX_JUSTIFICATION_BYTES: usize = 1024;
+/// The most bytes of a ticket reference passed to plugins (0.2.0 documents it).
+pub const MAX_TICKET_BYTES: usize = 128;
 
 /// The connector a request is made to, as plugins see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +139,18 @@ pub struct PolicyRequest {
     /// When the request was received (RFC 3339 in JSON; now, when omitted).
     #[serde(default = "SystemTime::now", with = "rfc3339")]
     pub time: SystemTime,
+    /// The caller's justification, if they gave one (at most [`MAX_JUSTIFICATION_BYTES`] reach a plugin).
+    #[serde(default)]
+    pub justification: Option<String>,
+    /// The caller's ticket reference, if any (at most [`MAX_TICKET_BYTES`] reach a plugin).
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// What the credentials are for (credentials, when omitted).
+    #[serde(default)]
+    pub purpose: Purpose,
+    /// Who approved the request, on one repeated after an approval.
+    #[serde(default)]
+    pub approval: Option<Approval>,
 }
 
 impl PolicyRequest {
@@ -132,6 +202,15 @@ pub enum Decision {
     Deny {
         /// Shown to the caller.
         reason: String,
+    },
+    /// Refuse until a member of `group` (not the requester) approves (contract 0.2.0).
+    NeedsApproval {
+        /// The group whose members may approve.
+        group: String,
+        /// Why, shown to the requester and the approvers.
+        reason: String,
+        /// The longest duration an approval may grant, in seconds.
+        max_duration_seconds: Option<u32>,
     },
 }
 
@@ -198,6 +277,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn the_0_2_fields_default_and_round_trip() {
+        let text = r#"{
+            "caller": {"is_system_scope": true, "workload": {"issuer": "ci", "subject": "repo:org/app",
+                       "claims": [{"name": "ref", "value": "\"refs/heads/main\""}]}},
+            "connector": {"name": "d", "principal_type": "iam-user", "account_name": "a"},
+            "duration_seconds": 900, "time": "2026-11-30T09:15:00Z",
+            "justification": "incident 42", "ticket": "OPS-1",
+            "purpose": {"service_token": "ecr"},
+            "approval": {"approver": "bob", "approved_at": "2026-11-30T09:00:00Z"}
+        }"#;
+        let request: PolicyRequest = serde_json::from_str(text).unwrap();
+        assert_eq!(request.purpose, Purpose::ServiceToken("ecr".into()));
+        assert_eq!(
+            request.caller.workload.as_ref().unwrap().claims[0].name,
+            "ref"
+        );
+        assert_eq!(request.approval.as_ref().unwrap().approver, "bob");
+        let again: PolicyRequest =
+            serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();
+        assert_eq!(again, request);
+        let plain: PolicyRequest = serde_json::from_str(
+            r#"{"caller": {}, "connector": {"name": "d", "principal_type": "iam-user", "account_name": "a"},
+                "duration_seconds": 900}"#,
+        )
+        .unwrap();
+        assert_eq!(plain.purpose, Purpose::Credentials);
+        assert_eq!(
+            (plain.justification, plain.ticket, plain.approval),
+            (None, None, None)
+        );
+        assert_eq!(
+            serde_json::to_string(&Purpose::ConsoleSignIn).unwrap(),
+            r#""console_sign_in""#
+        );
     }
 
     #[test]

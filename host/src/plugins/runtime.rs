@@ -11,11 +11,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
-use super::bindings::{POLICY_EXPORT, PolicyPluginPre, types};
+use super::bindings::{ContractVersion, v0_1, v0_2};
 use super::engine::{self, CompileSource, ComponentCache};
 use super::fault::{BindError, LoadError, PluginFault};
 use super::kv::KvStore;
-use super::lift::{self, EvaluateResult, ValidateResult};
+use super::lift::{self, EvaluateResult, EvaluateResultV0_1, ValidateResult};
 use super::log::{self, LogBuckets, LogLimits, LogSink};
 use super::narrowing;
 use super::request::{Decision, Grant, PolicyRequest};
@@ -102,6 +102,7 @@ pub struct Plugin {
     size: usize,
     source: CompileSource,
     pre: InstancePre<HostState>,
+    contract: ContractVersion,
     evaluate: ComponentExportIndex,
     validate_config: ComponentExportIndex,
     imports: Vec<String>,
@@ -128,6 +129,10 @@ impl Plugin {
     pub fn imports(&self) -> &[String] {
         &self.imports
     }
+    /// The version of the plugin contract it targets (the `idfed:policy/policy` it exports).
+    pub fn contract(&self) -> ContractVersion {
+        self.contract
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -135,6 +140,7 @@ impl std::fmt::Debug for Plugin {
         f.debug_struct("Plugin")
             .field("name", &self.name)
             .field("digest", &self.digest)
+            .field("contract", &self.contract)
             .finish_non_exhaustive()
     }
 }
@@ -194,6 +200,17 @@ pub enum ChainOutcome {
         binding: String,
         /// Its reason, for the caller.
         reason: String,
+    },
+    /// A plugin answered that the request needs an approval (contract 0.2.0); the chain stopped there.
+    NeedsApproval {
+        /// The binding that asked for it.
+        binding: String,
+        /// The group whose members may approve.
+        group: String,
+        /// Why, for the requester and the approvers.
+        reason: String,
+        /// The longest duration an approval may grant, in seconds.
+        max_duration_seconds: Option<u32>,
     },
     /// A plugin malfunctioned: the request is denied.
     Fault {
@@ -270,7 +287,8 @@ impl PluginRuntime {
         &self.inner.kv
     }
 
-    /// Loads a plugin: checks it is a component of the `idfed:policy@0.1.0` `policy-plugin` world and
+    /// Loads a plugin: checks it is a component of the `policy-plugin` world of a contract version the
+    /// host supports (`idfed:policy@0.1.0` or `@0.2.0`, told by the policy interface it exports) and
     /// compiles it, or reads it from the cache.
     ///
     /// Compiling takes from 100 ms to a second of CPU: from async code, call it in `spawn_blocking`.
@@ -298,20 +316,34 @@ impl PluginRuntime {
         };
         let instance_pre = inner.linker.instantiate_pre(&component).map_err(|e| {
             LoadError::Incompatible(format!(
-                "{e:#} (a policy plugin may import only WASI 0.2 and idfed:policy@0.1.0)"
+                "{e:#} (a policy plugin may import only WASI 0.2 and {})",
+                ContractVersion::all_packages()
             ))
         })?;
-        // The generated bindings check every export's type; calls then go through the export indices,
-        // with the plugin's answers lifted by `lift` rather than by the bindings.
-        PolicyPluginPre::new(instance_pre.clone()).map_err(|e| {
-            LoadError::Incompatible(format!("it does not export `{POLICY_EXPORT}`: {e:#}"))
+        let contract = ContractVersion::of(&component, &inner.engine).ok_or_else(|| {
+            LoadError::Incompatible(format!(
+                "it exports no policy interface this host knows ({})",
+                ContractVersion::all_policy_exports()
+            ))
+        })?;
+        let policy_export = contract.policy_export();
+        // The generated bindings of its version check every export's type; calls then go through the
+        // export indices, with the plugin's answers lifted by `lift` rather than by the bindings.
+        let typed = match contract {
+            ContractVersion::V0_1 => v0_1::PolicyPluginPre::new(instance_pre.clone()).map(drop),
+            ContractVersion::V0_2 => v0_2::PolicyPluginPre::new(instance_pre.clone()).map(drop),
+        };
+        typed.map_err(|e| {
+            LoadError::Incompatible(format!(
+                "its `{policy_export}` does not match {contract}: {e:#}"
+            ))
         })?;
         let export = |name: &str| {
             component
-                .get_export_index(None, POLICY_EXPORT)
+                .get_export_index(None, policy_export)
                 .and_then(|policy| component.get_export_index(Some(&policy), name))
                 .ok_or_else(|| {
-                    LoadError::Incompatible(format!("it does not export `{POLICY_EXPORT}#{name}`"))
+                    LoadError::Incompatible(format!("it does not export `{policy_export}#{name}`"))
                 })
         };
         let (evaluate, validate_config) = (export("evaluate")?, export("validate-config")?);
@@ -332,6 +364,7 @@ impl PluginRuntime {
             size: wasm.len(),
             source,
             pre: instance_pre,
+            contract,
             evaluate,
             validate_config,
             imports,
@@ -446,20 +479,44 @@ impl PluginRuntime {
         // instance) is gone.
         let _slots = self.admit(binding).await?;
         let mut store = self.store(binding, &request.connector.name, &request.request_id);
-        let wit_request = types::Request::from(request);
+        let plugin = &binding.plugin;
+        // Each version's request is lowered by its own bindings; both versions' answers are lifted,
+        // bounded, into 0.2.0's decision (of which 0.1.0's is a subset).
+        let wit_request = match plugin.contract {
+            ContractVersion::V0_1 => WitRequest::V0_1(request.into()),
+            ContractVersion::V0_2 => WitRequest::V0_2(request.into()),
+        };
         let call = async {
-            let instance = binding.plugin.pre.instantiate_async(&mut store).await;
+            let instance = plugin.pre.instantiate_async(&mut store).await;
             let instance = instance.map_err(|e| (e, Stage::Instantiate))?;
-            let func = instance
-                .get_typed_func::<(&str, &types::Request), (EvaluateResult,)>(
-                    &mut store,
-                    &binding.plugin.evaluate,
-                )
-                .map_err(|e| (e, Stage::Instantiate))?;
-            let (result,) = func
-                .call_async(&mut store, (&binding.config, &wit_request))
-                .await
-                .map_err(|e| (e, Stage::Call))?;
+            let result: EvaluateResult = match &wit_request {
+                WitRequest::V0_1(wit_request) => {
+                    let func = instance
+                        .get_typed_func::<(&str, &v0_1::types::Request), (EvaluateResultV0_1,)>(
+                            &mut store,
+                            &plugin.evaluate,
+                        )
+                        .map_err(|e| (e, Stage::Instantiate))?;
+                    let (result,) = func
+                        .call_async(&mut store, (&binding.config, wit_request))
+                        .await
+                        .map_err(|e| (e, Stage::Call))?;
+                    result.map(Into::into)
+                }
+                WitRequest::V0_2(wit_request) => {
+                    let func = instance
+                        .get_typed_func::<(&str, &v0_2::types::Request), (EvaluateResult,)>(
+                            &mut store,
+                            &plugin.evaluate,
+                        )
+                        .map_err(|e| (e, Stage::Instantiate))?;
+                    let (result,) = func
+                        .call_async(&mut store, (&binding.config, wit_request))
+                        .await
+                        .map_err(|e| (e, Stage::Call))?;
+                    result
+                }
+            };
             Ok(result)
         };
         let result = self.within_deadline(binding, call).await;
@@ -556,6 +613,7 @@ impl PluginRuntime {
             let decided = match &outcome {
                 Ok(Decision::Allow { .. }) => "allow",
                 Ok(Decision::Deny { .. }) => "deny",
+                Ok(Decision::NeedsApproval { .. }) => "needs_approval",
                 Err(fault) => fault.code(),
             };
             self.metrics
@@ -570,6 +628,20 @@ impl PluginRuntime {
                     return ChainOutcome::Deny {
                         binding: binding.id().to_owned(),
                         reason,
+                    };
+                }
+                Ok(Decision::NeedsApproval {
+                    group,
+                    reason,
+                    max_duration_seconds,
+                }) => {
+                    tracing::info!(binding = binding.id(), request_id = %request.request_id, micros, %group, %reason,
+                        "plugin answered that the request needs an approval");
+                    return ChainOutcome::NeedsApproval {
+                        binding: binding.id().to_owned(),
+                        group,
+                        reason,
+                        max_duration_seconds,
                     };
                 }
                 Err(fault) => {
@@ -625,6 +697,14 @@ impl PluginRuntime {
         });
         store
     }
+}
+
+/// A request in the types of the plugin's contract version.
+// One lives for one call: boxing the larger variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum WitRequest {
+    V0_1(v0_1::types::Request),
+    V0_2(v0_2::types::Request),
 }
 
 /// Epoch ticks a call may run through before it starts yielding to the executor at each tick.

@@ -10,7 +10,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, idfed::policy as wit};
+use super::bindings;
 use super::kv::{BindingKv, KvError};
 use super::log::{Level, LogSink};
 
@@ -195,69 +195,113 @@ impl tokio::io::AsyncWrite for CapturedWriter {
     }
 }
 
-impl wit::types::Host for HostState {}
+/// Implements one contract version's generated import traits (`log`, `clock`, `kv`, and the empty
+/// `types`) by delegating to the one implementation: the store's [`LogSink`] and [`BindingKv`].
+macro_rules! host_imports {
+    ($version:ident) => {
+        const _: () = {
+            use bindings::$version::idfed::policy as wit;
 
-impl wit::log::Host for HostState {
-    fn write(&mut self, level: wit::log::Level, message: String) {
-        let level = match level {
-            wit::log::Level::Debug => Level::Debug,
-            wit::log::Level::Info => Level::Info,
-            wit::log::Level::Warn => Level::Warn,
-            wit::log::Level::Error => Level::Error,
-        };
-        self.log.write(level, &message);
-    }
-}
+            impl wit::types::Host for HostState {}
 
-impl wit::clock::Host for HostState {
-    fn now(&mut self) -> wit::types::Timestamp {
-        bindings::timestamp(SystemTime::now())
-    }
-}
-
-impl wit::kv::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit::kv::KvError> {
-        self.kv.get(&key).map_err(Into::into)
-    }
-
-    fn set(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-        ttl: Option<u32>,
-    ) -> Result<(), wit::kv::KvError> {
-        self.kv
-            .set(&key, &value, ttl.map(|s| Duration::from_secs(s.into())))
-            .map_err(Into::into)
-    }
-
-    fn delete(&mut self, key: String) -> Result<(), wit::kv::KvError> {
-        self.kv.delete(&key).map_err(Into::into)
-    }
-
-    fn increment(
-        &mut self,
-        key: String,
-        delta: i64,
-        ttl: Option<u32>,
-    ) -> Result<i64, wit::kv::KvError> {
-        self.kv
-            .increment(&key, delta, ttl.map(|s| Duration::from_secs(s.into())))
-            .map_err(Into::into)
-    }
-}
-
-impl From<KvError> for wit::kv::KvError {
-    fn from(e: KvError) -> Self {
-        match e {
-            KvError::InvalidKey => wit::kv::KvError::InvalidKey,
-            KvError::ValueTooLarge => wit::kv::KvError::ValueTooLarge,
-            KvError::QuotaExceeded => wit::kv::KvError::QuotaExceeded,
-            KvError::NotACounter => wit::kv::KvError::NotACounter,
-            KvError::Unavailable(why) => {
-                tracing::error!(error = %why, "plugin key-value store unavailable");
-                wit::kv::KvError::Unavailable("the host's store is unavailable".into())
+            impl wit::log::Host for HostState {
+                fn write(&mut self, level: wit::log::Level, message: String) {
+                    let level = match level {
+                        wit::log::Level::Debug => Level::Debug,
+                        wit::log::Level::Info => Level::Info,
+                        wit::log::Level::Warn => Level::Warn,
+                        wit::log::Level::Error => Level::Error,
+                    };
+                    self.log_line(level, &message);
+                }
             }
+
+            impl wit::clock::Host for HostState {
+                fn now(&mut self) -> wit::types::Timestamp {
+                    bindings::$version::timestamp(SystemTime::now())
+                }
+            }
+
+            impl wit::kv::Host for HostState {
+                fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, wit::kv::KvError> {
+                    self.kv_get(&key).map_err(Into::into)
+                }
+
+                fn set(
+                    &mut self,
+                    key: String,
+                    value: Vec<u8>,
+                    ttl: Option<u32>,
+                ) -> Result<(), wit::kv::KvError> {
+                    self.kv_set(&key, &value, ttl).map_err(Into::into)
+                }
+
+                fn delete(&mut self, key: String) -> Result<(), wit::kv::KvError> {
+                    self.kv_delete(&key).map_err(Into::into)
+                }
+
+                fn increment(
+                    &mut self,
+                    key: String,
+                    delta: i64,
+                    ttl: Option<u32>,
+                ) -> Result<i64, wit::kv::KvError> {
+                    self.kv_increment(&key, delta, ttl).map_err(Into::into)
+                }
+            }
+
+            impl From<KvError> for wit::kv::KvError {
+                fn from(e: KvError) -> Self {
+                    match e {
+                        KvError::InvalidKey => wit::kv::KvError::InvalidKey,
+                        KvError::ValueTooLarge => wit::kv::KvError::ValueTooLarge,
+                        KvError::QuotaExceeded => wit::kv::KvError::QuotaExceeded,
+                        KvError::NotACounter => wit::kv::KvError::NotACounter,
+                        KvError::Unavailable(why) => wit::kv::KvError::Unavailable(why),
+                    }
+                }
+            }
+        };
+    };
+}
+
+host_imports!(v0_1);
+host_imports!(v0_2);
+
+/// The one implementation of the imports, whatever the contract version.
+impl HostState {
+    fn log_line(&mut self, level: Level, message: &str) {
+        self.log.write(level, message);
+    }
+
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.kv.get(key).map_err(hide_unavailable)
+    }
+
+    fn kv_set(&mut self, key: &str, value: &[u8], ttl: Option<u32>) -> Result<(), KvError> {
+        self.kv
+            .set(key, value, ttl.map(|s| Duration::from_secs(s.into())))
+            .map_err(hide_unavailable)
+    }
+
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.kv.delete(key).map_err(hide_unavailable)
+    }
+
+    fn kv_increment(&mut self, key: &str, delta: i64, ttl: Option<u32>) -> Result<i64, KvError> {
+        self.kv
+            .increment(key, delta, ttl.map(|s| Duration::from_secs(s.into())))
+            .map_err(hide_unavailable)
+    }
+}
+
+/// The host's store failing is logged here; the plugin is told only that it is unavailable.
+fn hide_unavailable(e: KvError) -> KvError {
+    match e {
+        KvError::Unavailable(why) => {
+            tracing::error!(error = %why, "plugin key-value store unavailable");
+            KvError::Unavailable("the host's store is unavailable".into())
         }
+        other => other,
     }
 }

@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::model::{Account, Caller, Connector, Identity, Principal, PrincipalType};
-use crate::plugins::{self, ChainOutcome, ConnectorInfo, Grant, PluginRuntime, PolicyRequest};
+use crate::plugins::{
+    self, ChainOutcome, ConnectorInfo, Grant, PluginRuntime, PolicyRequest, Purpose,
+};
 use crate::store::Store;
 use crate::sts::validate::{self, ValidationError};
 use crate::sts::{
@@ -33,6 +35,13 @@ pub struct VendOptions {
     pub duration_seconds: Option<u32>,
     /// An inline session policy narrowing the connector's (it must allow nothing the connector's does not).
     pub policy: Option<String>,
+    /// What the credentials are for, as plugins see it: credentials (the default), a console sign-in, or a
+    /// service's token.
+    pub purpose: Purpose,
+    /// The caller's justification, passed to plugins (nothing sets it yet but tests).
+    pub justification: Option<String>,
+    /// The caller's ticket reference, passed to plugins (nothing sets it yet but tests).
+    pub ticket: Option<String>,
 }
 
 /// Credentials vended, with what was decided on the way.
@@ -78,6 +87,19 @@ pub enum VendError {
         /// Its reason, meant for the caller.
         reason: String,
     },
+    /// A plugin answered that the request needs an approval. Until idfed has its approval workflow, such a
+    /// request is refused.
+    #[error(
+        "approval required: a member of group {group:?} must approve this request, and idfed cannot take approvals yet; the policy says: {reason}"
+    )]
+    ApprovalRequired {
+        /// The binding that asked for it.
+        binding: String,
+        /// The group whose members may approve.
+        group: String,
+        /// The plugin's reason, meant for the caller.
+        reason: String,
+    },
     /// A plugin malfunctioned; the request is refused (fail closed). Details go to the log and audit log.
     #[error("refused: a policy plugin of this connector failed ({code})")]
     PluginFault {
@@ -105,6 +127,7 @@ impl VendError {
             VendError::Disabled(_) => "connector_disabled",
             VendError::Invalid(_) => "invalid_request",
             VendError::PluginDenied { .. } => "plugin_denied",
+            VendError::ApprovalRequired { .. } => "approval_required",
             VendError::PluginFault { code, .. } => code,
             VendError::Sts(e) => e.code(),
             VendError::Internal(_) => "internal_error",
@@ -203,7 +226,10 @@ impl Vendor {
             }
             Err(e) => {
                 event.outcome = match e {
-                    VendError::PluginDenied { .. } => Outcome::PluginDenied,
+                    // Audited as a plugin's refusal, told apart by its code.
+                    VendError::PluginDenied { .. } | VendError::ApprovalRequired { .. } => {
+                        Outcome::PluginDenied
+                    }
                     VendError::PluginFault { .. } => Outcome::PluginFault,
                     VendError::Sts(_) | VendError::Internal(_) => Outcome::Failed,
                     _ => Outcome::Refused,
@@ -214,6 +240,7 @@ impl Vendor {
                     other => other.to_string(),
                 });
                 if let VendError::PluginDenied { binding, .. }
+                | VendError::ApprovalRequired { binding, .. }
                 | VendError::PluginFault { binding, .. } = e
                 {
                     event.binding = Some(binding.clone());
@@ -276,6 +303,11 @@ impl Vendor {
                 _ => Vec::new(),
             },
             time: SystemTime::now(),
+            justification: options.justification,
+            ticket: options.ticket,
+            purpose: options.purpose,
+            // Set once idfed has its approval workflow.
+            approval: None,
         };
         let request = match options.policy {
             None => base,
@@ -308,6 +340,19 @@ impl Vendor {
             ChainOutcome::Deny { binding, reason } => {
                 event.plugin = plugin_of(&binding);
                 return Err(VendError::PluginDenied { binding, reason });
+            }
+            ChainOutcome::NeedsApproval {
+                binding,
+                group,
+                reason,
+                ..
+            } => {
+                event.plugin = plugin_of(&binding);
+                return Err(VendError::ApprovalRequired {
+                    binding,
+                    group,
+                    reason,
+                });
             }
             ChainOutcome::Fault { binding, fault } => {
                 event.plugin = plugin_of(&binding);
@@ -434,6 +479,23 @@ fn plugin_caller(caller: &Caller) -> plugins::Caller {
         } => (Some(name.clone()), groups.clone(), *is_admin, false),
         Identity::System { .. } | Identity::Workload(_) => (None, Vec::new(), false, true),
     };
+    let workload = match &caller.identity {
+        Identity::Workload(w) => Some(plugins::WorkloadIdentity {
+            issuer: w.issuer.clone(),
+            subject: w.subject.clone(),
+            // The token's claims are kept as text (numbers and booleans too): each is passed as a JSON
+            // string.
+            claims: w
+                .claims
+                .iter()
+                .map(|(name, value)| plugins::Claim {
+                    name: name.clone(),
+                    value: serde_json::Value::from(value.as_str()).to_string(),
+                })
+                .collect(),
+        }),
+        _ => None,
+    };
     plugins::Caller {
         user_name,
         groups,
@@ -441,6 +503,7 @@ fn plugin_caller(caller: &Caller) -> plugins::Caller {
         is_system_scope,
         source_ip: caller.source_ip.clone(),
         user_agent: caller.user_agent.clone(),
+        workload,
     }
 }
 

@@ -1,8 +1,8 @@
 //! Convenience methods on the contract's types.
 
 use crate::{
-    ConfigError, Decision, Denial, Grant, PluginError, PrincipalType, Request, SessionTag,
-    Timestamp,
+    ApprovalRequirement, ConfigError, Decision, Denial, Grant, PluginError, PrincipalType, Purpose,
+    Request, SessionTag, Timestamp,
 };
 
 impl Grant {
@@ -38,6 +38,33 @@ impl Request {
     pub fn caller_in_any_group<S: AsRef<str>>(&self, groups: &[S]) -> bool {
         groups.iter().any(|g| self.caller_in_group(g.as_ref()))
     }
+
+    /// Whether the request was approved (it carries an [`Approval`](crate::Approval)).
+    pub fn is_approved(&self) -> bool {
+        self.approval.is_some()
+    }
+
+    /// The value, as JSON text, of the workload caller's token claim `name`; none for a caller that is
+    /// not a workload or a claim its token lacks.
+    pub fn workload_claim(&self, name: &str) -> Option<&str> {
+        let workload = self.caller.workload.as_ref()?;
+        workload
+            .claims
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value.as_str())
+    }
+}
+
+impl Purpose {
+    /// The purpose as text: `credentials`, `console-sign-in`, or `service-token:<service>`.
+    pub fn to_text(&self) -> String {
+        match self {
+            Purpose::Credentials => "credentials".into(),
+            Purpose::ConsoleSignIn => "console-sign-in".into(),
+            Purpose::ServiceToken(service) => format!("service-token:{service}"),
+        }
+    }
 }
 
 impl Decision {
@@ -58,6 +85,31 @@ impl Decision {
         })
     }
 
+    /// Refuses the request until a member of `group` (someone other than the requester) approves it. The
+    /// reason is shown to the requester and to the approvers as it is: it must hold nothing secret. Once
+    /// approved, the plugin sees the request again with [`Request::approval`] set.
+    pub fn needs_approval(group: impl Into<String>, reason: impl Into<String>) -> Decision {
+        Decision::NeedsApproval(ApprovalRequirement {
+            group: group.into(),
+            reason: reason.into(),
+            max_duration_seconds: None,
+        })
+    }
+
+    /// As [`needs_approval`](Decision::needs_approval), and an approval may grant at most
+    /// `max_duration_seconds`.
+    pub fn needs_approval_for(
+        group: impl Into<String>,
+        reason: impl Into<String>,
+        max_duration_seconds: u32,
+    ) -> Decision {
+        Decision::NeedsApproval(ApprovalRequirement {
+            group: group.into(),
+            reason: reason.into(),
+            max_duration_seconds: Some(max_duration_seconds),
+        })
+    }
+
     /// Whether this is an allow.
     pub fn is_allow(&self) -> bool {
         matches!(self, Decision::Allow(_))
@@ -67,15 +119,23 @@ impl Decision {
     pub fn as_grant(&self) -> Option<&Grant> {
         match self {
             Decision::Allow(g) => Some(g),
-            Decision::Deny(_) => None,
+            Decision::Deny(_) | Decision::NeedsApproval(_) => None,
         }
     }
 
     /// The reason, if this is a deny.
     pub fn deny_reason(&self) -> Option<&str> {
         match self {
-            Decision::Allow(_) => None,
             Decision::Deny(d) => Some(&d.reason),
+            Decision::Allow(_) | Decision::NeedsApproval(_) => None,
+        }
+    }
+
+    /// What approval is needed, if this is a needs-approval.
+    pub fn approval_requirement(&self) -> Option<&ApprovalRequirement> {
+        match self {
+            Decision::NeedsApproval(needs) => Some(needs),
+            Decision::Allow(_) | Decision::Deny(_) => None,
         }
     }
 }

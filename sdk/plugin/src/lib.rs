@@ -47,6 +47,11 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` (crate type `cdylib`); see the README for the
 //! whole workflow and the limits the host enforces.
 //!
+//! The SDK builds plugins of the contract `idfed:policy@0.2.0` (`wit/since_v0.2.0/`): besides what 0.1.0 had,
+//! a [`Request`] carries the caller's `justification` and `ticket`, its [`Purpose`], the [`Approval`] of a
+//! request that was approved and, for a workload caller, its [`WorkloadIdentity`] (`request.caller.workload`,
+//! see [`Request::workload_claim`]); a plugin may answer [`Decision::needs_approval`].
+//!
 //! Besides the plugin contract, the crate has [`iam`], a pure-Rust model of IAM policy documents (parsing,
 //! STS limits, wildcard-aware action queries and a conservative "allows nothing more" check), which the host
 //! uses natively as well.
@@ -74,7 +79,7 @@ pub mod __private {
     pub use wit_bindgen;
 
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/since_v0.2.0",
         world: "policy-plugin",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -87,11 +92,14 @@ pub mod __private {
 pub use config::parse_config;
 
 pub use __private::idfed::policy::kv::KvError;
-/// The types of the plugin contract (`idfed:policy/types`).
+/// The types of the plugin contract (`idfed:policy/types@0.2.0`).
 pub use __private::idfed::policy::types::{
-    Caller, ConfigError, Connector, Decision, Denial, Grant, PluginError, PrincipalType, Request,
-    SessionTag, Timestamp,
+    Approval, ApprovalRequirement, Caller, Claim, ConfigError, Connector, Decision, Denial, Grant,
+    PluginError, PrincipalType, Purpose, Request, SessionTag, Timestamp, WorkloadIdentity,
 };
+
+/// The version of the plugin contract (`idfed:policy`) this SDK builds plugins for.
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Configuration type for plugins that take none: accepts (and ignores) any JSON configuration.
 pub type NoConfig = serde::de::IgnoredAny;

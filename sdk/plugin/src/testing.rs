@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::log::Level;
-use crate::{Caller, Connector, KvError, PrincipalType, Request, Timestamp};
+use crate::{Caller, Connector, KvError, PrincipalType, Purpose, Request, Timestamp};
 
 #[derive(Clone)]
 enum Value {
@@ -66,7 +66,8 @@ pub fn take_logs() -> Vec<(Level, String)> {
 }
 
 /// A realistic request to start tests from: user `alice` in groups `developers` and `team-payments`, on an
-/// `assumed-role` connector `prod`, one hour, no policy or tags, at 2024-01-03T10:00:00Z (a Wednesday).
+/// `assumed-role` connector `prod`, one hour, no policy or tags, at 2024-01-03T10:00:00Z (a Wednesday), for
+/// credentials, with no justification, ticket or approval.
 pub fn sample_request() -> Request {
     Request {
         request_id: "req-1".into(),
@@ -77,6 +78,7 @@ pub fn sample_request() -> Request {
             is_system_scope: false,
             source_ip: Some("192.0.2.10".into()),
             user_agent: Some("idfed-cli/0.1".into()),
+            workload: None,
         },
         connector: Connector {
             name: "prod".into(),
@@ -95,6 +97,10 @@ pub fn sample_request() -> Request {
             seconds: 1_704_276_000,
             nanoseconds: 0,
         },
+        justification: None,
+        ticket: None,
+        purpose: Purpose::Credentials,
+        approval: None,
     }
 }
 

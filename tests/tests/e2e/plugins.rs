@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idfed::plugins::{
-    BindError, BindOptions, Binding, ChainOutcome, CompileSource, Decision, Limits, LoadError,
-    PluginFault, PolicyRequest, PrincipalType, RuntimeConfig, SessionTag,
+    Approval, BindError, BindOptions, Binding, ChainOutcome, Claim, CompileSource, ContractVersion,
+    Decision, Limits, LoadError, MAX_JUSTIFICATION_BYTES, MAX_TICKET_BYTES, PluginFault,
+    PolicyRequest, PrincipalType, Purpose, RuntimeConfig, SessionTag, WorkloadIdentity,
 };
 use idfed_tests::{S3_READ_POLICY, TestRuntime, fixtures, request};
 
@@ -638,4 +639,236 @@ async fn nothing_survives_from_one_evaluation_to_the_next() {
         );
         grant_of(decide(&rt, &other, &r).await);
     }
+}
+
+// ---- the contract's versions side by side: 0.1.0 (frozen) and 0.2.0
+
+#[tokio::test]
+async fn a_0_1_component_still_loads_links_its_imports_and_runs_beside_0_2_plugins() {
+    let rt = TestRuntime::new();
+    let legacy = rt.load(fixtures::CONTRACT_V01);
+    assert_eq!(legacy.contract(), ContractVersion::V0_1);
+    assert!(
+        legacy
+            .imports()
+            .iter()
+            .any(|i| i == "idfed:policy/kv@0.1.0"),
+        "{:?}",
+        legacy.imports()
+    );
+    // Every example plugin is built with the SDK, which targets 0.2.0.
+    assert_eq!(
+        rt.load(fixtures::DURATION_CAP).contract(),
+        ContractVersion::V0_2
+    );
+    assert_eq!(
+        rt.load(fixtures::CONTRACT_PROBE).contract(),
+        ContractVersion::V0_2
+    );
+
+    let r = request("alice", &["dev"], PrincipalType::AssumedRole, None);
+    let capping = bind(
+        &rt,
+        "legacy-cap",
+        fixtures::CONTRACT_V01,
+        r#"{"cap_seconds": 1200}"#,
+    )
+    .await;
+    assert_eq!(
+        grant_of(decide(&rt, &capping, &r).await).duration_seconds,
+        1200
+    );
+    // Its log, clock and kv imports (0.1.0's) work: the store counts its calls.
+    let denying = bind(
+        &rt,
+        "legacy-deny",
+        fixtures::CONTRACT_V01,
+        r#"{"deny": true}"#,
+    )
+    .await;
+    assert_eq!(
+        reason_of(decide(&rt, &denying, &r).await),
+        "v0.1: alice on dev for 3600s, call 1"
+    );
+    assert_eq!(
+        reason_of(decide(&rt, &denying, &r).await),
+        "v0.1: alice on dev for 3600s, call 2"
+    );
+    // A chain mixes versions: the 0.2.0 plugin sees the 0.1.0 plugin's grant.
+    let cap = bind(
+        &rt,
+        "cap",
+        fixtures::DURATION_CAP,
+        r#"{"default_max_duration_seconds": 1000}"#,
+    )
+    .await;
+    match bounded(rt.runtime.run_chain(&[capping, cap], &r)).await {
+        ChainOutcome::Allow(grant) => assert_eq!(grant.duration_seconds, 1000),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A request with every field 0.2.0 adds set.
+fn request_0_2() -> PolicyRequest {
+    let mut r = request("alice", &["dev"], PrincipalType::AssumedRole, None);
+    r.justification = Some("incident 42: the payments queue is stuck".into());
+    r.ticket = Some("OPS-1234".into());
+    r.purpose = Purpose::ServiceToken("codeartifact".into());
+    r.approval = Some(Approval {
+        approver: "bob".into(),
+        approved_at: std::time::UNIX_EPOCH + Duration::from_secs(1_796_029_200),
+        comment: Some("go ahead".into()),
+    });
+    r.caller.workload = Some(WorkloadIdentity {
+        issuer: "ci".into(),
+        subject: "repo:org/app:ref:refs/heads/main".into(),
+        claims: vec![
+            Claim {
+                name: "ref".into(),
+                value: r#""refs/heads/main""#.into(),
+            },
+            Claim {
+                name: "run_number".into(),
+                value: "17".into(),
+            },
+        ],
+    });
+    r
+}
+
+#[tokio::test]
+async fn a_0_2_plugin_sees_justification_ticket_purpose_approval_and_the_workload() {
+    let rt = TestRuntime::new();
+    let probe = bind(
+        &rt,
+        "probe",
+        fixtures::CONTRACT_PROBE,
+        r#"{"mode": "echo"}"#,
+    )
+    .await;
+    let seen: serde_json::Value =
+        serde_json::from_str(&reason_of(decide(&rt, &probe, &request_0_2()).await)).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "justification": "incident 42: the payments queue is stuck",
+            "ticket": "OPS-1234",
+            "purpose": "service-token:codeartifact",
+            "approval": {"approver": "bob", "approved_at": 1_796_029_200u64, "comment": "go ahead"},
+            "workload": {
+                "issuer": "ci",
+                "subject": "repo:org/app:ref:refs/heads/main",
+                "claims": {"ref": "\"refs/heads/main\"", "run_number": "17"},
+            },
+        })
+    );
+    // What nothing sets arrives empty, and the purpose defaults to credentials.
+    let plain = request("alice", &["dev"], PrincipalType::AssumedRole, None);
+    let seen: serde_json::Value =
+        serde_json::from_str(&reason_of(decide(&rt, &probe, &plain).await)).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({"justification": null, "ticket": null, "purpose": "credentials",
+                           "approval": null, "workload": null})
+    );
+    // The justification and the ticket are cut at the caps 0.2.0 documents.
+    let mut long = plain.clone();
+    long.purpose = Purpose::ConsoleSignIn;
+    long.justification = Some("j".repeat(MAX_JUSTIFICATION_BYTES * 3));
+    long.ticket = Some("t".repeat(MAX_TICKET_BYTES + 1));
+    let lengths = bind(
+        &rt,
+        "lengths",
+        fixtures::CONTRACT_PROBE,
+        r#"{"mode": "lengths"}"#,
+    )
+    .await;
+    let seen: serde_json::Value =
+        serde_json::from_str(&reason_of(decide(&rt, &lengths, &long).await)).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({"justification_bytes": MAX_JUSTIFICATION_BYTES,
+                           "ticket_bytes": MAX_TICKET_BYTES, "purpose": "console-sign-in"})
+    );
+}
+
+#[tokio::test]
+async fn needs_approval_stops_the_chain_and_its_group_and_reason_are_bounded() {
+    let rt = TestRuntime::new();
+    let asks = bind(
+        &rt,
+        "asks",
+        fixtures::CONTRACT_PROBE,
+        r#"{"mode": "approval", "group": "prod-approvers", "reason": "production writes need a second person", "max_duration_seconds": 1800}"#,
+    )
+    .await;
+    let r = request("alice", &["dev"], PrincipalType::AssumedRole, None);
+    match decide(&rt, &asks, &r).await {
+        Ok(Decision::NeedsApproval {
+            group,
+            reason,
+            max_duration_seconds,
+        }) => {
+            assert_eq!(group, "prod-approvers");
+            assert_eq!(reason, "production writes need a second person");
+            assert_eq!(max_duration_seconds, Some(1800));
+        }
+        other => panic!("expected needs-approval, got {other:?}"),
+    }
+    // In a chain, it stops there: the plugin after it never runs.
+    let after = bind(&rt, "after", fixtures::PANIC_PLUGIN, "{}").await;
+    match bounded(rt.runtime.run_chain(&[asks.clone(), after], &r)).await {
+        ChainOutcome::NeedsApproval { binding, group, .. } => {
+            assert_eq!(binding, "asks");
+            assert_eq!(group, "prod-approvers");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once approved, the same plugin allows.
+    assert_eq!(
+        grant_of(decide(&rt, &asks, &request_0_2()).await),
+        request_0_2().unchanged_grant()
+    );
+    // A huge group and reason are cut, like a denial's reason, before the host copies them.
+    let huge = bind_with_limits(
+        &rt,
+        "huge",
+        fixtures::CONTRACT_PROBE,
+        r#"{"mode": "approval", "group": "g", "reason": "r", "pad": 4000000}"#,
+    )
+    .await;
+    match decide(&rt, &huge, &r).await {
+        Ok(Decision::NeedsApproval { group, reason, .. }) => {
+            for text in [&group, &reason] {
+                assert!(text.len() < 1100, "{} bytes", text.len());
+                assert!(text.ends_with("[truncated]"), "{text}");
+            }
+            assert!(group.starts_with("gxxx") && reason.starts_with("rxxx"));
+        }
+        other => panic!("expected needs-approval, got {other:?}"),
+    }
+}
+
+async fn bind_with_limits(rt: &TestRuntime, id: &str, path: &str, config: &str) -> Binding {
+    let limits = Limits {
+        deadline: Duration::from_millis(500),
+        memory_bytes: 64 << 20,
+    };
+    bounded(rt.runtime.bind(id, rt.load(path), config, Some(limits)))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_load_error_about_imports_names_every_contract_version() {
+    let rt = TestRuntime::new();
+    let err = rt
+        .runtime
+        .load("x", &std::fs::read(fixtures::OTHER_VERSION).unwrap())
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("idfed:policy@0.1.0") && message.contains("idfed:policy@0.2.0"),
+        "{message}"
+    );
 }

@@ -219,3 +219,72 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
     assert_eq!(out, format!("{}\n", last.token));
     server.stop().await;
 }
+
+/// Binds `plugin` with `config` as the connector's only plugin.
+fn bind_only(server: &TestServer, connector: &str, plugin: &str, config: &str) {
+    let store = &server.service.store;
+    let current = store.get_connector(connector).unwrap().unwrap();
+    let digest = store
+        .put_plugin(&std::fs::read(plugin).unwrap(), None)
+        .unwrap();
+    let mut bound = current.clone();
+    bound.bindings = vec![BindingSpec {
+        id: Uuid::new_v4().to_string(),
+        plugin: digest,
+        config: config.into(),
+        limits: None,
+        tag_keys: vec![],
+    }];
+    store.update_connector(bound, &current).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_see_an_ecr_login_s_purpose_and_needs_approval_is_a_403_approval_required() {
+    let extra = format!("[endpoints]\necr = {:?}\n", moto::shared().endpoint());
+    let server = TestServer::start(vec![user("alice", &["devs"])], &extra).await;
+    server
+        .service
+        .store
+        .create_connector(role_connector("push", "main", &["devs"]))
+        .unwrap();
+    let alice = server.login("alice").await;
+
+    // A 0.2.0 plugin sees what the credentials are for.
+    bind_only(
+        &server,
+        "push",
+        fixtures::CONTRACT_PROBE,
+        r#"{"mode": "echo"}"#,
+    );
+    let (status, body) = ecr_login(&server, &alice, "push").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], json!("plugin_denied"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#""purpose":"service-token:ecr""#),
+        "{body}"
+    );
+
+    // Until idfed takes approvals, needs-approval refuses the request, naming the group and the reason.
+    bind_only(
+        &server,
+        "push",
+        fixtures::CONTRACT_PROBE,
+        r#"{"mode": "approval", "group": "release-managers", "reason": "pushes need a release manager"}"#,
+    );
+    let (status, body) = ecr_login(&server, &alice, "push").await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], json!("approval_required"));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("release-managers") && message.contains("pushes need a release manager"),
+        "{message}"
+    );
+    assert!(!body.to_string().contains("auth-token"));
+    let records = records_of(&server, "push");
+    assert_eq!(records[0].event.outcome, Outcome::PluginDenied);
+    assert_eq!(records[0].event.code.as_deref(), Some("approval_required"));
+    assert!(records.iter().all(|r| r.event.access_key_id.is_none()));
+}

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use idfed::audit::{AuditFilter, AuditLog, Outcome};
+use idfed::auth::workload::Workload;
 use idfed::metrics::{Metrics, Registry};
 use idfed::model::{
     AccountInput, AccountSourceInput, BindingSpec, Caller, Connector, Identity, Principal,
     SessionTag,
 };
-use idfed::plugins::{KvStore, PluginRuntime, RuntimeConfig};
+use idfed::plugins::{KvStore, PluginRuntime, Purpose, RuntimeConfig};
 use idfed::secret::Secret;
 use idfed::store::{KeySource, SledStore, Store};
 use idfed::sts::{
@@ -767,4 +768,134 @@ async fn a_caller_policy_with_a_key_the_check_does_not_understand_is_refused() {
     assert_eq!(err.code(), "invalid_request", "{err}");
     assert!(err.to_string().contains("statement"), "{err}");
     assert_eq!(h.calls(), 0);
+}
+
+/// A workload caller (a CI job that came with an OIDC token) allowed on `connectors`.
+fn workload(connectors: &[&str]) -> Caller {
+    Caller {
+        identity: Identity::Workload(Workload {
+            issuer: "ci".into(),
+            name: "ci:org/app@refs/heads/main".into(),
+            subject: "repo:org/app:ref:refs/heads/main".into(),
+            claims: [
+                ("ref".to_owned(), "refs/heads/main".to_owned()),
+                ("repository".to_owned(), "org/app".to_owned()),
+            ]
+            .into(),
+            connectors: connectors.iter().map(|c| c.to_string()).collect(),
+        }),
+        source_ip: Some("127.0.0.1".into()),
+        user_agent: Some("idfed-tests".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_0_2_plugin_sees_what_the_pipeline_fills_in_the_workload_s_claims_and_the_purpose() {
+    let h = Harness::new();
+    let ci = h.connector("ci-probe", Principal::FederatedUser, &[], |c| {
+        c.system_scope = true;
+    });
+    h.bind(&ci, fixtures::CONTRACT_PROBE, r#"{"mode": "echo"}"#);
+    let options = VendOptions {
+        purpose: Purpose::ServiceToken("ecr".into()),
+        justification: Some("release 1.2".into()),
+        ticket: Some("REL-12".into()),
+        ..VendOptions::default()
+    };
+    let refused = h
+        .vend(&workload(&["ci-probe"]), "ci-probe", options)
+        .await
+        .unwrap_err();
+    let VendError::PluginDenied { reason, .. } = &refused else {
+        panic!("{refused:?}");
+    };
+    let seen: serde_json::Value = serde_json::from_str(reason).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "justification": "release 1.2",
+            "ticket": "REL-12",
+            "purpose": "service-token:ecr",
+            "approval": null,
+            "workload": {
+                "issuer": "ci",
+                "subject": "repo:org/app:ref:refs/heads/main",
+                // The claims idfed keeps are text: each arrives as a JSON string.
+                "claims": {"ref": "\"refs/heads/main\"", "repository": "\"org/app\""},
+            },
+        })
+    );
+    // A user is no workload, and a plain vend is for credentials.
+    let dev = h.connector("dev-probe", Principal::FederatedUser, &["dev"], |_| {});
+    h.bind(&dev, fixtures::CONTRACT_PROBE, r#"{"mode": "echo"}"#);
+    let refused = h
+        .vend(
+            &user("alice", &["dev"]),
+            "dev-probe",
+            VendOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    let VendError::PluginDenied { reason, .. } = &refused else {
+        panic!("{refused:?}");
+    };
+    let seen: serde_json::Value = serde_json::from_str(reason).unwrap();
+    assert_eq!(seen["workload"], serde_json::Value::Null);
+    assert_eq!(seen["purpose"], "credentials");
+    assert_eq!(h.calls(), 0);
+}
+
+#[tokio::test]
+async fn needs_approval_is_refused_as_approval_required_audited_and_nothing_is_vended() {
+    let h = Harness::new();
+    let prod = h.connector("prod", Principal::FederatedUser, &["dev"], |_| {});
+    let prod = h.bind(
+        &prod,
+        fixtures::CONTRACT_PROBE,
+        r#"{"mode": "approval", "group": "prod-approvers", "reason": "writes to prod need a second person"}"#,
+    );
+    let refused = h
+        .vend(&user("alice", &["dev"]), "prod", VendOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "approval_required");
+    let message = refused.to_string();
+    assert!(
+        message.contains("\"prod-approvers\"")
+            && message.contains("writes to prod need a second person"),
+        "{message}"
+    );
+    assert_eq!(h.calls(), 0, "nothing may reach STS");
+
+    let records = h
+        .vendor
+        .audit()
+        .query(&AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let record = records
+        .iter()
+        .find(|r| r.event.code.as_deref() == Some("approval_required"))
+        .expect("the refusal is audited");
+    assert_eq!(record.event.outcome, Outcome::PluginDenied);
+    assert_eq!(record.event.caller.as_deref(), Some("alice"));
+    assert_eq!(
+        record.event.binding.as_deref(),
+        Some(prod.bindings[0].id.as_str())
+    );
+    assert_eq!(
+        record.event.plugin.as_deref(),
+        Some(prod.bindings[0].plugin.as_str())
+    );
+    assert!(record.event.access_key_id.is_none());
+    assert!(
+        record
+            .event
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("prod-approvers")),
+        "{record:?}"
+    );
 }

@@ -1,26 +1,31 @@
-//! The generated host bindings for the `idfed:policy@0.1.0` world, and the conversion of the host's own
-//! request into them. A plugin's answers are not lifted by these bindings but by `lift`, with limits.
+//! The generated host bindings for the frozen `idfed:policy@0.1.0` world (`wit/since_v0.1.0/`), and the
+//! conversion of the host's own request into them: what 0.1.0 lacks (justification, ticket, purpose,
+//! approval, the workload's claims) is left out.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use super::request::{self as host, PolicyRequest};
+use super::super::request::{self as host, PolicyRequest};
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/since_v0.1.0",
     world: "policy-plugin",
     exports: { default: async },
 });
 
 pub use self::idfed::policy::types;
 
-/// The package and version a plugin must export; named in load errors.
+/// The contract's version.
+pub const VERSION: &str = "0.1.0";
+/// The package with its version.
+pub const PACKAGE: &str = "idfed:policy@0.1.0";
+/// The interface a plugin of this version exports.
 pub const POLICY_EXPORT: &str = "idfed:policy/policy@0.1.0";
 
 pub fn timestamp(time: SystemTime) -> types::Timestamp {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let (seconds, nanoseconds) = super::since_epoch(time);
     types::Timestamp {
-        seconds: since.as_secs(),
-        nanoseconds: since.subsec_nanos(),
+        seconds,
+        nanoseconds,
     }
 }
 
