@@ -70,6 +70,8 @@ enum Command {
         /// The duration wanted, in seconds.
         #[arg(long)]
         duration: Option<u32>,
+        #[command(flatten)]
+        why: crate::client::Why,
     },
     /// Prints a sign-in URL for the AWS console with a connector's credentials (valid 15 minutes; it
     /// holds a sign-in token, so treat it as a secret).
@@ -82,6 +84,8 @@ enum Command {
         /// The duration wanted for the credentials behind the session, in seconds.
         #[arg(long)]
         duration: Option<u32>,
+        #[command(flatten)]
+        why: crate::client::Why,
     },
     /// Prints a password for a connector's Amazon ECR registry, for
     /// `idfed ecr-login CONNECTOR | docker login --username AWS --password-stdin REGISTRY`; with `--json`,
@@ -92,6 +96,8 @@ enum Command {
         /// The duration wanted for the credentials behind it, in seconds.
         #[arg(long)]
         duration: Option<u32>,
+        #[command(flatten)]
+        why: crate::client::Why,
         /// Print `{"username", "password", "registry", "expires_at"}` instead of the password alone.
         #[arg(long)]
         json: bool,
@@ -110,6 +116,8 @@ enum Command {
         /// The duration wanted for the credentials behind it, in seconds.
         #[arg(long)]
         duration: Option<u32>,
+        #[command(flatten)]
+        why: crate::client::Why,
         /// Print `{"token", "expires_at"}` instead of the token alone.
         #[arg(long)]
         json: bool,
@@ -127,6 +135,8 @@ enum Command {
         /// The duration wanted, in seconds.
         #[arg(long)]
         duration: Option<u32>,
+        #[command(flatten)]
+        why: crate::client::Why,
     },
     /// Runs a command with a connector's credentials, as `aws-vault exec` does: in its environment
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_CREDENTIAL_EXPIRATION`), or,
@@ -138,6 +148,8 @@ enum Command {
         /// The duration wanted, in seconds.
         #[arg(long)]
         duration: Option<u32>,
+        #[command(flatten)]
+        why: crate::client::Why,
         /// Serve the credentials from a private endpoint that renews them, rather than the environment.
         #[arg(long)]
         refresh: bool,
@@ -520,8 +532,9 @@ impl Cli {
                 connector,
                 format,
                 duration,
+                why,
             } => report(
-                crate::client::credentials(&connector, &format, duration)
+                crate::client::credentials(&connector, &format, duration, &why)
                     .await
                     .map(|body| {
                         print!("{body}");
@@ -536,8 +549,9 @@ impl Cli {
                 connector,
                 destination,
                 duration,
+                why,
             } => report(
-                console_url(&connector, destination, duration)
+                console_url(&connector, destination, duration, why)
                     .await
                     .map(|answer| {
                         println!("{}", answer.url);
@@ -549,8 +563,9 @@ impl Cli {
                 connector,
                 port,
                 duration,
+                why,
             } => report(
-                crate::container_server::run(&connector, port, duration)
+                crate::container_server::run(&connector, port, duration, why)
                     .await
                     .map(|()| ExitCode::SUCCESS)
                     .map_err(|e| Failure(e.0)),
@@ -558,8 +573,9 @@ impl Cli {
             Command::EcrLogin {
                 connector,
                 duration,
+                why,
                 json,
-            } => report(ecr_login(&connector, duration).await.map(|login| {
+            } => report(ecr_login(&connector, duration, why).await.map(|login| {
                 if json {
                     println!(
                         "{}",
@@ -579,9 +595,10 @@ impl Cli {
                 domain,
                 domain_owner,
                 duration,
+                why,
                 json,
             } => report(
-                codeartifact_token(&connector, &domain, domain_owner.as_deref(), duration)
+                codeartifact_token(&connector, &domain, domain_owner.as_deref(), duration, why)
                     .await
                     .map(|token| {
                         if json {
@@ -598,10 +615,11 @@ impl Cli {
             Command::Exec {
                 connector,
                 duration,
+                why,
                 refresh,
                 command,
             } => report(
-                crate::exec::run(&connector, duration, refresh, &command)
+                crate::exec::run(&connector, duration, why, refresh, &command)
                     .await
                     .map_err(|e| Failure(e.0)),
             ),
@@ -871,19 +889,34 @@ async fn console_url(
     connector: &str,
     destination: Option<String>,
     duration_seconds: Option<u32>,
+    why: crate::client::Why,
 ) -> Result<idfed_api::ConsoleUrlBody, Failure> {
     let request = idfed_api::ConsoleRequest {
         duration_seconds,
         destination,
+        justification: why.justification,
+        ticket: why.ticket,
     };
     api(client()?.console_url(connector, &request).await)
+}
+
+fn service_token_request(
+    duration_seconds: Option<u32>,
+    why: crate::client::Why,
+) -> idfed_api::ServiceTokenRequest {
+    idfed_api::ServiceTokenRequest {
+        duration_seconds,
+        justification: why.justification,
+        ticket: why.ticket,
+    }
 }
 
 async fn ecr_login(
     connector: &str,
     duration_seconds: Option<u32>,
+    why: crate::client::Why,
 ) -> Result<idfed_api::EcrLogin, Failure> {
-    let request = idfed_api::ServiceTokenRequest { duration_seconds };
+    let request = service_token_request(duration_seconds, why);
     api(client()?.ecr_login(connector, &request).await)
 }
 
@@ -892,8 +925,9 @@ async fn codeartifact_token(
     domain: &str,
     domain_owner: Option<&str>,
     duration_seconds: Option<u32>,
+    why: crate::client::Why,
 ) -> Result<idfed_api::CodeArtifactToken, Failure> {
-    let request = idfed_api::ServiceTokenRequest { duration_seconds };
+    let request = service_token_request(duration_seconds, why);
     api(client()?
         .codeartifact_token(connector, domain, domain_owner, &request)
         .await)

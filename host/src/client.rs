@@ -280,12 +280,26 @@ pub async fn logout() -> Result<(), ClientError> {
     std::fs::remove_file(session_path()?).map_err(|e| ClientError(e.to_string()))
 }
 
+/// Why credentials are asked for (`--reason`, `--ticket`): passed to the connector's policy plugins and
+/// kept in the audit record.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Why {
+    /// Why you need the access (free text, at most 1,024 bytes): the connector's policy plugins see it, and
+    /// the audit log keeps it.
+    #[arg(long = "reason", value_name = "TEXT")]
+    pub justification: Option<String>,
+    /// A ticket or change reference (e.g. OPS-1234), for plugins and the audit log.
+    #[arg(long, value_name = "REFERENCE")]
+    pub ticket: Option<String>,
+}
+
 /// Fetches credentials from `connector` in `format` (`credential_process`, `json`, `env` or `ini`); the
 /// server's answer as it is, ready to print.
 pub async fn credentials(
     connector: &str,
     format: &str,
     duration_seconds: Option<u32>,
+    why: &Why,
 ) -> Result<String, ClientError> {
     let format: idfed_api::Format = serde_json::from_value(serde_json::Value::from(format))
         .map_err(|_| {
@@ -296,6 +310,8 @@ pub async fn credentials(
     let request = idfed_api::CredentialsRequest {
         duration_seconds,
         format,
+        justification: why.justification.clone(),
+        ticket: why.ticket.clone(),
         ..Default::default()
     };
     let text = client()?.credentials_text(connector, &request).await?;

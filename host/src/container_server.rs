@@ -85,6 +85,8 @@ pub struct IdfedSource {
     pub connector: String,
     /// The duration asked for, if any.
     pub duration_seconds: Option<u32>,
+    /// The justification and ticket given, if any.
+    pub why: crate::client::Why,
 }
 
 impl Source for IdfedSource {
@@ -93,6 +95,7 @@ impl Source for IdfedSource {
             &self.connector,
             "json",
             self.duration_seconds,
+            &self.why,
         ))
     }
 }
@@ -269,10 +272,12 @@ pub async fn run(
     connector: &str,
     port: u16,
     duration_seconds: Option<u32>,
+    why: crate::client::Why,
 ) -> Result<(), ClientError> {
     let source = IdfedSource {
         connector: connector.to_owned(),
         duration_seconds,
+        why,
     };
     let endpoint = Endpoint::bind(port, Box::new(source)).await?;
     {

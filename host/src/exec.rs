@@ -58,6 +58,7 @@ const FORWARDED: [SignalKind; 6] = [
 pub async fn run(
     connector: &str,
     duration_seconds: Option<u32>,
+    why: crate::client::Why,
     refresh: bool,
     command: &[OsString],
 ) -> Result<ExitCode, ClientError> {
@@ -69,6 +70,7 @@ pub async fn run(
     let source = IdfedSource {
         connector: connector.to_owned(),
         duration_seconds,
+        why,
     };
     let mut command = tokio::process::Command::new(program);
     command.args(args).kill_on_drop(true);

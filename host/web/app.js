@@ -892,7 +892,12 @@ function openCredentials(connector) {
       .map(([v, t]) => h('option', { value: String(v), text: t })));
   const again = h('button', { type: 'button', class: 'btn', text: 'Get new credentials' });
   const done = h('button', { type: 'button', class: 'btn btn-primary', text: 'Done', onclick: () => d.close() });
-  d.foot.append(h('label', { for: durationSel.id, class: 'small', text: 'Duration' }), durationSel, again,
+  // Why, for the connector's policy plugins and the audit log (a plugin may require one).
+  const reasonInput = h('input', { type: 'text', id: uid('reason'), maxlength: '1024', placeholder: 'Why you need it (optional)', autocomplete: 'off' });
+  const ticketInput = h('input', { type: 'text', id: uid('ticket'), maxlength: '128', placeholder: 'e.g. OPS-1234', autocomplete: 'off', size: '12' });
+  d.foot.append(h('label', { for: durationSel.id, class: 'small', text: 'Duration' }), durationSel,
+    h('label', { for: reasonInput.id, class: 'small', text: 'Reason' }), reasonInput,
+    h('label', { for: ticketInput.id, class: 'small', text: 'Ticket' }), ticketInput, again,
     h('span', { class: 'spacer' }), done);
 
   async function issue() {
@@ -902,6 +907,8 @@ function openCredentials(connector) {
     clear(content, loading('Getting credentials from AWS STS…'));
     const request = { format: 'json' };
     if (durationSel.value) request.duration_seconds = Number(durationSel.value);
+    if (reasonInput.value.trim()) request.justification = reasonInput.value.trim();
+    if (ticketInput.value.trim()) request.ticket = ticketInput.value.trim();
     try {
       const creds = await api('POST', `/api/v1/connectors/${enc(connector.name)}/credentials`, { json: request });
       showCredentials(creds);

@@ -331,6 +331,16 @@ async function wrongClock() {
     `with a wrong clock the countdown shows ${countdown}, not about ${creds.duration_seconds} s`);
   const shown = await credDialog.locator('.cred-summary time').getAttribute('datetime');
   check(shown === creds.expiration, `the expiration shown is ${shown}, not the server's ${creds.expiration}`);
+  // A reason and a ticket go with the next request (for policy plugins and the audit log).
+  await credDialog.getByLabel('Reason', { exact: true }).fill('  Rotate the deploy key  ');
+  await credDialog.getByLabel('Ticket', { exact: true }).fill('OPS-42');
+  const again = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith(`/api/v1/connectors/${ROLE_CONNECTOR}/credentials`));
+  await credDialog.getByRole('button', { name: 'Get new credentials' }).click();
+  const reissued = await again;
+  const sent = reissued.request().postDataJSON();
+  check(sent.justification === 'Rotate the deploy key' && sent.ticket === 'OPS-42',
+    `the credentials request carried ${JSON.stringify(sent)}, not the reason and ticket`);
+  check(reissued.status() === 200, `the request with a reason answered ${reissued.status()}`);
   await credDialog.getByRole('button', { name: 'Done' }).click();
   await context.close();
 }
@@ -702,7 +712,7 @@ async function main() {
   const denied = credDialog.getByRole('alert').filter({ hasText: 'Denied by a policy plugin' });
   await visible(denied, 'the plugin denial');
   await hasText(denied.locator('.denied-reason'), /rate limit reached: at most 2 credential requests per 3600 seconds/, "the plugin's reason");
-  check(await credDialog.locator('input').count() === 0, 'a denied request shows credential fields');
+  check(await credDialog.getByLabel(/^(Access key ID|Secret access key|Session token)$/).count() === 0, 'a denied request shows credential fields');
   await shot('10-plugin-denied');
   await auditLabels('the credentials dialog, denied by a plugin');
   await credDialog.getByRole('button', { name: 'Done' }).click();

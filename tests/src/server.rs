@@ -179,6 +179,35 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The audit log's records of `connector`, newest first, as the server stores them.
+    pub fn records_of(&self, connector: &str) -> Vec<idfed::audit::AuditRecord> {
+        self.service
+            .audit
+            .query(&idfed::audit::AuditFilter {
+                connector: Some(connector.into()),
+                ..idfed::audit::AuditFilter::default()
+            })
+            .unwrap()
+    }
+
+    /// Binds the plugin component in the file `plugin` with `config` as `connector`'s only plugin.
+    pub fn bind_only(&self, connector: &str, plugin: &str, config: &str) {
+        let store = &self.service.store;
+        let current = store.get_connector(connector).unwrap().unwrap();
+        let digest = store
+            .put_plugin(&std::fs::read(plugin).unwrap(), None)
+            .unwrap();
+        let mut bound = current.clone();
+        bound.bindings = vec![idfed::model::BindingSpec {
+            id: uuid::Uuid::new_v4().to_string(),
+            plugin: digest,
+            config: config.into(),
+            limits: None,
+            tag_keys: vec![],
+        }];
+        store.update_connector(bound, &current).unwrap();
+    }
+
     /// Logs `user` in with [`PASSWORD`]; the session token.
     pub async fn login(&self, user: &str) -> String {
         let response = self

@@ -217,6 +217,8 @@ async fn credentials(
     let options = VendOptions {
         duration_seconds: request.duration_seconds,
         policy: request.policy,
+        justification: request.justification,
+        ticket: request.ticket,
         ..VendOptions::default()
     };
     let vended = state.vend(&who.caller, &id_or_name, options).await?;

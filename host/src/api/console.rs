@@ -177,6 +177,8 @@ async fn console_url(
             VendOptions {
                 duration_seconds: request.duration_seconds,
                 purpose: Purpose::ConsoleSignIn,
+                justification: request.justification.clone(),
+                ticket: request.ticket.clone(),
                 ..VendOptions::default()
             },
         )

@@ -150,15 +150,17 @@ async fn vend_for_service(
     who: &Authenticated,
     id_or_name: &str,
     service: &str,
-    duration_seconds: Option<u32>,
+    request: ServiceTokenRequest,
 ) -> Result<(Vended, String), ServiceError> {
     let vended = state
         .vend(
             &who.caller,
             id_or_name,
             VendOptions {
-                duration_seconds,
+                duration_seconds: request.duration_seconds,
                 purpose: Purpose::ServiceToken(service.to_owned()),
+                justification: request.justification,
+                ticket: request.ticket,
                 ..VendOptions::default()
             },
         )
@@ -234,8 +236,7 @@ async fn ecr_login(
     who: Authenticated,
     JsonBody(request): JsonBody<ServiceTokenRequest>,
 ) -> Result<Response, ServiceError> {
-    let (vended, region) =
-        vend_for_service(&state, &who, &id_or_name, "ecr", request.duration_seconds).await?;
+    let (vended, region) = vend_for_service(&state, &who, &id_or_name, "ecr", request).await?;
     let failed = |detail: &str| ServiceError::Service("ecr_failed", detail.to_owned());
     let answer = state
         .services
@@ -354,14 +355,8 @@ async fn codeartifact_token(
     JsonBody(request): JsonBody<ServiceTokenRequest>,
 ) -> Result<Response, ServiceError> {
     check_domain(&query)?;
-    let (vended, region) = vend_for_service(
-        &state,
-        &who,
-        &id_or_name,
-        "codeartifact",
-        request.duration_seconds,
-    )
-    .await?;
+    let (vended, region) =
+        vend_for_service(&state, &who, &id_or_name, "codeartifact", request).await?;
     let answer = state
         .services
         .codeartifact(&region)

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::model::{Account, Caller, Connector, Identity, Principal, PrincipalType};
 use crate::plugins::{
-    self, ChainOutcome, ConnectorInfo, Grant, PluginRuntime, PolicyRequest, Purpose,
+    self, ChainOutcome, ConnectorInfo, Grant, MAX_JUSTIFICATION_BYTES, MAX_TICKET_BYTES,
+    PluginRuntime, PolicyRequest, Purpose,
 };
 use crate::store::Store;
 use crate::sts::validate::{self, ValidationError};
@@ -38,9 +39,9 @@ pub struct VendOptions {
     /// What the credentials are for, as plugins see it: credentials (the default), a console sign-in, or a
     /// service's token.
     pub purpose: Purpose,
-    /// The caller's justification, passed to plugins (nothing sets it yet but tests).
+    /// The caller's justification (at most [`MAX_JUSTIFICATION_BYTES`]), passed to plugins and audited.
     pub justification: Option<String>,
-    /// The caller's ticket reference, passed to plugins (nothing sets it yet but tests).
+    /// The caller's ticket reference (at most [`MAX_TICKET_BYTES`]), passed to plugins and audited.
     pub ticket: Option<String>,
 }
 
@@ -263,6 +264,16 @@ impl Vendor {
         request_id: &str,
         event: &mut AuditEvent,
     ) -> Result<Vended, VendError> {
+        let mut options = options;
+        options.justification = given_text(
+            options.justification.take(),
+            "justification",
+            MAX_JUSTIFICATION_BYTES,
+            true,
+        )?;
+        options.ticket = given_text(options.ticket.take(), "ticket", MAX_TICKET_BYTES, false)?;
+        event.justification = options.justification.clone();
+        event.ticket = options.ticket.clone();
         let connector = self
             .store
             .get_connector(name)
@@ -505,6 +516,41 @@ fn plugin_caller(caller: &Caller) -> plugins::Caller {
         user_agent: caller.user_agent.clone(),
         workload,
     }
+}
+
+/// A justification or ticket as given: trimmed, none when empty, refused when longer than `max_bytes` or
+/// holding control characters (line breaks and tabs allowed where `multiline`), before anything else.
+fn given_text(
+    text: Option<String>,
+    field: &str,
+    max_bytes: usize,
+    multiline: bool,
+) -> Result<Option<String>, VendError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |rule: String| VendError::Invalid(ValidationError::new(field, rule));
+    if text.len() > max_bytes {
+        return Err(invalid(format!(
+            "must be at most {max_bytes} bytes (it is {})",
+            text.len()
+        )));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Err(invalid(if multiline {
+            "must hold no control characters but line breaks and tabs".into()
+        } else {
+            "must hold no control characters".into()
+        }));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 /// Applies the caller's own inline policy: allowed only where it narrows, by the same rules plugins obey.

@@ -49,6 +49,12 @@ pub struct AuditEvent {
     /// credential cache, or an identical request at the same time): `access_key_id` names the earlier issue.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// The caller's justification, as given (vends only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// The caller's ticket reference, as given (vends only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// How a request or change ended.

@@ -80,6 +80,15 @@ pub struct CredentialsRequest {
     /// How to write the answer.
     #[serde(default, skip_serializing_if = "is_json")]
     pub format: Format,
+    /// Why the caller needs the access (free text, at most 1,024 bytes; no control characters but line
+    /// breaks and tabs): passed to the connector's plugins (contract 0.2) and kept in the audit record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
+    pub justification: Option<String>,
+    /// A ticket or change reference (e.g. `OPS-1234`, at most 128 bytes): passed to plugins and audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub ticket: Option<String>,
 }
 
 fn is_json(format: &Format) -> bool {
@@ -171,6 +180,15 @@ pub struct ConsoleRequest {
     /// The console page to open (an `https://` URL of the AWS console).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// Why the caller needs the access (free text, at most 1,024 bytes; no control characters but line
+    /// breaks and tabs): passed to the connector's plugins (contract 0.2) and kept in the audit record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
+    pub justification: Option<String>,
+    /// A ticket or change reference (e.g. `OPS-1234`, at most 128 bytes): passed to plugins and audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub ticket: Option<String>,
 }
 
 /// A sign-in URL for the AWS console. The URL holds a sign-in token, a secret: zeroed when dropped; no

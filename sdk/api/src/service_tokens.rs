@@ -11,6 +11,15 @@ pub struct ServiceTokenRequest {
     /// The duration wanted for the credentials behind the token, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<u32>,
+    /// Why the caller needs the access (free text, at most 1,024 bytes; no control characters but line
+    /// breaks and tabs): passed to the connector's plugins (contract 0.2) and kept in the audit record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
+    pub justification: Option<String>,
+    /// A ticket or change reference (e.g. `OPS-1234`, at most 128 bytes): passed to plugins and audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 128)]
+    pub ticket: Option<String>,
 }
 
 /// A registry login. The password is a secret (ECR accepts it for 12 hours): zeroed when dropped; no

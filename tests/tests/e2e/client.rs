@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use idfed::audit::AuditFilter;
 use idfed::store::Store;
 use idfed_client::api::admin::{
     AccountBody, AccountSource, ApiKeyInput, BindingInput, ConnectorDetail, Principal, REDACTED,
@@ -59,18 +58,6 @@ async fn login(server: &TestServer, name: &str) -> Client {
         .login(name, PASSWORD)
         .await
         .unwrap_or_else(|e| panic!("{name} logs in: {e}"))
-}
-
-/// The audit log's records of `connector`, newest first, as the server stores them.
-fn records_of(server: &TestServer, connector: &str) -> Vec<idfed::audit::AuditRecord> {
-    server
-        .service
-        .audit
-        .query(&AuditFilter {
-            connector: Some(connector.into()),
-            ..AuditFilter::default()
-        })
-        .unwrap()
 }
 
 /// The error of `result`, which must be idfed's refusal with `code` and `status`.
@@ -195,7 +182,7 @@ async fn a_person_logs_in_lists_vends_in_every_format_and_logs_out() {
     assert!(!creds.capped && !creds.cached);
     assert_eq!(creds.connector, "deploy");
     assert_rfc3339(&creds.expiration);
-    let records = records_of(&server, "deploy");
+    let records = server.records_of("deploy");
     let record = &records[0].event;
     assert_eq!(record.outcome, idfed::audit::Outcome::Issued);
     assert_eq!(
@@ -257,7 +244,7 @@ async fn a_person_logs_in_lists_vends_in_every_format_and_logs_out() {
     assert_ne!(vars["AWS_ACCESS_KEY_ID"], creds.access_key_id, "a new vend");
     assert_rfc3339(&vars["AWS_CREDENTIAL_EXPIRATION"]);
     assert_eq!(
-        records_of(&server, "deploy")[0]
+        server.records_of("deploy")[0]
             .event
             .access_key_id
             .as_deref(),
@@ -295,7 +282,7 @@ async fn a_person_logs_in_lists_vends_in_every_format_and_logs_out() {
     assert!(!parsed.secret_access_key.is_empty() && !parsed.session_token.is_empty());
     assert_rfc3339(&parsed.expiration);
     assert_eq!(
-        records_of(&server, "deploy")[0]
+        server.records_of("deploy")[0]
             .event
             .access_key_id
             .as_deref(),
@@ -328,7 +315,8 @@ async fn a_person_logs_in_lists_vends_in_every_format_and_logs_out() {
     assert_eq!(body.connector, "deploy");
 
     // Every vend above is in the audit log, issued to alice.
-    let issued = records_of(&server, "deploy")
+    let issued = server
+        .records_of("deploy")
         .into_iter()
         .filter(|r| r.event.outcome == idfed::audit::Outcome::Issued)
         .count();
@@ -1199,7 +1187,7 @@ async fn container_credentials_take_a_session_or_an_api_key() {
         role_arn.contains(":assumed-role/deploy/alice"),
         "{role_arn}"
     );
-    let records = records_of(&server, "deploy");
+    let records = server.records_of("deploy");
     assert_eq!(
         records[0].event.access_key_id.as_deref(),
         Some(creds.access_key_id.as_str())
@@ -1255,7 +1243,7 @@ async fn container_credentials_take_a_session_or_an_api_key() {
         "{:?}",
         creds.role_arn
     );
-    let records = records_of(&server, "ci");
+    let records = server.records_of("ci");
     assert_eq!(
         records[0].event.access_key_id.as_deref(),
         Some(creds.access_key_id.as_str())
@@ -1378,7 +1366,8 @@ connectors = ["deploy-prod"]
     assert_ne!(again.access_key_id, creds.access_key_id);
 
     // The audit log: three issues to the workload, each with its access key id.
-    let issued: Vec<String> = records_of(&server, "deploy-prod")
+    let issued: Vec<String> = server
+        .records_of("deploy-prod")
         .into_iter()
         .filter(|r| r.event.outcome == idfed::audit::Outcome::Issued)
         .map(|r| {

@@ -19,6 +19,7 @@ mod crowd;
 mod durability;
 mod exec;
 mod http_edges;
+mod justification;
 mod openapi;
 mod plugin_containment;
 mod plugins;

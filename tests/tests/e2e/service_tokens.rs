@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use idfed::audit::{AuditFilter, Outcome};
+use idfed::audit::Outcome;
 use idfed::model::BindingSpec;
 use idfed::store::Store;
 use idfed_tests::fixtures;
@@ -15,17 +15,6 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// The audit records of `connector`, newest first.
-fn records_of(server: &TestServer, connector: &str) -> Vec<idfed::audit::AuditRecord> {
-    server
-        .service
-        .audit
-        .query(&AuditFilter {
-            connector: Some(connector.into()),
-            ..AuditFilter::default()
-        })
-        .unwrap()
-}
-
 async fn ecr_login(server: &TestServer, token: &str, connector: &str) -> (u16, Value) {
     let answer = server
         .client
@@ -64,7 +53,7 @@ async fn an_ecr_login_goes_through_the_pipeline_and_ecr() {
     );
     humantime::parse_rfc3339(login["expires_at"].as_str().unwrap()).unwrap();
     // Audited like any vend.
-    let records = records_of(&server, "push");
+    let records = server.records_of("push");
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].event.outcome, Outcome::Issued);
     assert_eq!(records[0].event.caller.as_deref(), Some("alice"));
@@ -172,7 +161,7 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
     assert_eq!(body["token"], json!(calls[0].token));
     humantime::parse_rfc3339(body["expires_at"].as_str().unwrap()).unwrap();
     // Signed with the credentials just vended (the audit record's key), in the account's region.
-    let records = records_of(&server, "packages");
+    let records = server.records_of("packages");
     assert_eq!(
         records[0].event.access_key_id.as_deref(),
         Some(calls[0].access_key_id.as_str())
@@ -202,7 +191,7 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
     let answer = token_request(&bob, "domain=my-domain").await.unwrap();
     assert_eq!(answer.status(), 403);
     assert_eq!(codeartifact.calls().len(), 1);
-    let audited = records_of(&server, "packages");
+    let audited = server.records_of("packages");
     assert_eq!(audited.len(), 2, "one issued, one refused");
 
     // The CLI prints the token alone.
@@ -220,24 +209,6 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
     server.stop().await;
 }
 
-/// Binds `plugin` with `config` as the connector's only plugin.
-fn bind_only(server: &TestServer, connector: &str, plugin: &str, config: &str) {
-    let store = &server.service.store;
-    let current = store.get_connector(connector).unwrap().unwrap();
-    let digest = store
-        .put_plugin(&std::fs::read(plugin).unwrap(), None)
-        .unwrap();
-    let mut bound = current.clone();
-    bound.bindings = vec![BindingSpec {
-        id: Uuid::new_v4().to_string(),
-        plugin: digest,
-        config: config.into(),
-        limits: None,
-        tag_keys: vec![],
-    }];
-    store.update_connector(bound, &current).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_see_an_ecr_login_s_purpose_and_needs_approval_is_a_403_approval_required() {
     let extra = format!("[endpoints]\necr = {:?}\n", moto::shared().endpoint());
@@ -250,12 +221,7 @@ async fn plugins_see_an_ecr_login_s_purpose_and_needs_approval_is_a_403_approval
     let alice = server.login("alice").await;
 
     // A 0.2.0 plugin sees what the credentials are for.
-    bind_only(
-        &server,
-        "push",
-        fixtures::CONTRACT_PROBE,
-        r#"{"mode": "echo"}"#,
-    );
+    server.bind_only("push", fixtures::CONTRACT_PROBE, r#"{"mode": "echo"}"#);
     let (status, body) = ecr_login(&server, &alice, "push").await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], json!("plugin_denied"));
@@ -268,9 +234,7 @@ async fn plugins_see_an_ecr_login_s_purpose_and_needs_approval_is_a_403_approval
     );
 
     // Until idfed takes approvals, needs-approval refuses the request, naming the group and the reason.
-    bind_only(
-        &server,
-        "push",
+    server.bind_only("push",
         fixtures::CONTRACT_PROBE,
         r#"{"mode": "approval", "group": "release-managers", "reason": "pushes need a release manager"}"#,
     );
@@ -283,7 +247,7 @@ async fn plugins_see_an_ecr_login_s_purpose_and_needs_approval_is_a_403_approval
         "{message}"
     );
     assert!(!body.to_string().contains("auth-token"));
-    let records = records_of(&server, "push");
+    let records = server.records_of("push");
     assert_eq!(records[0].event.outcome, Outcome::PluginDenied);
     assert_eq!(records[0].event.code.as_deref(), Some("approval_required"));
     assert!(records.iter().all(|r| r.event.access_key_id.is_none()));

@@ -180,5 +180,28 @@ async fn web_ui_end_to_end_in_chromium() {
                 .is_some_and(|reason| reason.contains("rate limit reached"))),
         "{answer}"
     );
+    // And the reason and ticket typed in the credentials dialog, trimmed, with the vend they went with.
+    let answer: Value = server
+        .client
+        .get(server.url("/api/v1/admin/audit?outcome=issued&connector=dev-role"))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let with_reason: Vec<&Value> = answer["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"]["ticket"] == "OPS-42")
+        .collect();
+    assert_eq!(with_reason.len(), 1, "{answer}");
+    assert_eq!(
+        with_reason[0]["event"]["justification"],
+        "Rotate the deploy key"
+    );
+    assert!(with_reason[0]["event"]["access_key_id"].is_string());
     server.stop().await;
 }
