@@ -72,7 +72,14 @@ enum Command {
         duration: Option<u32>,
         #[command(flatten)]
         why: crate::client::Why,
+        /// When a policy wants an approval first, wait for it (until the request expires), then print the
+        /// credentials; without, say so and fail.
+        #[arg(long)]
+        wait: bool,
     },
+    /// Approval requests: list those you may decide (and your own), show, approve or deny one.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Prints a sign-in URL for the AWS console with a connector's credentials (valid 15 minutes; it
     /// holds a sign-in token, so treat it as a secret).
     Console {
@@ -533,18 +540,9 @@ impl Cli {
                 format,
                 duration,
                 why,
-            } => report(
-                crate::client::credentials(&connector, &format, duration, &why)
-                    .await
-                    .map(|body| {
-                        print!("{body}");
-                        if !body.ends_with('\n') {
-                            println!();
-                        }
-                        ExitCode::SUCCESS
-                    })
-                    .map_err(|e| Failure(e.0)),
-            ),
+                wait,
+            } => report(creds(&connector, &format, duration, &why, wait).await),
+            Command::Approvals(command) => report(command.run().await),
             Command::Console {
                 connector,
                 destination,
@@ -849,6 +847,217 @@ impl AdminCommand {
 /// The typed client of the server the global options (or the kept session) name.
 fn client() -> Result<idfed_client::Client, Failure> {
     crate::client::client().map_err(|e| Failure(e.0))
+}
+
+/// Approval requests.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// The requests you may decide (pending first) and your own.
+    List {
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One request.
+    Show {
+        /// The request's id.
+        id: String,
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approves someone else's request, as a member of its group: they may then repeat it once.
+    Approve {
+        /// The request's id.
+        id: String,
+        /// A comment for the requester and the audit log.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Denies someone else's request, as a member of its group.
+    Deny {
+        /// The request's id.
+        id: String,
+        /// A comment for the requester and the audit log.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+}
+
+fn print_approval(a: &idfed_api::ApprovalRequestBody) {
+    let mut fields = vec![
+        ("id", a.id.to_string()),
+        ("status", snake(&a.status)),
+        ("requester", a.requester.clone()),
+        ("connector", a.connector.clone()),
+        ("purpose", a.purpose.clone()),
+        (
+            "duration",
+            dash(a.duration_seconds.map(|d| d.to_string()).as_deref()),
+        ),
+        ("justification", one_line(&dash(a.justification.as_deref()))),
+        ("ticket", dash(a.ticket.as_deref())),
+        ("approvers", a.group.clone()),
+        ("reason", one_line(&a.reason)),
+        ("created", a.created.clone()),
+        ("expires", a.expires.clone()),
+    ];
+    if let Some(by) = &a.decided_by {
+        fields.push(("decided by", by.clone()));
+        fields.push(("decided at", dash(a.decided_at.as_deref())));
+        fields.push(("comment", one_line(&dash(a.comment.as_deref()))));
+    }
+    print_fields(&fields);
+}
+
+impl ApprovalsCommand {
+    async fn run(self) -> Result<ExitCode, Failure> {
+        let client = client()?;
+        match self {
+            ApprovalsCommand::List { json } => {
+                let approvals = api(client.approvals().await)?;
+                if json {
+                    return print_json(&idfed_api::ApprovalList { approvals });
+                }
+                if approvals.is_empty() {
+                    println!("no approval requests");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let rows = approvals
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            a.id.to_string(),
+                            snake(&a.status),
+                            a.requester.clone(),
+                            a.connector.clone(),
+                            a.group.clone(),
+                            a.expires.clone(),
+                            one_line(&dash(a.justification.as_deref())),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                print_table(
+                    &[
+                        "ID",
+                        "STATUS",
+                        "REQUESTER",
+                        "CONNECTOR",
+                        "APPROVERS",
+                        "EXPIRES",
+                        "JUSTIFICATION",
+                    ],
+                    &rows,
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            ApprovalsCommand::Show { id, json } => {
+                let approval = api(client.approval(&id).await)?;
+                if json {
+                    return print_json(&approval);
+                }
+                print_approval(&approval);
+                Ok(ExitCode::SUCCESS)
+            }
+            ApprovalsCommand::Approve { id, comment } => {
+                let approval = api(client.approve(&id, comment.as_deref()).await)?;
+                println!(
+                    "approved {}'s request {} (until {})",
+                    approval.requester, approval.id, approval.expires
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            ApprovalsCommand::Deny { id, comment } => {
+                let approval = api(client.deny(&id, comment.as_deref()).await)?;
+                println!("denied {}'s request {}", approval.requester, approval.id);
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+/// How often `creds --wait` asks whether the approval came.
+const APPROVAL_POLL: Duration = Duration::from_secs(2);
+
+/// `idfed creds`: prints the credentials; when a policy wants an approval, says so, and with `wait`
+/// waits for it and asks again.
+async fn creds(
+    connector: &str,
+    format: &str,
+    duration: Option<u32>,
+    why: &crate::client::Why,
+    wait: bool,
+) -> Result<ExitCode, Failure> {
+    let request =
+        crate::client::credentials_request(format, duration, why).map_err(|e| Failure(e.0))?;
+    let client = client()?;
+    loop {
+        match client.credentials_text(connector, &request).await {
+            Ok(text) => {
+                let body = text.expose();
+                print!("{body}");
+                if !body.ends_with('\n') {
+                    println!();
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(idfed_client::Error::ApprovalPending(approval)) => {
+                eprintln!(
+                    "idfed: a member of {:?} must approve this request first ({}): request {}, \
+                     `idfed approvals approve {}`",
+                    approval.group, approval.reason, approval.id, approval.id
+                );
+                if !wait {
+                    return Err(Failure(format!(
+                        "approval pending (request {}): run this again once it is approved, or add --wait",
+                        approval.id
+                    )));
+                }
+                wait_for_approval(&client, &approval.id.to_string()).await?;
+            }
+            Err(e) => return Err(Failure(e.to_string())),
+        }
+    }
+}
+
+/// Waits until the approval request `id` is decided; fails unless it was approved.
+async fn wait_for_approval(client: &idfed_client::Client, id: &str) -> Result<(), Failure> {
+    use idfed_api::ApprovalStatus;
+    loop {
+        tokio::time::sleep(APPROVAL_POLL).await;
+        let approval = match client.approval(id).await {
+            Ok(approval) => approval,
+            // A moment's trouble reaching the server is waited out.
+            Err(e) if e.is_transient() => continue,
+            Err(e) => return Err(Failure(e.to_string())),
+        };
+        match approval.status {
+            ApprovalStatus::Pending => continue,
+            ApprovalStatus::Approved => {
+                eprintln!(
+                    "idfed: approved by {}{}",
+                    dash(approval.decided_by.as_deref()),
+                    approval
+                        .comment
+                        .as_deref()
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default()
+                );
+                return Ok(());
+            }
+            other => {
+                return Err(Failure(format!(
+                    "approval request {id} was {}{}",
+                    snake(&other),
+                    approval
+                        .comment
+                        .as_deref()
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+    }
 }
 
 /// `idfed whoami`.

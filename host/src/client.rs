@@ -293,6 +293,27 @@ pub struct Why {
     pub ticket: Option<String>,
 }
 
+/// The request for credentials in `format` (`credential_process`, `json`, `env` or `ini`).
+pub fn credentials_request(
+    format: &str,
+    duration_seconds: Option<u32>,
+    why: &Why,
+) -> Result<idfed_api::CredentialsRequest, ClientError> {
+    let format: idfed_api::Format = serde_json::from_value(serde_json::Value::from(format))
+        .map_err(|_| {
+            ClientError(format!(
+                "unknown format {format:?}: json, credential_process, env or ini"
+            ))
+        })?;
+    Ok(idfed_api::CredentialsRequest {
+        duration_seconds,
+        format,
+        justification: why.justification.clone(),
+        ticket: why.ticket.clone(),
+        ..Default::default()
+    })
+}
+
 /// Fetches credentials from `connector` in `format` (`credential_process`, `json`, `env` or `ini`); the
 /// server's answer as it is, ready to print.
 pub async fn credentials(
@@ -301,19 +322,7 @@ pub async fn credentials(
     duration_seconds: Option<u32>,
     why: &Why,
 ) -> Result<String, ClientError> {
-    let format: idfed_api::Format = serde_json::from_value(serde_json::Value::from(format))
-        .map_err(|_| {
-            ClientError(format!(
-                "unknown format {format:?}: json, credential_process, env or ini"
-            ))
-        })?;
-    let request = idfed_api::CredentialsRequest {
-        duration_seconds,
-        format,
-        justification: why.justification.clone(),
-        ticket: why.ticket.clone(),
-        ..Default::default()
-    };
+    let request = credentials_request(format, duration_seconds, why)?;
     let text = client()?.credentials_text(connector, &request).await?;
     Ok(text.expose().to_owned())
 }

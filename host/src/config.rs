@@ -110,6 +110,9 @@ pub struct Config {
     /// `[workload]`: the OIDC issuers (CI systems) whose ID tokens are callers.
     #[serde(default)]
     pub workload: WorkloadSettings,
+    /// `[approvals]`: how long approval requests and approvals last, and the webhook announcing them.
+    #[serde(default)]
+    pub approvals: crate::approvals::ApprovalSettings,
 }
 
 /// `[credential_cache]`: for connectors with `credential_cache` on.

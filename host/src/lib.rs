@@ -2,6 +2,7 @@
 //! credentials through STS, with per-connector policy plugins run in a WebAssembly sandbox.
 
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod cli;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
+use crate::approvals::{ApprovalSettings, Approvals};
 use crate::audit::AuditLog;
 use crate::auth::Directory;
 use crate::auth::authenticator::{AuthConfig, Authenticator};
@@ -47,6 +48,8 @@ pub struct Service {
     pub auth: Arc<Authenticator>,
     /// Workloads' OIDC tokens (CI jobs).
     pub workload: Arc<WorkloadVerifier>,
+    /// Approval requests, approvals and their webhook.
+    pub approvals: Arc<Approvals>,
     /// What the parts count and time (vends, plugin evaluations, STS requests).
     pub metrics: Arc<Metrics>,
     /// What `/metrics` shows: [`Service::metrics`] and the counters the parts keep themselves.
@@ -86,6 +89,8 @@ pub struct Parts {
     pub auth: AuthConfig,
     /// The OIDC issuers whose tokens are workloads (CI jobs), their keys and claim rules.
     pub workload: WorkloadSettings,
+    /// How long approval requests and approvals last, and the webhook announcing requests.
+    pub approvals: ApprovalSettings,
     /// The vend pipeline's credential cache.
     pub credential_cache: CacheSettings,
     /// What the parts count and time; `issuer` and `plugins` already report to it.
@@ -145,6 +150,7 @@ impl Parts {
             clock: Arc::new(SystemClock),
             auth: config.auth.auth_config(),
             workload: config.workload.clone(),
+            approvals: config.approvals.clone(),
             credential_cache: config.credential_cache.settings(),
             metrics,
             registry,
@@ -171,17 +177,23 @@ impl Service {
             clock,
             auth,
             workload,
+            approvals,
             credential_cache,
             metrics,
             mut registry,
         } = parts;
+        let approvals = Arc::new(
+            Approvals::open(store.db(), audit.clone(), clock.clone(), approvals)
+                .map_err(|e| ServiceError(format!("approvals: {e}")))?,
+        );
         let vendor = Vendor::new(
             store.clone() as Arc<dyn Store>,
             issuer.clone(),
             plugins.clone(),
             audit.clone(),
         )
-        .with_cache(credential_cache);
+        .with_cache(credential_cache)
+        .with_approvals(approvals.clone());
         let workload =
             Arc::new(WorkloadVerifier::new(&workload, clock.clone()).map_err(ServiceError)?);
         let auth = Authenticator::with_clock(directory, store.db(), auth, clock)
@@ -202,6 +214,7 @@ impl Service {
             vendor,
             auth,
             workload,
+            approvals,
             metrics,
             registry,
         })

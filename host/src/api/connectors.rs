@@ -189,6 +189,7 @@ pub fn render(vended: &Vended, format: Format) -> Response {
     request_body(content = CredentialsRequest, description = "Optional: an empty body is `{}`"),
     security(("bearer" = []), ("basic" = [])),
     responses(
+        (status = 202, description = "A policy plugin wants an approval first: the approval request (a new one, or the one already pending for this same request); repeat the request once it is approved", body = idfed_api::ApprovalPending),
         (status = 200, description = "The credentials: JSON for `format` `json` (below) or `credential_process`, \
                                       text for `env` and `ini`",
          content(
@@ -233,6 +234,7 @@ async fn credentials(
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),
     responses(
+        (status = 202, description = "A policy plugin wants an approval first: the approval request (a new one, or the one already pending for this same request); repeat the request once it is approved", body = idfed_api::ApprovalPending),
         (status = 200, description = "Who AWS says the vended credentials are", body = CallerIdentityBody),
         (status = 400, description = "A malformed `Authorization` header (`invalid_request`)", body = ErrorBody),
         (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),

@@ -126,6 +126,7 @@ fn check_destination(destination: &str) -> Result<(), ApiError> {
     request_body(content = ConsoleRequest, description = "Optional: an empty body is `{}`"),
     security(("bearer" = []), ("basic" = [])),
     responses(
+        (status = 202, description = "A policy plugin wants an approval first: the approval request (a new one, or the one already pending for this same request); repeat the request once it is approved", body = idfed_api::ApprovalPending),
         (status = 200, description = "The sign-in URL", body = ConsoleUrlBody),
         (status = 400, description = "A bad destination or request, or a connector that cannot sign in", body = ErrorBody),
         (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`, a `workload_…` code)", body = ErrorBody),

@@ -48,6 +48,12 @@ pub enum ApiError {
     CsrfFailed(&'static str),
     /// No such route (404).
     NotFound,
+    /// No such resource, said how (404 `not_found`).
+    Missing(String),
+    /// A change that conflicts with what is stored (409 `conflict`).
+    Conflict(String),
+    /// The caller may not do this, said why (403 `forbidden`).
+    Refused(String),
     /// idfed itself failed (500): the detail is logged, not shown.
     Internal(String),
     /// idfed's store cannot be read now (503): the detail is logged, not shown.
@@ -226,6 +232,16 @@ impl ApiError {
                     VendError::PluginDenied { .. } | VendError::ApprovalRequired { .. } => {
                         (StatusCode::FORBIDDEN, e.to_string(), None)
                     }
+                    // Where no 202 can be answered (the container endpoint), a pending approval refuses.
+                    VendError::ApprovalPending(approval) => (
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "approval required: a member of group {:?} must approve this request \
+                             (approval request {}, status {:?}); the policy says: {}",
+                            approval.group, approval.id, approval.status, approval.reason
+                        ),
+                        None,
+                    ),
                     // Busy is the host's capacity, not a broken plugin: come back in a moment.
                     VendError::PluginFault {
                         code: "plugin_busy",
@@ -273,6 +289,24 @@ impl ApiError {
             },
             ApiError::CsrfFailed(why) => simple(StatusCode::FORBIDDEN, "csrf_failed", why),
             ApiError::NotFound => simple(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+            ApiError::Missing(message) => Parts {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: message.clone(),
+                retry_after: None,
+            },
+            ApiError::Conflict(message) => Parts {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                message: message.clone(),
+                retry_after: None,
+            },
+            ApiError::Refused(message) => Parts {
+                status: StatusCode::FORBIDDEN,
+                code: "forbidden",
+                message: message.clone(),
+                retry_after: None,
+            },
             ApiError::Internal(_) => simple(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -358,6 +392,16 @@ pub fn set_retry_after(response: &mut Response, retry_after: Option<Duration>) {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Not a failure: the request waits for an approval.
+        if let ApiError::Vend(VendError::ApprovalPending(approval)) = self {
+            return (
+                StatusCode::ACCEPTED,
+                Json(idfed_api::ApprovalPending {
+                    approval: *approval,
+                }),
+            )
+                .into_response();
+        }
         self.log();
         let parts = self.parts();
         let mut response =

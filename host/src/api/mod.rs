@@ -6,6 +6,7 @@
 //! token, secret or credential: headers and bodies are never logged.
 
 mod admin;
+mod approvals;
 mod client_addr;
 mod connectors;
 pub mod console;
@@ -209,6 +210,7 @@ pub fn rfc3339(time: SystemTime) -> String {
 pub fn routes() -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::new()
         .merge(session::router())
+        .merge(approvals::router())
         .merge(admin::router())
         .merge(connectors::router())
         .merge(container::router())

@@ -216,6 +216,7 @@ fn service_failure(
     request_body(content = ServiceTokenRequest, description = "Optional: an empty body is `{}`"),
     security(("bearer" = []), ("basic" = [])),
     responses(
+        (status = 202, description = "A policy plugin wants an approval first: the approval request (a new one, or the one already pending for this same request); repeat the request once it is approved", body = idfed_api::ApprovalPending),
         (status = 200, description = "The registry login", body = EcrLogin),
         (status = 400, description = "A bad request (`invalid_request`)", body = ErrorBody),
         (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`)", body = ErrorBody),
@@ -333,6 +334,7 @@ fn check_domain(query: &CodeArtifactQuery) -> Result<(), ApiError> {
     request_body(content = ServiceTokenRequest, description = "Optional: an empty body is `{}`"),
     security(("bearer" = []), ("basic" = [])),
     responses(
+        (status = 202, description = "A policy plugin wants an approval first: the approval request (a new one, or the one already pending for this same request); repeat the request once it is approved", body = idfed_api::ApprovalPending),
         (status = 200, description = "The token", body = CodeArtifactToken),
         (status = 400, description = "A bad domain, owner or request (`invalid_request`)", body = ErrorBody),
         (status = 401, description = "No or bad credentials (`missing_credentials`, `invalid_credentials`, `invalid_session`)", body = ErrorBody),

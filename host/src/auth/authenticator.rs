@@ -371,6 +371,14 @@ impl Authenticator {
 
     /// A user's groups and how old they are: from the cache, else the directory. A user the directory
     /// does not know (or an inactive one) is forgotten and their sessions ended.
+    /// `user`'s groups as the directory says them now, not from any cache (for decisions that must hold
+    /// at the moment they are made: an approval). The group cache is refreshed with them.
+    pub async fn groups_now(&self, user: &str) -> Result<Vec<String>, AuthError> {
+        let groups = self.directory.groups(user).await?;
+        self.cache.put_groups(user, groups.clone());
+        Ok(groups)
+    }
+
     async fn current_groups(&self, user: &str) -> Result<(Vec<String>, Duration), AuthError> {
         if let Some(found) = self.cache.get_groups(user) {
             return Ok(found);

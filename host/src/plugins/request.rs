@@ -71,6 +71,17 @@ pub enum Purpose {
     ServiceToken(String),
 }
 
+impl Purpose {
+    /// As people read it: `credentials`, `console-sign-in`, `service-token:<service>`.
+    pub fn to_text(&self) -> String {
+        match self {
+            Purpose::Credentials => "credentials".into(),
+            Purpose::ConsoleSignIn => "console-sign-in".into(),
+            Purpose::ServiceToken(service) => format!("service-token:{service}"),
+        }
+    }
+}
+
 /// Who approved a request, and when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,10 +14,11 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::approvals::{self, ApprovalRecord, ApprovalRequestBody, Approvals, NewApproval};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::model::{Account, Caller, Connector, Identity, Principal, PrincipalType};
 use crate::plugins::{
-    self, ChainOutcome, ConnectorInfo, Grant, MAX_JUSTIFICATION_BYTES, MAX_TICKET_BYTES,
+    self, Approval, ChainOutcome, ConnectorInfo, Grant, MAX_JUSTIFICATION_BYTES, MAX_TICKET_BYTES,
     PluginRuntime, PolicyRequest, Purpose,
 };
 use crate::store::Store;
@@ -88,10 +89,10 @@ pub enum VendError {
         /// Its reason, meant for the caller.
         reason: String,
     },
-    /// A plugin answered that the request needs an approval. Until idfed has its approval workflow, such a
-    /// request is refused.
+    /// A plugin answered that the request needs an approval, where no approval can be asked for (the
+    /// container-credentials endpoint, or a pipeline without approvals).
     #[error(
-        "approval required: a member of group {group:?} must approve this request, and idfed cannot take approvals yet; the policy says: {reason}"
+        "approval required: a member of group {group:?} must approve this request first; the policy says: {reason}"
     )]
     ApprovalRequired {
         /// The binding that asked for it.
@@ -101,6 +102,10 @@ pub enum VendError {
         /// The plugin's reason, meant for the caller.
         reason: String,
     },
+    /// A plugin answered that the request needs an approval: one is asked for (or was already pending),
+    /// and the request is to be repeated once it is approved. Not an error to the caller (`202`).
+    #[error("approval pending: {} (request {})", .0.reason, .0.id)]
+    ApprovalPending(Box<ApprovalRequestBody>),
     /// A plugin malfunctioned; the request is refused (fail closed). Details go to the log and audit log.
     #[error("refused: a policy plugin of this connector failed ({code})")]
     PluginFault {
@@ -129,6 +134,7 @@ impl VendError {
             VendError::Invalid(_) => "invalid_request",
             VendError::PluginDenied { .. } => "plugin_denied",
             VendError::ApprovalRequired { .. } => "approval_required",
+            VendError::ApprovalPending(_) => "approval_pending",
             VendError::PluginFault { code, .. } => code,
             VendError::Sts(e) => e.code(),
             VendError::Internal(_) => "internal_error",
@@ -144,6 +150,22 @@ pub struct Vendor {
     audit: AuditLog,
     chains: chain::Chains,
     cache: Arc<CredentialCache>,
+    approvals: Option<Arc<Approvals>>,
+}
+
+/// An approval used up for a vend: given back if the vend fails after all.
+struct Claimed<'a> {
+    approvals: &'a Approvals,
+    record: ApprovalRecord,
+    kept: bool,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.approvals.release(&self.record);
+        }
+    }
 }
 
 impl Vendor {
@@ -161,7 +183,20 @@ impl Vendor {
             audit,
             chains,
             cache: Arc::new(CredentialCache::new(CacheSettings::default())),
+            approvals: None,
         }
+    }
+
+    /// The pipeline, asking `approvals` when a plugin wants one (without, such a request is refused with
+    /// `approval_required`).
+    pub fn with_approvals(mut self, approvals: Arc<Approvals>) -> Self {
+        self.approvals = Some(approvals);
+        self
+    }
+
+    /// The approvals, if the pipeline takes them.
+    pub fn approvals(&self) -> Option<&Arc<Approvals>> {
+        self.approvals.as_ref()
     }
 
     /// The same pipeline with an empty credential cache of `settings`.
@@ -294,6 +329,25 @@ impl Vendor {
         let principal_type = connector.principal.principal_type();
         let choice =
             resolve_duration(&connector, options.duration_seconds).map_err(VendError::Invalid)?;
+        // An approval of this very request, if one was given and not used yet.
+        let requester = caller.display_name();
+        let purpose = options.purpose.to_text();
+        let fingerprint = approvals::fingerprint(
+            &requester,
+            connector.id,
+            &purpose,
+            options.duration_seconds,
+            options.policy.as_deref(),
+            options.justification.as_deref(),
+            options.ticket.as_deref(),
+        );
+        let approved = match &self.approvals {
+            Some(approvals) => approvals
+                .usable(&requester, connector.id, &fingerprint)
+                .map_err(|e| VendError::Internal(e.to_string()))?,
+            None => None,
+        };
+        let (justification, ticket) = (options.justification.clone(), options.ticket.clone());
         let base = PolicyRequest {
             request_id: request_id.to_owned(),
             caller: plugin_caller(caller),
@@ -317,8 +371,11 @@ impl Vendor {
             justification: options.justification,
             ticket: options.ticket,
             purpose: options.purpose,
-            // Set once idfed has its approval workflow.
-            approval: None,
+            approval: approved.as_ref().map(|r| Approval {
+                approver: r.decided_by.clone().unwrap_or_default(),
+                approved_at: r.decided_at.unwrap_or(r.created),
+                comment: r.comment.clone(),
+            }),
         };
         let request = match options.policy {
             None => base,
@@ -356,14 +413,36 @@ impl Vendor {
                 binding,
                 group,
                 reason,
-                ..
+                max_duration_seconds,
             } => {
                 event.plugin = plugin_of(&binding);
-                return Err(VendError::ApprovalRequired {
-                    binding,
-                    group,
-                    reason,
-                });
+                event.binding = Some(binding.clone());
+                let Some(approvals) = &self.approvals else {
+                    return Err(VendError::ApprovalRequired {
+                        binding,
+                        group,
+                        reason,
+                    });
+                };
+                let (record, _) = approvals
+                    .request(NewApproval {
+                        requester: requester.clone(),
+                        connector: connector.name.clone(),
+                        connector_id: connector.id,
+                        purpose,
+                        fingerprint,
+                        duration_seconds: options.duration_seconds,
+                        justification,
+                        ticket,
+                        group,
+                        reason,
+                        max_duration_seconds,
+                        binding,
+                    })
+                    .map_err(|e| VendError::Internal(e.to_string()))?;
+                return Err(VendError::ApprovalPending(Box::new(
+                    record.body(SystemTime::now()),
+                )));
             }
             ChainOutcome::Fault { binding, fault } => {
                 event.plugin = plugin_of(&binding);
@@ -374,6 +453,29 @@ impl Vendor {
                 });
             }
         };
+        // An approval is used up by this vend (before any credentials exist; given back if it fails), and
+        // caps the duration where the policy said so.
+        let mut grant = grant;
+        let mut claimed = None;
+        if let (Some(approvals), Some(record)) = (&self.approvals, approved) {
+            let taken = approvals
+                .claim(&record, request_id)
+                .map_err(|e| VendError::Internal(e.to_string()))?;
+            if !taken {
+                return Err(VendError::Invalid(ValidationError::new(
+                    "approval",
+                    "the approval of this request was used by another request meanwhile: ask again",
+                )));
+            }
+            if let Some(max) = record.max_duration_seconds {
+                grant.duration_seconds = grant.duration_seconds.min(max);
+            }
+            claimed = Some(Claimed {
+                approvals,
+                record,
+                kept: false,
+            });
+        }
         let capped = choice.capped || grant.duration_seconds < request.duration_seconds;
         event.duration_seconds = Some(grant.duration_seconds);
         event.capped = capped;
@@ -415,6 +517,9 @@ impl Vendor {
         if let Some(key) = &key
             && let Some(credentials) = self.cache.get(key, duration_seconds, SystemTime::now())
         {
+            if let Some(claimed) = &mut claimed {
+                claimed.kept = true;
+            }
             return Ok(vended(credentials, true));
         }
         let issue = IssueRequest {
@@ -440,6 +545,9 @@ impl Vendor {
                 false,
             ),
         };
+        if let Some(claimed) = &mut claimed {
+            claimed.kept = true;
+        }
         Ok(vended(credentials, cached))
     }
 

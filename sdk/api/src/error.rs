@@ -23,7 +23,8 @@ pub struct ErrorDetail {
     /// `workload_signature_invalid`, `workload_token_expired`, `workload_token_not_yet_valid`,
     /// `workload_audience_mismatch`, `workload_claim_missing`, `workload_not_allowed`,
     /// `workload_issuer_unavailable`; `csrf_failed`, `forbidden`, `admin_only`, `connector_not_found`,
-    /// `connector_disabled`, `plugin_denied`, `approval_required`; a plugin's fault: `plugin_timeout`, `plugin_memory_limit`,
+    /// `connector_disabled`, `plugin_denied`, `approval_required`, `approval_pending` (a container-credentials
+    /// request that waits for an approval; elsewhere that is a `202`); a plugin's fault: `plugin_timeout`, `plugin_memory_limit`,
     /// `plugin_trap`, `plugin_error`, `plugin_widened_grant`, `plugin_invalid_grant`, `plugin_busy`,
     /// `plugin_instantiate_failed`, `plugin_incompatible`; a plugin or binding refused:
     /// `plugin_not_a_component`, `plugin_too_large`, `plugin_config_invalid`, `plugin_config_refused`,
@@ -154,8 +155,11 @@ codes! {
     ConnectorDisabled = "connector_disabled",
     /// A plugin refused (403).
     PluginDenied = "plugin_denied",
-    /// A plugin answered that the request needs an approval, which idfed cannot take yet (403).
+    /// A plugin answered that the request needs an approval where none can be asked for (403).
     ApprovalRequired = "approval_required",
+    /// A request waits for an approval: the `202` answer elsewhere, the container endpoint's 403, and the
+    /// audit record's code.
+    ApprovalPending = "approval_pending",
     /// A plugin ran past its deadline (502).
     PluginTimeout = "plugin_timeout",
     /// A plugin tried to grow its memory past its cap (502).

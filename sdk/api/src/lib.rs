@@ -15,6 +15,7 @@
 //! ```
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod connectors;
 pub mod error;
@@ -22,6 +23,9 @@ pub mod identity;
 pub mod operations;
 pub mod service_tokens;
 
+pub use approvals::{
+    ApprovalDecision, ApprovalList, ApprovalPending, ApprovalRequestBody, ApprovalStatus,
+};
 pub use connectors::{
     CallerIdentityBody, ConnectorBody, ConnectorList, ConsoleRequest, ConsoleUrlBody,
     ContainerCredentials, CredentialProcessBody, CredentialsBody, CredentialsRequest, Format,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use idfed_api::{EcsErrorBody, ErrorBody, ErrorCode};
+use idfed_api::{ApprovalRequestBody, EcsErrorBody, ErrorBody, ErrorCode};
 
 /// A failed call. Messages are one line and never hold a token or a credential.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,13 @@ pub enum Error {
         /// How long to wait before trying again, when the server said (`Retry-After`).
         retry_after: Option<Duration>,
     },
+    /// Not refused, not granted yet: a policy wants an approval first (`202`). Once a member of the
+    /// request's group approved it ([`crate::Client::approval`] says), repeat the same request.
+    #[error(
+        "approval needed: a member of {:?} must approve this request ({}); it is request {}",
+        .0.group, .0.reason, .0.id
+    )]
+    ApprovalPending(Box<ApprovalRequestBody>),
     /// The server answered an error that is not idfed's (a proxy in between, or not idfed at all).
     #[error("{server} answered {status}, not an idfed error")]
     Http {

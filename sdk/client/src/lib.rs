@@ -326,6 +326,14 @@ impl Client {
         if status >= 400 {
             return Err(Error::from_answer(&self.server, status, retry_after, &body));
         }
+        if status == 202 {
+            let pending: api::ApprovalPending =
+                serde_json::from_slice(&body).map_err(|e| Error::Decode {
+                    server: self.server.clone(),
+                    message: format!("a 202 that is not an approval request: {e}"),
+                })?;
+            return Err(Error::ApprovalPending(Box::new(pending.approval)));
+        }
         Ok(Answer { status, body })
     }
 
@@ -531,6 +539,42 @@ impl Client {
             path.push_str(&encode(owner));
         }
         self.post(&path, request).await
+    }
+
+    /// `GET /approvals`: the approval requests the caller may decide, and their own (pending first).
+    pub async fn approvals(&self) -> Result<Vec<api::ApprovalRequestBody>, Error> {
+        Ok(self.get::<api::ApprovalList>("/approvals").await?.approvals)
+    }
+
+    /// `GET /approvals/{id}`: one approval request.
+    pub async fn approval(&self, id: &str) -> Result<api::ApprovalRequestBody, Error> {
+        self.get(&format!("/approvals/{}", encode(id))).await
+    }
+
+    /// `POST /approvals/{id}/approve`: approves a request of someone else's, as a member of its group.
+    pub async fn approve(
+        &self,
+        id: &str,
+        comment: Option<&str>,
+    ) -> Result<api::ApprovalRequestBody, Error> {
+        let decision = api::ApprovalDecision {
+            comment: comment.map(str::to_owned),
+        };
+        self.post(&format!("/approvals/{}/approve", encode(id)), &decision)
+            .await
+    }
+
+    /// `POST /approvals/{id}/deny`: denies a request of someone else's, as a member of its group.
+    pub async fn deny(
+        &self,
+        id: &str,
+        comment: Option<&str>,
+    ) -> Result<api::ApprovalRequestBody, Error> {
+        let decision = api::ApprovalDecision {
+            comment: comment.map(str::to_owned),
+        };
+        self.post(&format!("/approvals/{}/deny", encode(id)), &decision)
+            .await
     }
 
     /// `GET /container-credentials/{c}`: credentials in the ECS container endpoint's shape, as the AWS

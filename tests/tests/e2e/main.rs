@@ -8,6 +8,7 @@
 mod admin_api;
 mod admin_cli;
 mod api;
+mod approvals;
 mod auth;
 mod aws_clients;
 mod behind_a_proxy;

@@ -20,7 +20,7 @@ use tower::ServiceExt;
 /// Every operation the API serves: 21 under `/api/v1/admin`, 13 other ones under `/api/v1` (session 3,
 /// web session 3, connectors 4 with caller-identity, console-url 1, container-credentials 1, openapi.json
 /// 1), and 7 outside it: the web UI's 4 files, `/healthz`, `/readyz`, `/metrics`.
-const OPERATIONS: usize = 44;
+const OPERATIONS: usize = 48;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 

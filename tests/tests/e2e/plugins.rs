@@ -10,7 +10,9 @@ use idfed::plugins::{
     Decision, Limits, LoadError, MAX_JUSTIFICATION_BYTES, MAX_TICKET_BYTES, PluginFault,
     PolicyRequest, PrincipalType, Purpose, RuntimeConfig, SessionTag, WorkloadIdentity,
 };
+use idfed_tests::server::{TestServer, role_connector, user};
 use idfed_tests::{S3_READ_POLICY, TestRuntime, fixtures, request};
+use serde_json::{Value, json};
 
 /// Guards against a hang (a broken deadline would otherwise stall the suite); not a speed assertion.
 async fn bounded<F: std::future::Future>(f: F) -> F::Output {
@@ -871,4 +873,131 @@ async fn a_load_error_about_imports_names_every_contract_version() {
         message.contains("idfed:policy@0.1.0") && message.contains("idfed:policy@0.2.0"),
         "{message}"
     );
+}
+
+/// Asserts that an answer to a vend says the request needs an approval by a member of `group`: today the
+/// host refuses it with `403 approval_required` naming the group; with the approval workflow it answers `202`
+/// with the approval request. The one place that knows both.
+fn assert_needs_approval(status: u16, body: &Value, group: &str) {
+    match status {
+        403 => {
+            assert_eq!(body["error"]["code"], json!("approval_required"), "{body}");
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(group), "the group is named: {body}");
+        }
+        202 => assert_eq!(body["approval"]["group"], json!(group), "{body}"),
+        other => panic!(
+            "expected 403 approval_required or 202 with an approval request, got {other}: {body}"
+        ),
+    }
+    assert!(
+        body.get("access_key_id").is_none(),
+        "nothing vended: {body}"
+    );
+}
+
+/// A require-approval `window` (UTC) on one day, opening `opens_in` minutes from now (negative: before now)
+/// for `length` minutes, running past midnight when it must.
+fn window_from_now(opens_in: i64, length: i64) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 60;
+    let opens = now + opens_in;
+    // 1970-01-01 was a Thursday.
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [(opens.div_euclid(1440) + 3).rem_euclid(7) as usize];
+    let hhmm = |minute: i64| {
+        let m = minute.rem_euclid(1440);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    json!({"days": [day], "start": hhmm(opens), "end": hhmm(opens + length), "utc_offset_minutes": 0})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_approval_wants_a_justification_then_an_approval_and_lets_reads_through() {
+    const DELETE: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::data/*"}]}"#;
+    const PUT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::data/*"}]}"#;
+    use idfed::store::Store;
+
+    let server = TestServer::start(vec![user("alice", &["devs"])], "").await;
+    server
+        .service
+        .store
+        .create_connector(role_connector("prod", "main", &["devs"]))
+        .unwrap();
+    let alice = server.login("alice").await;
+    let vend = |body: Value| {
+        let request = server
+            .client
+            .post(server.url("/api/v1/connectors/prod/credentials"))
+            .bearer_auth(&alice)
+            .json(&body);
+        async move {
+            let answer = bounded(request.send()).await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap())
+        }
+    };
+    // Now is inside the window: only the listed actions need an approval.
+    let config = |window: Value| {
+        json!({"group": "prod-approvers", "window": window, "actions": ["s3:Delete*"]}).to_string()
+    };
+    server.bind_only(
+        "prod",
+        fixtures::REQUIRE_APPROVAL,
+        &config(window_from_now(-60, 180)),
+    );
+
+    // Deleting without a justification: denied, and told how to give one.
+    let (status, body) = vend(json!({"policy": DELETE})).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], json!("plugin_denied"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("s3:Delete*")
+            && message.contains("justification")
+            && message.contains("--reason"),
+        "{message}"
+    );
+    let record = &server.records_of("prod")[0].event;
+    assert_eq!(record.outcome, idfed::audit::Outcome::PluginDenied);
+    assert!(record.access_key_id.is_none());
+
+    // With one: it needs an approval by the group.
+    let (status, body) =
+        vend(json!({"policy": DELETE, "justification": "remove the leaked export, INC-7"})).await;
+    assert_needs_approval(status, &body, "prod-approvers");
+
+    // Reading inside the window: vended, no justification asked.
+    let (status, body) = vend(json!({"policy": S3_READ_POLICY})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["access_key_id"]
+            .as_str()
+            .is_some_and(|k| !k.is_empty()),
+        "{body}"
+    );
+
+    // Outside the window (it opens in two hours), a write needs an approval too, and a read still does not.
+    server.bind_only(
+        "prod",
+        fixtures::REQUIRE_APPROVAL,
+        &config(window_from_now(120, 60)),
+    );
+    let (status, body) = vend(json!({"policy": PUT, "justification": "hotfix"})).await;
+    assert_needs_approval(status, &body, "prod-approvers");
+    let (status, body) = vend(json!({"policy": PUT})).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside"),
+        "{body}"
+    );
+    let (status, body) = vend(json!({"policy": S3_READ_POLICY})).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
 }

@@ -210,7 +210,7 @@ async fn a_codeartifact_token_is_made_with_the_vended_credentials() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plugins_see_an_ecr_login_s_purpose_and_needs_approval_is_a_403_approval_required() {
+async fn plugins_see_an_ecr_login_s_purpose_and_needs_approval_files_an_approval_request() {
     let extra = format!("[endpoints]\necr = {:?}\n", moto::shared().endpoint());
     let server = TestServer::start(vec![user("alice", &["devs"])], &extra).await;
     server
@@ -233,22 +233,22 @@ async fn plugins_see_an_ecr_login_s_purpose_and_needs_approval_is_a_403_approval
         "{body}"
     );
 
-    // Until idfed takes approvals, needs-approval refuses the request, naming the group and the reason.
-    server.bind_only("push",
+    // needs-approval: nothing vended, an approval request for the ECR login (202).
+    server.bind_only(
+        "push",
         fixtures::CONTRACT_PROBE,
         r#"{"mode": "approval", "group": "release-managers", "reason": "pushes need a release manager"}"#,
     );
     let (status, body) = ecr_login(&server, &alice, "push").await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["code"], json!("approval_required"));
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("release-managers") && message.contains("pushes need a release manager"),
-        "{message}"
-    );
+    assert_eq!(status, 202, "{body}");
+    let approval = &body["approval"];
+    assert_eq!(approval["group"], json!("release-managers"));
+    assert_eq!(approval["reason"], json!("pushes need a release manager"));
+    assert_eq!(approval["purpose"], json!("service-token:ecr"));
     assert!(!body.to_string().contains("auth-token"));
     let records = server.records_of("push");
-    assert_eq!(records[0].event.outcome, Outcome::PluginDenied);
-    assert_eq!(records[0].event.code.as_deref(), Some("approval_required"));
+    let vend = records.iter().find(|r| r.event.action == "vend").unwrap();
+    assert_eq!(vend.event.outcome, Outcome::Refused);
+    assert_eq!(vend.event.code.as_deref(), Some("approval_pending"));
     assert!(records.iter().all(|r| r.event.access_key_id.is_none()));
 }
