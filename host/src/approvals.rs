@@ -22,8 +22,11 @@ pub use idfed_api::approvals::{ApprovalRequestBody, ApprovalStatus};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::auth::lockout::Clock;
 
-/// The sled tree of approval records.
+/// The sled tree of approval records, by id.
 const TREE: &str = "approvals";
+/// The sled tree of approved requests: fingerprint → the id of the latest approval (so a vend finds its
+/// approval without reading the others).
+const APPROVED_TREE: &str = "approvals-approved";
 /// The most bytes of an approver's comment.
 pub const MAX_COMMENT_BYTES: usize = 1024;
 /// The most approval records kept (decided and expired ones are dropped first, oldest first).
@@ -218,6 +221,7 @@ impl From<sled::Error> for ApprovalError {
 /// The approval records, with the audit log their steps are written to and the webhook.
 pub struct Approvals {
     tree: sled::Tree,
+    approved: sled::Tree,
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     settings: ApprovalSettings,
@@ -273,12 +277,14 @@ impl Approvals {
         settings: ApprovalSettings,
     ) -> Result<Approvals, String> {
         let tree = db.open_tree(TREE).map_err(|e| e.to_string())?;
+        let approved = db.open_tree(APPROVED_TREE).map_err(|e| e.to_string())?;
         let webhook = match &settings.webhook_url {
             None => None,
             Some(url) => Some(Webhook::new(url, &settings)?),
         };
         Ok(Approvals {
             tree,
+            approved,
             audit,
             clock,
             settings,
@@ -362,8 +368,14 @@ impl Approvals {
         connector_id: Uuid,
         fingerprint: &str,
     ) -> Result<Option<ApprovalRecord>, ApprovalError> {
+        let Some(id) = self.approved.get(fingerprint.as_bytes())? else {
+            return Ok(None);
+        };
+        let Ok(id) = Uuid::from_slice(&id) else {
+            return Ok(None);
+        };
         let now = self.clock.now();
-        Ok(self.all()?.into_iter().find(|r| {
+        Ok(self.get(id)?.filter(|r| {
             r.requester == requester
                 && r.connector_id == connector_id
                 && r.fingerprint == fingerprint
@@ -461,6 +473,13 @@ impl Approvals {
             .take(excess)
         {
             self.tree.remove(record.id.as_bytes())?;
+            self.approved
+                .compare_and_swap(
+                    record.fingerprint.as_bytes(),
+                    Some(record.id.as_bytes()),
+                    None::<&[u8]>,
+                )?
+                .ok();
         }
         Ok(())
     }
@@ -517,6 +536,11 @@ impl Approvals {
                 id,
                 status: now_status,
             });
+        }
+        if approve {
+            self.approved
+                .insert(decided.fingerprint.as_bytes(), decided.id.as_bytes())?;
+            self.approved.flush()?;
         }
         let (action, outcome) = if approve {
             ("approval.approve", Outcome::Changed)

@@ -341,11 +341,12 @@ impl Vendor {
             options.justification.as_deref(),
             options.ticket.as_deref(),
         );
+        // (Only a plugin can want an approval: a connector without plugins has none to look for.)
         let approved = match &self.approvals {
-            Some(approvals) => approvals
+            Some(approvals) if !connector.bindings.is_empty() => approvals
                 .usable(&requester, connector.id, &fingerprint)
                 .map_err(|e| VendError::Internal(e.to_string()))?,
-            None => None,
+            _ => None,
         };
         let (justification, ticket) = (options.justification.clone(), options.ticket.clone());
         let base = PolicyRequest {
