@@ -810,12 +810,21 @@ function connectorCard(c) {
     : h('button', { type: 'button', class: 'btn', text: 'Open AWS console', disabled: !c.enabled });
   for (const b of [getBtn, testBtn, consoleBtn]) if (b) b.setAttribute('aria-describedby', titleId);
   getBtn.addEventListener('click', () => openCredentials(c));
-  testBtn.addEventListener('click', async () => {
+  // A vend a policy plugin wants approved first shows the approval request, whose Check again repeats it.
+  const needsApproval = (answer, repeat) => {
+    if (!answer || !answer.approval) return false;
+    const hadFocus = result.contains(document.activeElement);
+    clear(result, approvalPanel(answer.approval, repeat));
+    focusInto(result, hadFocus);
+    return true;
+  };
+  const testAccess = async () => {
     if (isBusy(testBtn)) return;
     setBusy(testBtn, true);
     clear(result, loading('Getting credentials and asking AWS who they are…'));
     try {
       const who = await api('GET', `/api/v1/connectors/${enc(c.name)}/caller-identity`);
+      if (needsApproval(who, testAccess)) return;
       clear(result, h('div', { class: 'alert alert-ok' },
         h('strong', { text: 'Access works. AWS says you are:' }),
         h('code', { class: 'arn', text: who.arn }),
@@ -826,14 +835,16 @@ function connectorCard(c) {
     } finally {
       setBusy(testBtn, false);
     }
-  });
+  };
+  testBtn.addEventListener('click', testAccess);
   if (consoleBtn) {
-    consoleBtn.addEventListener('click', async () => {
+    const openConsole = async () => {
       if (isBusy(consoleBtn)) return;
       setBusy(consoleBtn, true);
       clear(result, loading('Asking AWS for a console sign-in link…'));
       try {
         const answer = await api('POST', `/api/v1/connectors/${enc(c.name)}/console-url`, { json: {} });
+        if (needsApproval(answer, openConsole)) return;
         if (!/^https?:\/\//i.test(answer.url || '')) throw new ApiError(502, 'bad_url', 'The server answered a sign-in link that is not an http(s) URL.');
         clear(result, h('div', { class: 'alert alert-ok' },
           h('strong', { text: 'Your console sign-in link is ready.' }),
@@ -845,7 +856,8 @@ function connectorCard(c) {
       } finally {
         setBusy(consoleBtn, false);
       }
-    });
+    };
+    consoleBtn.addEventListener('click', openConsole);
   }
   return h('article', { class: `card${c.enabled ? '' : ' disabled'}`, 'aria-labelledby': titleId },
     h('div', { class: 'card-head' },
@@ -877,6 +889,116 @@ function denialOrError(e, title) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Approvals: a vend a policy plugin wants approved first is answered 202 {approval}
+
+const APPROVAL_STATUS = {
+  pending: ['badge-yellow', 'Pending'],
+  approved: ['badge-green', 'Approved'],
+  denied: ['badge-red', 'Denied'],
+  expired: ['', 'Expired'],
+  used: ['badge-blue', 'Used'],
+};
+
+function approvalBadge(status) {
+  const [cls, text] = APPROVAL_STATUS[status] || ['', status || ''];
+  return h('span', { class: `badge ${cls}`, text });
+}
+
+/** `credentials`, `console-sign-in`, `service-token:ecr` → words. */
+function fmtPurpose(purpose) {
+  if (purpose === 'credentials') return 'Credentials';
+  if (purpose === 'console-sign-in') return 'Console sign-in';
+  if (purpose && purpose.startsWith('service-token:')) return `Service token (${purpose.slice('service-token:'.length)})`;
+  return purpose || '';
+}
+
+/** Whether the logged-in user asked for `approval` (the server names requesters as the audit log does). */
+function isOwnApproval(approval) {
+  return Boolean(state.user && approval.requester === state.user.name);
+}
+
+/**
+ * What a vend that needs an approval shows (`approval` from its 202, or as read since): who may approve,
+ * why, the request's id and expiry, and "Check again", which reads the request's status and, once it is
+ * approved, calls `repeat()` to make the same request again (which then gets the credentials). A denied or
+ * expired request says so, and offers to ask again (a new approval request).
+ */
+function approvalPanel(approval, repeat) {
+  const status = approval.status;
+  const check = h('button', { type: 'button', class: 'btn btn-primary btn-sm', text: 'Check again' });
+  const askAgain = h('button', { type: 'button', class: 'btn btn-sm', text: 'Ask again' });
+  const problem = h('div', {});
+  const titles = {
+    pending: 'Approval needed',
+    approved: 'Approved',
+    denied: 'Approval denied',
+    expired: 'The approval request expired',
+    used: 'The approval was used already',
+  };
+  const explain = {
+    pending: ['A member of ', h('span', { class: 'tag', text: approval.group }), ' must approve this request before you get access (not you: nobody approves their own request). They see it on their Approvals page; then press Check again.'],
+    approved: ['Approved by ', approval.decided_by || 'an approver', '. Press Check again to get access.'],
+    denied: [`Denied by ${approval.decided_by || 'an approver'}`, approval.decided_at ? [' at ', timeEl(approval.decided_at)] : null, '. You may ask again.'],
+    expired: ['Nobody decided in time, or the approval was not used in time. You may ask again.'],
+    used: ['The approval of this request was used by another request. You may ask again.'],
+  };
+  const panel = h('div', { class: `alert alert-approval approval-${status}`, role: status === 'pending' ? 'status' : 'alert' },
+    h('strong', { class: 'approval-title', text: titles[status] || `Approval ${status}` }),
+    h('p', {}, explain[status] || null),
+    h('p', { class: 'approval-reason' }, h('span', { class: 'muted', text: 'Why: ' }), approval.reason),
+    approval.comment ? h('p', { class: 'approval-comment' }, h('span', { class: 'muted', text: `${approval.decided_by || 'The approver'} says: ` }), approval.comment) : null,
+    h('dl', { class: 'approval-meta' },
+      h('div', {}, h('dt', { text: 'Approvers' }), h('dd', { text: approval.group })),
+      h('div', {}, h('dt', { text: 'Request id' }), h('dd', {}, h('code', { class: 'approval-id', text: approval.id }))),
+      h('div', {}, h('dt', { text: status === 'approved' ? 'Usable until' : 'Expires' }), h('dd', {}, timeEl(approval.expires))),
+      h('div', {}, h('dt', { text: 'Status' }), h('dd', {}, approvalBadge(status)))),
+    problem,
+    h('div', { class: 'btn-row' }, status === 'pending' || status === 'approved' ? check : askAgain));
+  check.addEventListener('click', async () => {
+    if (isBusy(check)) return;
+    setBusy(check, true);
+    let now;
+    try {
+      now = await api('GET', `/api/v1/approvals/${enc(approval.id)}`);
+    } catch (e) {
+      setBusy(check, false);
+      if (!isGone(e)) clear(problem, errorAlert(e, 'Could not check the approval'));
+      return;
+    }
+    setBusy(check, false);
+    if (now.status === 'approved') {
+      const host = panel.parentElement;
+      const hadFocus = panel.contains(document.activeElement);
+      await repeat();
+      if (host) focusInto(host, hadFocus);
+      return;
+    }
+    const next = approvalPanel(now, repeat);
+    panel.replaceWith(next);
+    const again = next.querySelector('button');
+    if (again) again.focus();
+    announce(now.status === 'pending' ? 'Still waiting for an approval.' : (titles[now.status] || `Approval ${now.status}`));
+  });
+  askAgain.addEventListener('click', async () => {
+    const host = panel.parentElement;
+    const hadFocus = panel.contains(document.activeElement);
+    await repeat();
+    if (host) focusInto(host, hadFocus);
+  });
+  return panel;
+}
+
+/** After `container` was drawn again: a focus lost with what it held goes to its first button, else to it. */
+function focusInto(container, hadFocus) {
+  if (!hadFocus) return;
+  const now = document.activeElement;
+  if (now && now !== document.body && now.isConnected) return;
+  const target = container.querySelector('.alert-approval button') || container;
+  if (target === container && !container.hasAttribute('tabindex')) container.setAttribute('tabindex', '-1');
+  target.focus({ preventScroll: true });
+}
+
+// ---------------------------------------------------------------------------------------------------
 // The credentials dialog
 
 function openCredentials(connector) {
@@ -900,24 +1022,37 @@ function openCredentials(connector) {
     h('label', { for: ticketInput.id, class: 'small', text: 'Ticket' }), ticketInput, again,
     h('span', { class: 'spacer' }), done);
 
-  async function issue() {
-    if (isBusy(again)) return;
-    clearInterval(timer);
-    setBusy(again, true);
-    clear(content, loading('Getting credentials from AWS STS…'));
+  /** The request the fields describe now. */
+  function currentRequest() {
     const request = { format: 'json' };
     if (durationSel.value) request.duration_seconds = Number(durationSel.value);
     if (reasonInput.value.trim()) request.justification = reasonInput.value.trim();
     if (ticketInput.value.trim()) request.ticket = ticketInput.value.trim();
+    return request;
+  }
+
+  /**
+   * Asks for credentials (`request`: what the fields say now). A request a policy plugin wants approved first
+   * shows the approval request; its Check again makes this very request again (the same duration, reason and
+   * ticket, whatever the fields say by then), which an approval is for.
+   */
+  async function issue(request = currentRequest()) {
+    if (isBusy(again)) return;
+    clearInterval(timer);
+    setBusy(again, true);
+    const hadFocus = content.contains(document.activeElement);
+    clear(content, loading('Getting credentials from AWS STS…'));
     try {
       const creds = await api('POST', `/api/v1/connectors/${enc(connector.name)}/credentials`, { json: request });
-      showCredentials(creds);
+      if (creds && creds.approval) clear(content, approvalPanel(creds.approval, () => issue(request)));
+      else showCredentials(creds);
     } catch (e) {
       if (isGone(e)) return;
       clear(content, denialOrError(e, 'Could not get credentials'));
     } finally {
       setBusy(again, false);
     }
+    focusInto(content, hadFocus);
   }
 
   function showCredentials(c) {
@@ -1011,8 +1146,137 @@ function openCredentials(connector) {
       h('p', { class: 'small muted' }, 'Request id ', h('code', { text: c.request_id || '' }), ' (in the audit log).'));
   }
 
-  again.addEventListener('click', issue);
+  again.addEventListener('click', () => issue());
   issue();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Approvals: the requests the user may decide, and their own
+
+async function screenApprovals(root) {
+  document.title = 'Approvals · idfed';
+  const refreshBtn = h('button', { type: 'button', class: 'btn', text: 'Refresh' });
+  const listPanel = h('section', { class: 'panel', 'aria-labelledby': 'approvals-h' });
+  clear(root, pageHead('Approvals', 'Access that a policy asks someone to approve first: the requests a group of yours may decide, and your own. Nobody decides their own request. Once approved, the requester asks again, once, before the approval expires.', refreshBtn),
+    listPanel);
+  const refresh = () => keepingFocus(root, load);
+  refreshBtn.addEventListener('click', () => { if (!isBusy(refreshBtn)) refresh(); });
+
+  const heading = (count) => h('div', { class: 'panel-head' }, h('h2', { id: 'approvals-h', text: 'Requests' }),
+    count === undefined ? null : h('span', { class: 'muted', text: plural(count, 'request', 'requests') }));
+
+  async function load() {
+    setBusy(refreshBtn, true);
+    clear(listPanel, heading(), loading());
+    let list;
+    try {
+      list = await api('GET', '/api/v1/approvals');
+    } catch (e) {
+      if (isGone(e)) return;
+      clear(listPanel, heading(), errorAlert(e, 'Could not list the approval requests'));
+      return;
+    } finally {
+      setBusy(refreshBtn, false);
+    }
+    const approvals = list.approvals || [];
+    if (!approvals.length) {
+      clear(listPanel, heading(0), h('p', { class: 'muted', text: 'No approval requests: none of yours, and none a group of yours may decide.' }));
+      return;
+    }
+    // Pending first (as the server sends them), then newest first.
+    approvals.sort((a, b) => (a.status !== 'pending') - (b.status !== 'pending') || String(b.created).localeCompare(String(a.created)));
+    const groups = new Set(((state.user && state.user.groups) || []).map((g) => g.toLowerCase()));
+    const tbody = h('tbody');
+    for (const a of approvals) {
+      const own = isOwnApproval(a);
+      const member = groups.has(String(a.group).toLowerCase());
+      let actions;
+      if (a.status !== 'pending') actions = null;
+      else if (own) actions = h('span', { class: 'muted small', text: 'Your request: someone else decides' });
+      else if (!member) actions = h('span', { class: 'muted small', text: `For members of ${a.group}` });
+      else {
+        const who = `${a.requester}'s request for ${a.connector}`;
+        const approve = h('button', { type: 'button', class: 'btn btn-sm btn-primary', text: 'Approve', 'aria-label': `Approve ${who}` });
+        const deny = h('button', { type: 'button', class: 'btn btn-sm', text: 'Deny', 'aria-label': `Deny ${who}` });
+        approve.addEventListener('click', () => openDecisionDialog(a, true, refresh));
+        deny.addEventListener('click', () => openDecisionDialog(a, false, refresh));
+        actions = h('div', { class: 'btn-row' }, approve, deny);
+      }
+      tbody.append(h('tr', { class: own ? 'own' : null, dataset: { approval: a.id } },
+        h('td', {}, h('strong', { text: a.requester }), own ? h('span', { class: 'sub', text: '(you)' }) : null,
+          h('span', { class: 'sub' }, 'Asked ', timeEl(a.created))),
+        h('td', {}, h('strong', { class: 'mono', text: a.connector })),
+        h('td', { text: fmtPurpose(a.purpose) }),
+        h('td', { class: 'nowrap' }, a.duration_seconds ? fmtDuration(a.duration_seconds) : h('span', { class: 'muted', text: 'Default' }),
+          a.max_duration_seconds ? h('span', { class: 'sub', text: `At most ${fmtDuration(a.max_duration_seconds)}` }) : null),
+        h('td', { class: 'reason' }, a.justification || h('span', { class: 'muted', text: '—' })),
+        h('td', {}, a.ticket ? h('code', { text: a.ticket }) : h('span', { class: 'muted', text: '—' })),
+        h('td', {}, h('span', { class: 'tag', text: a.group })),
+        h('td', { class: 'reason', text: a.reason }),
+        h('td', {}, approvalBadge(a.status),
+          a.decided_by ? h('span', { class: 'sub', text: `by ${a.decided_by}` }) : null,
+          a.comment ? h('span', { class: 'sub approval-comment', text: `“${a.comment}”` }) : null),
+        h('td', { class: 'nowrap' }, timeEl(a.expires)),
+        h('td', { class: 'actions' }, actions)));
+    }
+    clear(listPanel, heading(approvals.length), h('div', { class: 'table-wrap' }, h('table', { class: 'approvals' },
+      h('thead', {}, h('tr', {}, ['Requester', 'Connector', 'Purpose', 'Duration', 'Justification', 'Ticket', 'Approvers', 'Reason', 'Status', 'Expires'].map((t) => h('th', { scope: 'col', text: t })),
+        h('th', { scope: 'col' }, h('span', { class: 'visually-hidden', text: 'Actions' })))),
+      tbody)));
+  }
+
+  await refresh();
+}
+
+/** Approves (`approve`) or denies an approval request, with an optional comment; `onDone` after a change. */
+function openDecisionDialog(a, approve, onDone) {
+  const verb = approve ? 'Approve' : 'Deny';
+  const d = openDialog({ title: `${verb} ${a.requester}'s request`, size: 'medium' });
+  const formError = h('div', {});
+  const comment = h('textarea', { rows: 3, maxlength: '1024', spellcheck: 'true' });
+  const fComment = field('Comment (optional)', comment, { hint: `${a.requester} sees it, and it is kept in the audit log.` });
+  const form = h('form', { novalidate: true, id: uid('decide-form') }, formError,
+    h('dl', { class: 'decision-summary' },
+      h('div', {}, h('dt', { text: 'Connector' }), h('dd', {}, h('strong', { class: 'mono', text: a.connector }), ` · ${fmtPurpose(a.purpose)}`,
+        a.duration_seconds ? ` · ${fmtDuration(a.duration_seconds)}` : '')),
+      h('div', {}, h('dt', { text: 'Justification' }), h('dd', { text: a.justification || '—' })),
+      h('div', {}, h('dt', { text: 'Ticket' }), h('dd', { text: a.ticket || '—' })),
+      h('div', {}, h('dt', { text: 'Why it needs an approval' }), h('dd', { text: a.reason })),
+      h('div', {}, h('dt', { text: 'Expires' }), h('dd', {}, timeEl(a.expires)))),
+    fComment.wrap);
+  d.body.append(form);
+  const submit = h('button', { type: 'submit', class: approve ? 'btn btn-primary' : 'btn btn-danger', form: form.id, text: verb });
+  d.foot.append(h('span', { class: 'spacer' }), h('button', { type: 'button', class: 'btn', text: 'Cancel', onclick: () => d.close() }), submit);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (isBusy(submit)) return;
+    clear(formError);
+    setFieldError(fComment, null);
+    const text = comment.value.trim();
+    if (new TextEncoder().encode(text).length > 1024) {
+      setFieldError(fComment, 'At most 1,024 bytes.');
+      comment.focus();
+      return;
+    }
+    setBusy(submit, true);
+    try {
+      await api('POST', `/api/v1/approvals/${enc(a.id)}/${approve ? 'approve' : 'deny'}`, { json: text ? { comment: text } : {} });
+      d.close();
+      announce(`${a.requester}'s request for ${a.connector} ${approve ? 'approved' : 'denied'}.`);
+      if (onDone) onDone();
+    } catch (e) {
+      if (isGone(e)) return;
+      setBusy(submit, false);
+      const title = e.status === 409 ? 'Already decided, or expired'
+        : e.status === 403 ? 'You may not decide this request' : `The request was not ${approve ? 'approved' : 'denied'}`;
+      formError.replaceChildren(errorAlert(e, title));
+      if (e.code === 'invalid_request') setFieldError(fComment, e.message);
+      submit.focus();
+      // What changed meanwhile shows behind the dialog.
+      if ((e.status === 409 || e.status === 404) && onDone) onDone();
+    }
+  });
+  comment.focus();
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -2014,6 +2278,7 @@ async function screenAudit(root) {
 
 const ROUTES = {
   '/connectors': { screen: screenMyConnectors },
+  '/approvals': { screen: screenApprovals },
   '/admin/connectors': { screen: screenAdminConnectors, admin: true },
   '/admin/plugins': { screen: screenPlugins, admin: true },
   '/admin/api-keys': { screen: screenApiKeys, admin: true },

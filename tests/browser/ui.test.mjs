@@ -2,7 +2,7 @@
 // Run by tests/tests/e2e/web_ui.rs against a real idfed with moto as STS; it can also be run by hand:
 //
 //   IDFED_URL=http://127.0.0.1:8443 IDFED_PASSWORD=… IDFED_STS_ENDPOINT=http://127.0.0.1:5000 \
-//   IDFED_PLUGIN_WASM=…/rate_limit.wasm node tests/browser/ui.test.mjs
+//   IDFED_PLUGIN_WASM=…/rate_limit.wasm IDFED_APPROVAL_WASM=…/contract_probe.wasm node tests/browser/ui.test.mjs
 //
 // Environment:
 //   IDFED_URL            the server's base URL (required)
@@ -15,6 +15,9 @@
 //   IDFED_GROUP          the group the new connector is for (default devs)
 //   IDFED_SCREENSHOTS    where the screenshots go (default ./screenshots)
 //   IDFED_ENV_OUT        if set, the shell exports copied from the credentials dialog are written there
+//   IDFED_APPROVAL_WASM  the contract-probe plugin component, bound in its approval mode (required)
+//   IDFED_APPROVER       a member of IDFED_APPROVER_GROUP, outside IDFED_GROUP (default carol)
+//   IDFED_APPROVER_GROUP the group that approves the use of the connector `release` (default release-managers)
 //   CHROMIUM             the browser (default /usr/bin/chromium)
 //
 // Exits 0 when every check passed, non-zero otherwise (and after 3 minutes at most).
@@ -26,6 +29,12 @@
 // fast, credentials still count down from their duration.
 //
 // The helpers shared with sso.test.mjs (waiting, checking, watched pages, the label audit) are in lib.mjs.
+//
+// Just-in-time approvals (at the end, set up through the admin API): a connector whose plugin wants
+// IDFED_APPROVER_GROUP to approve each use; the user sees "Approval needed" (in a card and in the credentials
+// dialog), is not offered to approve their own request (and the API answers 403), the approver sees it in the
+// Approvals screen, meets a 409 for a request decided meanwhile, approves another with a comment, and the
+// user's Check again repeats the approved request (the same duration, reason and ticket) and gets credentials.
 //
 // Accessibility: each main screen and dialog gets a label audit (auditLabels: every visible control has an
 // accessible name, by its label, aria-label or aria-labelledby, and Chromium's accessibility tree agrees; every
@@ -57,6 +66,11 @@ const CONNECTOR = 'dev-s3'; // federated user, from a policy example, with the r
 const ROLE_CONNECTOR = 'dev-role'; // assumed role: moto's GetCallerIdentity names the session after the user
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/dev';
 const ACCOUNT = 'sandbox';
+const APPROVAL_WASM = env('IDFED_APPROVAL_WASM'); // the contract-probe fixture, in its approval mode
+const APPROVER = env('IDFED_APPROVER', 'carol');
+const APPROVER_GROUP = env('IDFED_APPROVER_GROUP', 'release-managers');
+const APPROVAL_CONNECTOR = 'release'; // assumed role, for IDFED_GROUP; each use approved by APPROVER_GROUP
+const APPROVAL_REASON = 'Releases need a release manager\'s approval';
 
 let browser;
 let page;
@@ -343,6 +357,203 @@ async function wrongClock() {
   check(reissued.status() === 200, `the request with a reason answered ${reissued.status()}`);
   await credDialog.getByRole('button', { name: 'Done' }).click();
   await context.close();
+}
+
+/** Calls the admin API as ADMIN (HTTP Basic), from the test itself; fails unless it answers 2xx. */
+async function adminApi(method, apiPath, body, contentType = 'application/json') {
+  const basic = `Basic ${Buffer.from(`${ADMIN}:${PASSWORD}`).toString('base64')}`;
+  const answer = await fetch(`${BASE}${apiPath}`, { method, headers: { Authorization: basic, 'Content-Type': contentType }, body });
+  const data = await answer.json().catch(() => null);
+  check(answer.ok, `${method} ${apiPath} answered ${answer.status} ${JSON.stringify(data)}`);
+  return data;
+}
+
+/** Calls the API from `p` with its session and CSRF token, as another tab of the same browser would. */
+async function pageApi(p, method, apiPath, json) {
+  return p.evaluate(async ({ method: m, apiPath: url, json: body }) => {
+    const session = await (await fetch('/api/v1/web/session', { credentials: 'same-origin' })).json();
+    const answer = await fetch(url, {
+      method: m,
+      credentials: 'same-origin',
+      headers: { 'X-CSRF-Token': session.csrf_token, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: answer.status, body: await answer.json().catch(() => null) };
+  }, { method, apiPath, json });
+}
+
+/**
+ * Just-in-time approvals: a connector whose policy plugin (the contract probe) wants APPROVER_GROUP to
+ * approve each use. The user sees "Approval needed" (Test access and the credentials dialog), may not approve
+ * their own request (no button; the API's 403), the approver sees it in Approvals, a decision made meanwhile
+ * elsewhere answers 409 in the dialog, the approver approves with a comment, and the user's Check again
+ * repeats the same request and gets the credentials.
+ */
+async function approvals() {
+  log(`approvals: ${APPROVAL_CONNECTOR}, whose policy plugin wants ${APPROVER_GROUP} to approve each use`);
+  const plugin = await adminApi('POST', '/api/v1/admin/plugins?name=approval-probe', fs.readFileSync(APPROVAL_WASM), 'application/wasm');
+  const created = await adminApi('POST', '/api/v1/admin/connectors', JSON.stringify({
+    name: APPROVAL_CONNECTOR,
+    description: 'Release deployments: each use approved by a release manager',
+    account: ACCOUNT,
+    principal: { type: 'assumed-role', role_arn: ROLE_ARN, external_id: null, source_identity: false, session_tags: [] },
+    policy: null,
+    policy_arns: [],
+    default_duration_seconds: null,
+    max_duration_seconds: null,
+    groups: [GROUP],
+    system_scope: false,
+    enabled: true,
+    credential_cache: false,
+  }));
+  await adminApi('POST', `/api/v1/admin/connectors/${created.id}/bindings`, JSON.stringify({
+    plugin: plugin.digest, config: { mode: 'approval', group: APPROVER_GROUP, reason: APPROVAL_REASON }, position: 0, tag_keys: [],
+  }));
+
+  const userContext = await openContext();
+  page = await watchedPage(userContext);
+  const userPage = page;
+  await page.goto('/');
+  await login(USER);
+  const card = page.getByRole('article', { name: APPROVAL_CONNECTOR });
+  await visible(card, `the connector ${APPROVAL_CONNECTOR}`);
+
+  log('approvals: Test access answers "Approval needed" in the card');
+  await card.getByRole('button', { name: 'Test access' }).click();
+  const cardPanel = card.locator('.alert-approval');
+  await visible(cardPanel.getByText('Approval needed', { exact: true }), 'Approval needed in the card');
+  await visible(cardPanel.getByText(APPROVAL_REASON), "the policy's reason in the card");
+  await visible(cardPanel.getByRole('button', { name: 'Check again' }), 'Check again in the card');
+  const cardId = (await cardPanel.locator('.approval-id').textContent()).trim();
+  await auditLabels('a connector card answering Approval needed');
+
+  log('approvals: the credentials dialog answers "Approval needed": who may approve, why, the request id, its expiry');
+  await card.getByRole('button', { name: 'Get credentials' }).click();
+  const credDialog = dialog(`Credentials for ${APPROVAL_CONNECTOR}`);
+  const panel = credDialog.locator('.alert-approval');
+  await visible(panel.getByText('Approval needed', { exact: true }), 'Approval needed in the credentials dialog');
+  await visible(panel.locator('.tag').filter({ hasText: APPROVER_GROUP }), 'the approvers\' group');
+  await visible(panel.getByText(APPROVAL_REASON), "the policy's reason");
+  await visible(panel.locator('time'), 'the expiry');
+  const firstId = (await panel.locator('.approval-id').textContent()).trim();
+  check(/^[0-9a-f-]{36}$/.test(firstId), `the request id shown is ${firstId}`);
+  check(await credDialog.getByLabel(/^(Access key ID|Secret access key|Session token)$/).count() === 0, 'a request waiting for an approval shows credential fields');
+
+  log('approvals: a request with a duration, a reason and a ticket is another approval request');
+  await credDialog.getByLabel('Duration', { exact: true }).selectOption('3600');
+  await credDialog.getByLabel('Reason', { exact: true }).fill('Deploy release 1.2');
+  await credDialog.getByLabel('Ticket', { exact: true }).fill('REL-7');
+  const asked = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith(`/api/v1/connectors/${APPROVAL_CONNECTOR}/credentials`));
+  await credDialog.getByRole('button', { name: 'Get new credentials' }).click();
+  const askedResponse = await asked;
+  check(askedResponse.status() === 202, `the request needing an approval answered ${askedResponse.status()}, not 202`);
+  const request = askedResponse.request().postDataJSON();
+  const approvalId = (await askedResponse.json()).approval.id;
+  check(approvalId !== firstId, 'another request (duration, reason, ticket) got the same approval request');
+  await hasText(panel.locator('.approval-id'), new RegExp(`^${approvalId}$`), 'the new request id');
+  await shot('13-approval-needed');
+  await auditLabels('the credentials dialog, approval needed');
+
+  log('approvals: Check again before anyone decided: still pending, the same request id, the focus kept');
+  await panel.getByRole('button', { name: 'Check again' }).click();
+  await hasText(credDialog.locator('.dialog-status'), /^Still waiting for an approval\.$/, 'the announcement of a request still pending');
+  await hasText(panel.locator('.approval-id'), new RegExp(`^${approvalId}$`), 'the same request id after Check again');
+  await expectFocus((f) => f.dialog === `Credentials for ${APPROVAL_CONNECTOR}` && f.name === 'Check again', 'the focus stays on Check again');
+
+  log('approvals: the requester may not approve their own request (the API answers 403 forbidden)');
+  const self = await pageApi(page, 'POST', `/api/v1/approvals/${approvalId}/approve`, { comment: 'me' });
+  check(self.status === 403 && self.body?.error?.code === 'forbidden', `self-approval answered ${self.status} ${JSON.stringify(self.body)}`);
+  log('approvals: in the Approvals screen (another tab), the requester sees their requests pending, and no Approve or Deny');
+  const ownTab = await watchedPage(userContext);
+  await ownTab.goto('/#/approvals');
+  await visible(ownTab.getByRole('heading', { level: 1, name: 'Approvals' }), 'the Approvals screen of the requester');
+  const ownRow = ownTab.locator(`tr[data-approval="${approvalId}"]`);
+  await visible(ownRow, 'the own request in Approvals');
+  await visible(ownRow.getByText('Your request: someone else decides'), 'the own request, not to be decided by its requester');
+  await visible(ownRow.getByText('Pending', { exact: true }), 'the own request, pending');
+  check(await ownTab.getByRole('button', { name: /^(Approve|Deny)\b/ }).count() === 0, 'the requester is offered to decide their own request');
+  await ownTab.close();
+  await page.bringToFront();
+
+  log(`approvals: ${APPROVER} (${APPROVER_GROUP}) sees the pending requests`);
+  const approverContext = await openContext();
+  page = await watchedPage(approverContext);
+  await page.goto('/');
+  await login(APPROVER);
+  await nav('Approvals', 'Approvals');
+  const row = page.locator(`tr[data-approval="${approvalId}"]`);
+  await visible(row, 'the pending request in Approvals');
+  for (const [text, what] of [[USER, 'the requester'], [APPROVAL_CONNECTOR, 'the connector'], ['Credentials', 'the purpose'], ['1 h', 'the duration'],
+    ['Deploy release 1.2', 'the justification'], ['REL-7', 'the ticket'], [APPROVER_GROUP, 'the group'], [APPROVAL_REASON, 'the reason'], ['Pending', 'the status']]) {
+    await visible(row.getByText(text, { exact: true }), `${what} in the request's row`);
+  }
+  await visible(row.locator('time').last(), 'the expiry in the row');
+  const firstRow = page.locator(`tr[data-approval="${cardId}"]`);
+  await visible(firstRow.getByRole('button', { name: `Approve ${USER}'s request for ${APPROVAL_CONNECTOR}` }), 'Approve on the other pending request');
+  await shot('14-approvals');
+  await auditLabels('the Approvals screen of an approver');
+
+  log('approvals: a request decided meanwhile elsewhere: the dialog shows the 409 with the server\'s message');
+  await firstRow.getByRole('button', { name: `Approve ${USER}'s request for ${APPROVAL_CONNECTOR}` }).click();
+  const firstDialog = dialog(`Approve ${USER}'s request`);
+  await visible(firstDialog, 'the Approve dialog');
+  await auditLabels('the Approve dialog');
+  const denied = await pageApi(page, 'POST', `/api/v1/approvals/${cardId}/deny`, { comment: 'Not without a ticket' });
+  check(denied.status === 200 && denied.body?.status === 'denied', `the denial elsewhere answered ${denied.status} ${JSON.stringify(denied.body)}`);
+  await firstDialog.getByRole('button', { name: 'Approve', exact: true }).click();
+  const conflict = firstDialog.getByRole('alert').filter({ hasText: 'Already decided, or expired' });
+  await visible(conflict, 'the conflict in the Approve dialog');
+  await hasText(conflict, /not pending.*\(conflict\)/i, "the server's message and code");
+  await firstDialog.getByRole('button', { name: 'Cancel' }).click();
+  await firstDialog.waitFor({ state: 'detached' });
+  await visible(firstRow.getByText('Denied', { exact: true }), 'the request denied elsewhere, shown denied');
+  await visible(firstRow.getByText('“Not without a ticket”'), "the denier's comment");
+
+  log(`approvals: ${APPROVER} approves the request with a comment, by the keyboard`);
+  await row.getByRole('button', { name: `Approve ${USER}'s request for ${APPROVAL_CONNECTOR}` }).focus();
+  await page.keyboard.press('Enter');
+  const approveTitle = `Approve ${USER}'s request`;
+  const approveDialog = dialog(approveTitle);
+  await visible(approveDialog, 'the Approve dialog, opened with Enter');
+  await expectFocus((f) => f.dialog === approveTitle && f.name === 'Comment (optional)', 'the focus is in the comment when the dialog opens');
+  await page.keyboard.type('Go ahead with 1.2');
+  await tabTo((f) => f.tag === 'button' && f.name === 'Approve', "the dialog's Approve", { dialog: approveTitle });
+  await page.keyboard.press('Enter');
+  await approveDialog.waitFor({ state: 'detached' });
+  await visible(page.locator('#status').getByText(`${USER}'s request for ${APPROVAL_CONNECTOR} approved.`), 'the announcement of the approval');
+  await visible(row.getByText('Approved', { exact: true }), 'the request, approved');
+  await visible(row.getByText('“Go ahead with 1.2”'), "the approver's comment");
+  check(await row.getByRole('button').count() === 0, 'an approved request still offers a decision');
+  await approverContext.close();
+
+  log('approvals: the requester presses Check again: the same request is made again, and gets the credentials');
+  page = userPage;
+  await page.bringToFront();
+  // What the fields say now does not matter: Check again repeats the request that was approved.
+  await credDialog.getByLabel('Ticket', { exact: true }).fill('REL-8');
+  const repeated = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith(`/api/v1/connectors/${APPROVAL_CONNECTOR}/credentials`));
+  await panel.getByRole('button', { name: 'Check again' }).click();
+  const repeatedResponse = await repeated;
+  const sent = repeatedResponse.request().postDataJSON();
+  check(JSON.stringify(sent) === JSON.stringify(request), `Check again sent ${JSON.stringify(sent)}, not the approved ${JSON.stringify(request)}`);
+  check(repeatedResponse.status() === 200, `the approved request answered ${repeatedResponse.status()}`);
+  await visible(credDialog.getByLabel('Access key ID', { exact: true }), 'the credentials, once approved');
+  check(await credDialog.getByLabel('Secret access key', { exact: true }).inputValue() === MASK, 'the approved credentials are not masked');
+  await shot('15-approved-credentials');
+  await credDialog.getByRole('button', { name: 'Done' }).click();
+  await credDialog.waitFor({ state: 'detached' });
+
+  log('approvals: Check again in the card, of a denied request, says so');
+  await card.getByRole('button', { name: 'Check again' }).click();
+  await visible(cardPanel.getByText('Approval denied', { exact: true }), 'the denial, in the card');
+  await visible(cardPanel.getByText('Not without a ticket'), "the denier's comment, in the card");
+  await visible(cardPanel.getByRole('button', { name: 'Ask again' }), 'Ask again');
+
+  await nav('Approvals', 'Approvals');
+  await visible(page.locator(`tr[data-approval="${approvalId}"]`).getByText('Used', { exact: true }), 'the approval, used');
+  await visible(page.locator(`tr[data-approval="${cardId}"]`).getByText('Denied', { exact: true }), 'the request of Test access, denied');
+  await auditLabels('the Approvals screen of a requester');
+  await userContext.close();
 }
 
 async function main() {
@@ -832,6 +1043,9 @@ async function main() {
 
   // --- a wrong clock -----------------------------------------------------------------------------------------
   await wrongClock();
+
+  // --- just-in-time approvals ----------------------------------------------------------------------------------
+  await approvals();
 
   // --- every label audit; no console errors, no CSP violations ------------------------------------------------
   log(`label audits: ${audits}, problems: ${labelProblems.length}`);

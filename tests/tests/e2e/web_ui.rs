@@ -22,6 +22,12 @@
 //! form whole, with no API wording; a logout the server fails leaves the page logged in, saying so. A
 //! browser whose clock is 3 hours fast counts the credentials down from their duration.
 //!
+//! Just-in-time approvals: the script binds the contract-probe fixture in its approval mode to a connector
+//! `release` of `devs` (approvers: `release-managers`); alice gets "Approval needed" (a card, the
+//! credentials dialog), cannot approve her own request, carol approves it in the Approvals screen (and meets
+//! a 409 for a request decided meanwhile), and alice's Check again gets the credentials. Here, the audit log
+//! then has the request, the approval, the denial and the approval's use.
+//!
 //! Here, the shell exports the script copied from the credentials dialog are then used by the AWS CLI.
 //!
 //! Needs `/usr/bin/chromium` and Node.js (`scripts/setup-browser`); `tests/browser/node_modules` is made
@@ -99,6 +105,7 @@ async fn web_ui_end_to_end_in_chromium() {
             user("admin", &["idfed-admins"]),
             user("alice", &["devs"]),
             user("bob", &["ops"]),
+            user("carol", &["release-managers"]),
         ],
         "[auth]\nadmin_groups = [\"idfed-admins\"]\n",
     )
@@ -126,6 +133,9 @@ async fn web_ui_end_to_end_in_chromium() {
         ("IDFED_OUTSIDER", "bob".into()),
         ("IDFED_GROUP", "devs".into()),
         ("IDFED_ENV_OUT", env_out.clone().into_os_string()),
+        ("IDFED_APPROVAL_WASM", fixtures::CONTRACT_PROBE.into()),
+        ("IDFED_APPROVER", "carol".into()),
+        ("IDFED_APPROVER_GROUP", "release-managers".into()),
     ];
     browser::run_script("ui.test.mjs", &env, "ui-test", SCRIPT_TIMEOUT).await;
     browser::assert_screenshots(&[
@@ -141,6 +151,9 @@ async fn web_ui_end_to_end_in_chromium() {
         "10-plugin-denied",
         "11-keyboard-credentials",
         "11-keyboard-connector-dialog",
+        "13-approval-needed",
+        "14-approvals",
+        "15-approved-credentials",
     ]);
 
     // The shell exports copied from the credentials dialog work in the AWS CLI.
@@ -203,5 +216,53 @@ async fn web_ui_end_to_end_in_chromium() {
         "Rotate the deploy key"
     );
     assert!(with_reason[0]["event"]["access_key_id"].is_string());
+
+    // The approvals: alice's requests for `release`, carol's approval, its use by the repeated request, and
+    // the denial made meanwhile (alice's own attempt to approve was refused: no decision of hers).
+    let answer: Value = server
+        .client
+        .get(server.url("/api/v1/admin/audit?connector=release&limit=100"))
+        .basic_auth("admin", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = answer["records"].as_array().unwrap();
+    let with_action = |action: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["event"]["action"] == action)
+            .collect()
+    };
+    assert!(
+        with_action("approval.request")
+            .iter()
+            .all(|r| r["event"]["caller"] == "alice"),
+        "{answer}"
+    );
+    assert!(with_action("approval.request").len() >= 2, "{answer}");
+    let approved = with_action("approval.approve");
+    assert_eq!(approved.len(), 1, "{answer}");
+    assert_eq!(approved[0]["event"]["caller"], "carol", "{answer}");
+    assert_eq!(approved[0]["event"]["ticket"], "REL-7", "{answer}");
+    let used = with_action("approval.use");
+    assert_eq!(used.len(), 1, "{answer}");
+    assert_eq!(
+        used[0]["event"]["request_id"],
+        approved[0]["event"]["request_id"]
+    );
+    let denied = with_action("approval.deny");
+    assert_eq!(denied.len(), 1, "{answer}");
+    assert_eq!(denied[0]["event"]["caller"], "carol", "{answer}");
+    // The approved request was vended once, with what alice typed.
+    let issued: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"]["outcome"] == "issued" && r["event"]["access_key_id"].is_string())
+        .collect();
+    assert_eq!(issued.len(), 1, "{answer}");
+    assert_eq!(issued[0]["event"]["justification"], "Deploy release 1.2");
+    assert_eq!(issued[0]["event"]["ticket"], "REL-7");
     server.stop().await;
 }
