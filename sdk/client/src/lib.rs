@@ -28,6 +28,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A vend a policy wants approved first fails with [`Error::ApprovalPending`] (the server's `202`): once a
+//! member of its group approved it ([`Client::approval`] polls it; [`Client::approve`] is the approver's
+//! side), the same request again succeeds once.
+//!
 //! Secrets in answers (credentials, tokens, API keys) are zeroed when dropped and have no `Debug`; so is
 //! the token a client holds.
 
