@@ -441,6 +441,8 @@ enum PluginCommand {
     Check {
         /// The component (`.wasm`).
         file: PathBuf,
+        #[command(flatten)]
+        cache: CompileCacheArgs,
     },
     /// Evaluates one request with a plugin and prints the decision as JSON, with how long it took.
     Eval {
@@ -461,7 +463,63 @@ enum PluginCommand {
         /// A session tag key the plugin may add, as a binding's `tag_keys` lists it (repeat for more).
         #[arg(long = "allow-tag", value_name = "KEY")]
         allow_tags: Vec<String>,
+        #[command(flatten)]
+        cache: CompileCacheArgs,
     },
+    /// Writes a ready plugin project into NAME/ (or --dir): a manifest, one source file, a test and a
+    /// README; it builds and passes `plugin check` with no edit.
+    New {
+        /// The plugin's name (a-z, 0-9, - and _, starting with a letter).
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: crate::plugins::new_project::Lang,
+        /// Where to write it (must not exist, or be empty); NAME/ when omitted.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The Rust SDK's folder (idfed's `sdk/plugin`), for `--lang rust`; by default the one of the
+        /// source tree this idfed was built from, if it is still there.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+/// Where `plugin check` and `plugin eval` keep compiled components, so that a large plugin (a Python one
+/// takes ~16 CPU-seconds to compile) is compiled once, not on every run.
+#[derive(Debug, clap::Args)]
+struct CompileCacheArgs {
+    /// The compiled-component cache (components are compiled into its `component-cache/`); default
+    /// `$XDG_CACHE_HOME/idfed`, else `~/.cache/idfed`.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile from scratch and cache nothing.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CompileCacheArgs {
+    /// The cache directory, created if needed; none with `--no-cache`, or when the default one cannot be
+    /// made (no home, a read-only one: the command then compiles from scratch, as with `--no-cache`).
+    fn open(&self) -> Result<Option<cap_std::fs::Dir>, Failure> {
+        if self.no_cache {
+            return Ok(None);
+        }
+        let open = |path: &Path| {
+            std::fs::create_dir_all(path)?;
+            cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
+        };
+        if let Some(path) = &self.cache_dir {
+            return open(path).map(Some).map_err(|e| at(path, e));
+        }
+        let default = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            Some(base) => PathBuf::from(base).join("idfed"),
+            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+                Some(home) => PathBuf::from(home).join(".cache").join("idfed"),
+                None => return Ok(None),
+            },
+        };
+        Ok(open(&default).ok())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -640,9 +698,39 @@ fn report(result: Result<ExitCode, Failure>) -> ExitCode {
 impl PluginCommand {
     async fn run(self) -> Result<ExitCode, Failure> {
         match self {
-            PluginCommand::Check { file } => {
+            PluginCommand::New {
+                name,
+                lang,
+                dir,
+                sdk,
+            } => {
+                use crate::plugins::new_project;
+                let sdk = match sdk {
+                    Some(path) => Some(std::fs::canonicalize(&path).map_err(|e| at(&path, e))?),
+                    None => new_project::default_rust_sdk(),
+                };
+                let files = new_project::files(&name, lang, sdk.as_deref()).map_err(Failure)?;
+                let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+                new_project::write(&dir, &files).map_err(Failure)?;
+                let build = match lang {
+                    new_project::Lang::Python => format!(
+                        "componentize-py -d wit -w policy-plugin componentize -p . app -o {name}.wasm"
+                    ),
+                    new_project::Lang::Rust => {
+                        "cargo build --release --target wasm32-wasip2".to_owned()
+                    }
+                };
+                println!(
+                    "wrote {} ({} files); build it with `cd {} && {build}`",
+                    dir.display(),
+                    files.len(),
+                    dir.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            PluginCommand::Check { file, cache } => {
                 let wasm = read(&file)?;
-                let runtime = scratch_runtime()?;
+                let runtime = scratch_runtime(cache.open()?.as_ref())?;
                 let plugin = runtime
                     .load(&display_name(&file), &wasm)
                     .map_err(|e| at(&file, e))?;
@@ -679,6 +767,7 @@ impl PluginCommand {
                 deadline_ms,
                 memory_mib,
                 allow_tags,
+                cache,
             } => {
                 let wasm = read(&file)?;
                 let request_text = read_text(&request)?;
@@ -688,7 +777,7 @@ impl PluginCommand {
                     Some(path) => read_text(path)?,
                     None => "{}".to_owned(),
                 };
-                let runtime = scratch_runtime()?;
+                let runtime = scratch_runtime(cache.open()?.as_ref())?;
                 let plugin = runtime
                     .load(&display_name(&file), &wasm)
                     .map_err(|e| at(&file, e))?;
@@ -1978,7 +2067,6 @@ async fn login(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A runtime for one command: no compiled-component cache, and a throwaway key-value store.
 /// Prints a plugin fault as `plugin eval` reports it; exit status 3.
 fn print_fault(stage: &str, fault: &PluginFault, elapsed: Duration) -> Result<ExitCode, Failure> {
     let json = serde_json::json!({
@@ -1995,7 +2083,9 @@ fn print_fault(stage: &str, fault: &PluginFault, elapsed: Duration) -> Result<Ex
     Ok(ExitCode::from(3))
 }
 
-fn scratch_runtime() -> Result<PluginRuntime, Failure> {
+/// A runtime for one command, compiling into `cache` (see [`CompileCacheArgs`]) when given, with a
+/// throwaway key-value store.
+fn scratch_runtime(cache: Option<&cap_std::fs::Dir>) -> Result<PluginRuntime, Failure> {
     let db = sled::Config::new()
         .temporary(true)
         .open()
@@ -2004,7 +2094,7 @@ fn scratch_runtime() -> Result<PluginRuntime, Failure> {
         db.open_tree("plugin-kv")
             .map_err(|e| Failure(format!("temporary store: {e}")))?,
     );
-    PluginRuntime::new(RuntimeConfig::default(), None, kv)
+    PluginRuntime::new(RuntimeConfig::default(), cache, kv)
         .map_err(|e| Failure(format!("plugin runtime: {e:#}")))
 }
 

@@ -9,6 +9,8 @@ fn idfed(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_idfed"))
         .args(args)
         .env("RUST_LIB_BACKTRACE", "0")
+        // The compiled-component cache of `plugin check|eval` goes under target/, not the user's home.
+        .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
         .output()
         .unwrap()
 }
@@ -264,6 +266,7 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
         .args(&refs)
         .env_remove("IDFED_MASTER_KEY")
         .env("RUST_LIB_BACKTRACE", "0")
+        .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
         .output()
         .unwrap()
 }

@@ -2,7 +2,9 @@
 //!
 //! Prints median and p99 of: one evaluation with a fresh instance per call; a chain of three; the same
 //! policy logic as a native Rust function (and the ratio); and runtime start-up with 10 plugins, compiled
-//! and cached. A benchmark, not a test: it asserts nothing about time.
+//! and cached; and one evaluation of the Python business-hours plugin (`plugins/python/business-hours`, built
+//! with componentize-py) next to the Rust one: median, p99, first call, size and the ratio. A benchmark,
+//! not a test: it asserts nothing about time.
 
 use std::time::{Duration, Instant};
 
@@ -159,6 +161,69 @@ fn main() {
     start(&warm);
     let cached = measure(|| start(&warm), 20, 1);
     print("start-up with 10 plugins, cached", &cached);
+
+    python_vs_rust(&tokio, &req);
+}
+
+/// One evaluation of the business-hours plugin, in Python and in Rust: the same configuration and request.
+fn python_vs_rust(tokio: &tokio::runtime::Runtime, req: &idfed::plugins::PolicyRequest) {
+    use idfed_tests::python;
+    const PY_ITERATIONS: usize = 500;
+    const PY_WARMUP: usize = 50;
+    println!(
+        "\nbusiness-hours, Python (componentize-py) next to Rust; {PY_ITERATIONS} iterations after {PY_WARMUP} warm-up\n"
+    );
+    // Built (if its sources changed) and compiled (if not cached in target/python-plugins/) before timing.
+    let py_wasm = python::component(python::BUSINESS_HOURS);
+    let rt = python::runtime();
+    let config = r#"{"exempt_groups": ["oncall"]}"#;
+    let deadline = idfed::plugins::BindOptions {
+        limits: Some(idfed::plugins::Limits {
+            deadline: Duration::from_secs(5),
+            ..idfed::plugins::Limits::default()
+        }),
+        ..BindOptions::default()
+    };
+    let rows = [
+        ("Rust", std::path::PathBuf::from(fixtures::BUSINESS_HOURS)),
+        ("Python", py_wasm),
+    ];
+    let mut medians = Vec::new();
+    for (lang, path) in rows {
+        let wasm = std::fs::read(&path).unwrap();
+        let plugin = rt
+            .runtime
+            .load(&format!("business-hours-{lang}"), &wasm)
+            .unwrap();
+        let started = Instant::now();
+        let binding = tokio
+            .block_on(rt.runtime.bind_with(lang, plugin, config, &deadline))
+            .unwrap();
+        let first_bind = started.elapsed();
+        let started = Instant::now();
+        let evaluate = || match tokio.block_on(rt.runtime.evaluate(&binding, req)) {
+            Ok(Decision::Allow { .. }) => {}
+            other => panic!("{other:?}"),
+        };
+        evaluate();
+        let first_eval = started.elapsed();
+        let figures = measure(evaluate, PY_ITERATIONS, PY_WARMUP);
+        print(&format!("one evaluation, {lang}"), &figures);
+        println!(
+            "{:<48} first call (validate-config) {first_bind:.1?}, first evaluation {first_eval:.1?}, size {:.2} MiB",
+            "",
+            wasm.len() as f64 / (1 << 20) as f64
+        );
+        medians.push((figures, wasm.len()));
+    }
+    let (rust, py) = (&medians[0], &medians[1]);
+    println!(
+        "{:<48} median {:.0}x, p99 {:.0}x, size {:.0}x (Python / Rust)",
+        "ratio",
+        py.0.median.as_secs_f64() / rust.0.median.as_secs_f64(),
+        py.0.p99.as_secs_f64() / rust.0.p99.as_secs_f64(),
+        py.1 as f64 / rust.1 as f64
+    );
 }
 
 /// The host's request as the SDK's type, for running plugin code natively.

@@ -12,6 +12,9 @@ use idfed::plugins::{
 /// Running the web UI's browser test scripts (playwright-core in Debian's Chromium).
 pub mod browser;
 
+/// Python policy plugins (`plugins/python/`): built with componentize-py and compiled once per test run.
+pub mod python;
+
 /// An AWS CodeArtifact stand-in (`GetAuthorizationToken`; moto has no CodeArtifact).
 pub mod codeartifact;
 

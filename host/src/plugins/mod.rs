@@ -15,6 +15,7 @@ pub mod kv;
 mod lift;
 mod log;
 mod narrowing;
+pub mod new_project;
 mod request;
 mod runtime;
 mod state;
