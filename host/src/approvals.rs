@@ -31,6 +31,9 @@ const APPROVED_TREE: &str = "approvals-approved";
 pub const MAX_COMMENT_BYTES: usize = 1024;
 /// The most approval records kept (decided and expired ones are dropped first, oldest first).
 const MAX_RECORDS: usize = 10_000;
+/// The most requests one requester may have pending: past it, they wait for those to be decided or
+/// expire (so that no one fills the store, or the approvers' queue and webhook, alone).
+pub const MAX_PENDING_PER_REQUESTER: usize = 20;
 
 /// `[approvals]`: how long requests and approvals last, and the webhook that announces new requests.
 #[derive(Clone, Debug, Deserialize)]
@@ -207,6 +210,11 @@ pub enum ApprovalError {
     /// A comment over the limit.
     #[error("comment: must be at most {MAX_COMMENT_BYTES} bytes")]
     Invalid,
+    /// Too many requests pending: of this requester, or in all.
+    #[error(
+        "too many approval requests are pending ({0}): wait for them to be decided or to expire"
+    )]
+    TooMany(&'static str),
     /// The store failed.
     #[error("the approvals store: {0}")]
     Store(String),
@@ -422,8 +430,15 @@ impl Approvals {
         }) {
             return Ok((pending.clone(), false));
         }
-        if all.len() >= MAX_RECORDS {
-            self.prune(all, now)?;
+        let pending_of_requester = all
+            .iter()
+            .filter(|r| r.requester == new.requester && r.status_at(now) == ApprovalStatus::Pending)
+            .count();
+        if pending_of_requester >= MAX_PENDING_PER_REQUESTER {
+            return Err(ApprovalError::TooMany("yours"));
+        }
+        if all.len() >= MAX_RECORDS && !self.prune(all, now)? {
+            return Err(ApprovalError::TooMany("in all"));
         }
         let record = ApprovalRecord {
             id: Uuid::new_v4(),
@@ -463,10 +478,11 @@ impl Approvals {
         Ok((record, true))
     }
 
-    /// Drops the oldest decided, used and expired records until there is room.
-    fn prune(&self, mut all: Vec<ApprovalRecord>, now: SystemTime) -> Result<(), ApprovalError> {
+    /// Drops the oldest decided, used and expired records until there is room; whether there is.
+    fn prune(&self, mut all: Vec<ApprovalRecord>, now: SystemTime) -> Result<bool, ApprovalError> {
         all.sort_by_key(|r| r.created);
         let excess = all.len() + 1 - MAX_RECORDS;
+        let mut dropped = 0;
         for record in all
             .iter()
             .filter(|r| !matches!(r.status_at(now), ApprovalStatus::Pending))
@@ -480,8 +496,9 @@ impl Approvals {
                     None::<&[u8]>,
                 )?
                 .ok();
+            dropped += 1;
         }
-        Ok(())
+        Ok(dropped >= excess)
     }
 
     /// `approver` (in `approver_groups`, asked of the directory now) approves or denies the request `id`.
@@ -747,6 +764,25 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn one_requester_cannot_fill_the_queue() {
+        let clock = Arc::new(ManualClock::new());
+        let (_dir, approvals) = approvals(clock.clone());
+        for n in 0..MAX_PENDING_PER_REQUESTER {
+            approvals.request(new("alice", &format!("f{n}"))).unwrap();
+        }
+        assert!(matches!(
+            approvals.request(new("alice", "one-more")),
+            Err(ApprovalError::TooMany(_))
+        ));
+        // The same request again is still answered, and others may still ask.
+        assert!(!approvals.request(new("alice", "f0")).unwrap().1);
+        assert!(approvals.request(new("bob", "f0")).unwrap().1);
+        // Once they expire, alice may ask again.
+        clock.advance(Duration::from_secs(3601));
+        assert!(approvals.request(new("alice", "one-more")).unwrap().1);
     }
 
     #[test]

@@ -35,7 +35,9 @@ impl From<ApprovalError> for ApiError {
             ApprovalError::SelfApproval(_) | ApprovalError::NotInGroup(_) => {
                 ApiError::Refused(e.to_string())
             }
-            ApprovalError::Invalid => ApiError::InvalidRequest(e.to_string()),
+            ApprovalError::Invalid | ApprovalError::TooMany(_) => {
+                ApiError::InvalidRequest(e.to_string())
+            }
             ApprovalError::Store(detail) => ApiError::Unavailable(detail),
         }
     }

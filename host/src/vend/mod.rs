@@ -440,7 +440,12 @@ impl Vendor {
                         max_duration_seconds,
                         binding,
                     })
-                    .map_err(|e| VendError::Internal(e.to_string()))?;
+                    .map_err(|e| match e {
+                        approvals::ApprovalError::TooMany(_) => {
+                            VendError::Invalid(ValidationError::new("approval", e.to_string()))
+                        }
+                        other => VendError::Internal(other.to_string()),
+                    })?;
                 return Err(VendError::ApprovalPending(Box::new(
                     record.body(SystemTime::now()),
                 )));
