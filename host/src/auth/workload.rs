@@ -286,9 +286,9 @@ pub struct Workload {
     pub name: String,
     /// The token's `sub`, whole.
     pub subject: String,
-    /// The token's claims that are text, numbers or booleans, as text (at most 64, each value cut at
-    /// 512 characters), for plugins and the audit log.
-    pub claims: BTreeMap<String, String>,
+    /// The token's claims that are text, numbers or booleans, as the token has them (at most 64, text
+    /// cut at 512 characters), for plugins.
+    pub claims: BTreeMap<String, Value>,
     /// The system-scope connectors (names) the matching rules grant.
     pub connectors: Vec<String>,
 }
@@ -824,7 +824,14 @@ impl WorkloadVerifier {
         }
         let kept = claims
             .iter()
-            .filter_map(|(k, v)| scalar_text(v).map(|v| (clip(k, 64), clip(&v, MAX_CLAIM_CHARS))))
+            .filter_map(|(k, v)| {
+                let kept = match v {
+                    Value::String(text) => Value::String(clip(text, MAX_CLAIM_CHARS)),
+                    Value::Number(_) | Value::Bool(_) => v.clone(),
+                    _ => return None,
+                };
+                Some((clip(k, 64), kept))
+            })
             .take(MAX_CLAIMS)
             .collect();
         Ok(Workload {

@@ -608,14 +608,13 @@ fn plugin_caller(caller: &Caller) -> plugins::Caller {
         Identity::Workload(w) => Some(plugins::WorkloadIdentity {
             issuer: w.issuer.clone(),
             subject: w.subject.clone(),
-            // The token's claims are kept as text (numbers and booleans too): each is passed as a JSON
-            // string.
+            // Each claim as JSON text: `"org/app"` with its quotes, `17`, `true`.
             claims: w
                 .claims
                 .iter()
                 .map(|(name, value)| plugins::Claim {
                     name: name.clone(),
-                    value: serde_json::Value::from(value.as_str()).to_string(),
+                    value: value.to_string(),
                 })
                 .collect(),
         }),

@@ -778,8 +778,9 @@ fn workload(connectors: &[&str]) -> Caller {
             name: "ci:org/app@refs/heads/main".into(),
             subject: "repo:org/app:ref:refs/heads/main".into(),
             claims: [
-                ("ref".to_owned(), "refs/heads/main".to_owned()),
-                ("repository".to_owned(), "org/app".to_owned()),
+                ("ref".to_owned(), "refs/heads/main".into()),
+                ("repository".to_owned(), "org/app".into()),
+                ("run_number".to_owned(), 17.into()),
             ]
             .into(),
             connectors: connectors.iter().map(|c| c.to_string()).collect(),
@@ -820,8 +821,8 @@ async fn a_0_2_plugin_sees_what_the_pipeline_fills_in_the_workload_s_claims_and_
             "workload": {
                 "issuer": "ci",
                 "subject": "repo:org/app:ref:refs/heads/main",
-                // The claims idfed keeps are text: each arrives as a JSON string.
-                "claims": {"ref": "\"refs/heads/main\"", "repository": "\"org/app\""},
+                // Each claim arrives as JSON text, of its own type.
+                "claims": {"ref": "\"refs/heads/main\"", "repository": "\"org/app\"", "run_number": "17"},
             },
         })
     );
