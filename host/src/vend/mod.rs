@@ -329,26 +329,36 @@ impl Vendor {
         let principal_type = connector.principal.principal_type();
         let choice =
             resolve_duration(&connector, options.duration_seconds).map_err(VendError::Invalid)?;
-        // An approval of this very request, if one was given and not used yet.
-        let requester = caller.display_name();
-        let purpose = options.purpose.to_text();
-        let fingerprint = approvals::fingerprint(
-            &requester,
-            connector.id,
-            &purpose,
-            options.duration_seconds,
-            options.policy.as_deref(),
-            options.justification.as_deref(),
-            options.ticket.as_deref(),
-        );
-        // (Only a plugin can want an approval: a connector without plugins has none to look for.)
-        let approved = match &self.approvals {
-            Some(approvals) if !connector.bindings.is_empty() => approvals
-                .usable(&requester, connector.id, &fingerprint)
-                .map_err(|e| VendError::Internal(e.to_string()))?,
+        // Only a plugin can want an approval: for a connector without plugins (or a pipeline without
+        // approvals) there is nothing to look up or to file, so nothing of it is made per vend.
+        let asked = match &self.approvals {
+            Some(approvals) if !connector.bindings.is_empty() => {
+                let requester = caller.display_name();
+                let purpose = options.purpose.to_text();
+                let fingerprint = approvals::fingerprint(
+                    &requester,
+                    connector.id,
+                    &purpose,
+                    options.duration_seconds,
+                    options.policy.as_deref(),
+                    options.justification.as_deref(),
+                    options.ticket.as_deref(),
+                );
+                Some((approvals, requester, purpose, fingerprint))
+            }
             _ => None,
         };
-        let (justification, ticket) = (options.justification.clone(), options.ticket.clone());
+        // An approval of this very request, if one was given and not used yet.
+        let approved = match &asked {
+            Some((approvals, requester, _, fingerprint)) => approvals
+                .usable(requester, connector.id, fingerprint)
+                .map_err(|e| VendError::Internal(e.to_string()))?,
+            None => None,
+        };
+        let (justification, ticket) = match &asked {
+            Some(_) => (options.justification.clone(), options.ticket.clone()),
+            None => (None, None),
+        };
         let base = PolicyRequest {
             request_id: request_id.to_owned(),
             caller: plugin_caller(caller),
@@ -418,7 +428,7 @@ impl Vendor {
             } => {
                 event.plugin = plugin_of(&binding);
                 event.binding = Some(binding.clone());
-                let Some(approvals) = &self.approvals else {
+                let Some((approvals, requester, purpose, fingerprint)) = asked else {
                     return Err(VendError::ApprovalRequired {
                         binding,
                         group,
@@ -427,7 +437,7 @@ impl Vendor {
                 };
                 let (record, _) = approvals
                     .request(NewApproval {
-                        requester: requester.clone(),
+                        requester,
                         connector: connector.name.clone(),
                         connector_id: connector.id,
                         purpose,
@@ -463,7 +473,7 @@ impl Vendor {
         // caps the duration where the policy said so.
         let mut grant = grant;
         let mut claimed = None;
-        if let (Some(approvals), Some(record)) = (&self.approvals, approved) {
+        if let (Some(approvals), Some(record)) = (self.approvals.as_deref(), approved) {
             let taken = approvals
                 .claim(&record, request_id)
                 .map_err(|e| VendError::Internal(e.to_string()))?;

@@ -561,11 +561,7 @@ impl Client {
         id: &str,
         comment: Option<&str>,
     ) -> Result<api::ApprovalRequestBody, Error> {
-        let decision = api::ApprovalDecision {
-            comment: comment.map(str::to_owned),
-        };
-        self.post(&format!("/approvals/{}/approve", encode(id)), &decision)
-            .await
+        self.decide(id, "approve", comment).await
     }
 
     /// `POST /approvals/{id}/deny`: denies a request of someone else's, as a member of its group.
@@ -574,10 +570,19 @@ impl Client {
         id: &str,
         comment: Option<&str>,
     ) -> Result<api::ApprovalRequestBody, Error> {
+        self.decide(id, "deny", comment).await
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        verb: &str,
+        comment: Option<&str>,
+    ) -> Result<api::ApprovalRequestBody, Error> {
         let decision = api::ApprovalDecision {
             comment: comment.map(str::to_owned),
         };
-        self.post(&format!("/approvals/{}/deny", encode(id)), &decision)
+        self.post(&format!("/approvals/{}/{verb}", encode(id)), &decision)
             .await
     }
 
