@@ -220,16 +220,16 @@ pub enum ApprovalError {
     Store(String),
 }
 
-impl From<sled::Error> for ApprovalError {
-    fn from(e: sled::Error) -> Self {
+impl From<crate::store::DbError> for ApprovalError {
+    fn from(e: crate::store::DbError) -> Self {
         ApprovalError::Store(e.to_string())
     }
 }
 
 /// The approval records, with the audit log their steps are written to and the webhook.
 pub struct Approvals {
-    tree: sled::Tree,
-    approved: sled::Tree,
+    tree: crate::store::db::Tree,
+    approved: crate::store::db::Tree,
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     settings: ApprovalSettings,
@@ -279,7 +279,7 @@ pub fn fingerprint(
 impl Approvals {
     /// The records in `db`.
     pub fn open(
-        db: &sled::Db,
+        db: &crate::store::Db,
         audit: AuditLog,
         clock: Arc<dyn Clock>,
         settings: ApprovalSettings,
@@ -674,7 +674,7 @@ mod tests {
 
     fn approvals(clock: Arc<ManualClock>) -> (tempfile::TempDir, Approvals) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = crate::store::Db::Sled(sled::open(dir.path().join("db")).unwrap());
         let audit = AuditLog::open(&db, None).unwrap();
         let approvals = Approvals::open(&db, audit, clock, ApprovalSettings::default()).unwrap();
         (dir, approvals)

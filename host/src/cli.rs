@@ -14,7 +14,7 @@ use crate::plugins::{
     PolicyRequest, RuntimeConfig, import_note,
 };
 use crate::secret::Secret;
-use crate::store::{KeySource, MasterKey, SledStore, Store};
+use crate::store::{DataStore, KeySource, MasterKey, Store};
 
 /// idfed: vend temporary AWS credentials to the people and programs allowed to have them.
 #[derive(Debug, Parser)]
@@ -193,6 +193,10 @@ struct DataDir {
     /// The master key file (created 0600 on first start); `IDFED_MASTER_KEY` (base64), when set, wins.
     #[arg(long, env = "IDFED_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// The PostgreSQL database of a deployment on PostgreSQL (`postgres://…`), instead of sled in the data
+    /// directory.
+    #[arg(long, env = "IDFED_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 impl DataDir {
@@ -204,9 +208,20 @@ impl DataDir {
         KeySource::from_env_or_file(file)
     }
 
-    fn open_store(&self) -> Result<SledStore, Failure> {
-        SledStore::open(&self.data_dir, self.key_source())
-            .map_err(|e| Failure(format!("{}: {e} [{}]", self.data_dir.display(), e.code())))
+    fn open_store(&self) -> Result<DataStore, Failure> {
+        match &self.database_url {
+            None => DataStore::open(&self.data_dir, self.key_source())
+                .map_err(|e| Failure(format!("{}: {e} [{}]", self.data_dir.display(), e.code()))),
+            Some(url) => {
+                let config = crate::store::db::postgres::PostgresConfig::new(
+                    crate::secret::Secret::new(url.clone()),
+                );
+                let pg = crate::store::db::postgres::Postgres::connect(&config)
+                    .map_err(|e| Failure(format!("the database: {e}")))?;
+                DataStore::open_postgres(pg, &self.data_dir, self.key_source())
+                    .map_err(|e| Failure(format!("the database: {e} [{}]", e.code())))
+            }
+        }
     }
 }
 
@@ -1840,7 +1855,7 @@ impl KeysCommand {
 
 impl AuditCommand {
     fn run(self) -> Result<ExitCode, Failure> {
-        let open = |data: &DataDir, retention| -> Result<(SledStore, AuditLog), Failure> {
+        let open = |data: &DataDir, retention| -> Result<(DataStore, AuditLog), Failure> {
             let store = data.open_store()?;
             let audit = AuditLog::open(store.db(), retention)
                 .map_err(|e| Failure(format!("audit log: {e}")))?;
@@ -2086,10 +2101,12 @@ fn print_fault(stage: &str, fault: &PluginFault, elapsed: Duration) -> Result<Ex
 /// A runtime for one command, compiling into `cache` (see [`CompileCacheArgs`]) when given, with a
 /// throwaway key-value store.
 fn scratch_runtime(cache: Option<&cap_std::fs::Dir>) -> Result<PluginRuntime, Failure> {
-    let db = sled::Config::new()
-        .temporary(true)
-        .open()
-        .map_err(|e| Failure(format!("temporary store: {e}")))?;
+    let db = crate::store::Db::Sled(
+        sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|e| Failure(format!("temporary store: {e}")))?,
+    );
     let kv = KvStore::new(
         db.open_tree("plugin-kv")
             .map_err(|e| Failure(format!("temporary store: {e}")))?,

@@ -15,6 +15,12 @@
 //! [data]
 //! dir = "/var/lib/idfed"               # IDFED_DATA_DIR
 //! master_key_file = "/etc/idfed/master.key"   # IDFED_MASTER_KEY_FILE; IDFED_MASTER_KEY (base64) wins
+//! backend = "sled"                     # IDFED_DATA_BACKEND: "sled" (embedded) or "postgres" (replicas)
+//! [data.postgres]                      # with backend = "postgres"
+//! url_file = "/etc/idfed/database-url" # or url = "postgres://…"; IDFED_DATABASE_URL wins
+//! pool_size = 16                       # connections per replica
+//! timeout_seconds = 5                  # past it the database counts as down: 503 store_unavailable
+//! ca_file = "/etc/idfed/db-ca.pem"     # trusted for the database's TLS (sslmode in the URL)
 //!
 //! [auth]                               # see crate::auth::config
 //! admin_groups = ["idfed-admins"]
@@ -321,6 +327,10 @@ pub struct DataConfig {
     pub dir: PathBuf,
     /// The master key file (default `<dir>/master.key`); `IDFED_MASTER_KEY`, when set, wins.
     pub master_key_file: Option<PathBuf>,
+    /// Where the state is kept.
+    pub backend: Backend,
+    /// `[data.postgres]`, for `backend = "postgres"`.
+    pub postgres: PostgresSection,
 }
 
 impl Default for DataConfig {
@@ -328,7 +338,100 @@ impl Default for DataConfig {
         DataConfig {
             dir: PathBuf::from("idfed-data"),
             master_key_file: None,
+            backend: Backend::Sled,
+            postgres: PostgresSection::default(),
         }
+    }
+}
+
+/// `[data] backend`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// sled, embedded in the data directory: one replica.
+    #[default]
+    Sled,
+    /// PostgreSQL, shared by any number of replicas.
+    Postgres,
+}
+
+/// `[data.postgres]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSection {
+    /// The connection string (`postgres://user:password@host:port/db?sslmode=require`). Better in
+    /// `url_file` or `IDFED_DATABASE_URL`: it may hold a password.
+    pub url: Option<String>,
+    /// A file holding the connection string.
+    pub url_file: Option<PathBuf>,
+    /// Connections each replica keeps at most (at least 2).
+    pub pool_size: usize,
+    /// How long a statement, a connection or a wait for one may take before the database counts as
+    /// unavailable.
+    pub timeout_seconds: u64,
+    /// A CA certificate (PEM) trusted for the database's TLS, besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        PostgresSection {
+            url: None,
+            url_file: None,
+            pool_size: 16,
+            timeout_seconds: 5,
+            ca_file: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSection")
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("url_file", &self.url_file)
+            .field("pool_size", &self.pool_size)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// The environment variable that gives the database's connection string (wins over the file's).
+pub const DATABASE_URL_ENV: &str = "IDFED_DATABASE_URL";
+
+impl PostgresSection {
+    /// The client configuration: the connection string from `IDFED_DATABASE_URL`, else `url_file`,
+    /// else `url`.
+    pub fn client_config(&self) -> Result<crate::store::db::postgres::PostgresConfig, ConfigError> {
+        let url = match std::env::var(DATABASE_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => match (&self.url_file, &self.url) {
+                (Some(file), _) => std::fs::read_to_string(file).map_err(|e| {
+                    invalid(
+                        "data.postgres.url_file",
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?,
+                (None, Some(url)) => url.clone(),
+                (None, None) => {
+                    return Err(invalid(
+                        "data.postgres",
+                        format!(
+                            "backend = \"postgres\" needs the database: set {DATABASE_URL_ENV}, \
+                             url_file or url"
+                        ),
+                    ));
+                }
+            },
+        };
+        let mut config = crate::store::db::postgres::PostgresConfig::new(
+            crate::secret::Secret::new(url.trim().to_owned()),
+        );
+        config.pool_size = self.pool_size;
+        config.timeout = std::time::Duration::from_secs(self.timeout_seconds);
+        config.ca_file = self.ca_file.clone();
+        Ok(config)
     }
 }
 
@@ -555,6 +658,18 @@ impl Config {
         if let Some(file) = var("IDFED_MASTER_KEY_FILE") {
             self.data.master_key_file = Some(file.into());
         }
+        if let Some(backend) = var("IDFED_DATA_BACKEND") {
+            self.data.backend = match backend.trim() {
+                "sled" => Backend::Sled,
+                "postgres" => Backend::Postgres,
+                other => {
+                    return Err(invalid(
+                        "IDFED_DATA_BACKEND",
+                        format!("{other:?} is not sled or postgres"),
+                    ));
+                }
+            };
+        }
         if let Some(region) = var("IDFED_STS_REGION") {
             self.sts.region = region;
         }
@@ -606,6 +721,18 @@ impl Config {
         }
         if self.data.dir.as_os_str().is_empty() {
             return Err(invalid("data.dir", "must not be empty"));
+        }
+        if self.data.postgres.pool_size < 2 {
+            return Err(invalid(
+                "data.postgres.pool_size",
+                "must be at least 2 (a write holds one connection for its lock and uses another)",
+            ));
+        }
+        if self.data.postgres.timeout_seconds == 0 {
+            return Err(invalid(
+                "data.postgres.timeout_seconds",
+                "must be at least 1",
+            ));
         }
         if self.sts.region.trim().is_empty() {
             return Err(invalid("sts.region", "must not be empty"));

@@ -12,10 +12,12 @@ use crate::auth::Directory;
 use crate::auth::authenticator::{AuthConfig, Authenticator};
 use crate::auth::lockout::{Clock, SystemClock};
 use crate::auth::workload::{WorkloadSettings, WorkloadVerifier};
+use crate::config::Backend;
 use crate::config::Config;
 use crate::metrics::{Metrics, PartStats};
 use crate::plugins::{KvStore, PluginRuntime};
-use crate::store::{SledStore, Store};
+use crate::store::db::postgres::Postgres;
+use crate::store::{DataStore, Store};
 use crate::sts::{
     AccountAccess, AwsIssuer, BoxFuture, Budgeted, CallerIdentity, CredentialIssuer, IssueRequest,
     IssuedCredentials, StsBudget, StsError,
@@ -33,7 +35,7 @@ pub struct ServiceError(pub String);
 /// Everything the API serves from.
 pub struct Service {
     /// The store (its sled database is shared by the others).
-    pub store: Arc<SledStore>,
+    pub store: Arc<DataStore>,
     /// The audit log.
     pub audit: AuditLog,
     /// The plugin runtime.
@@ -72,7 +74,7 @@ impl std::fmt::Debug for Service {
 /// of its own) before [`Service::from_parts`].
 pub struct Parts {
     /// The store; the audit log, sessions and the plugins' key-value store live in its database.
-    pub store: Arc<SledStore>,
+    pub store: Arc<DataStore>,
     /// The audit log.
     pub audit: AuditLog,
     /// The plugin runtime.
@@ -104,8 +106,22 @@ impl Parts {
     /// budget, the directory built, the system clock.
     pub fn from_config(config: &Config) -> Result<Parts, ServiceError> {
         let dir = &config.data.dir;
-        let store = SledStore::open(dir, config.data.key_source())
-            .map_err(|e| ServiceError(format!("data.dir {}: {e} [{}]", dir.display(), e.code())))?;
+        let store = match config.data.backend {
+            Backend::Sled => DataStore::open(dir, config.data.key_source()).map_err(|e| {
+                ServiceError(format!("data.dir {}: {e} [{}]", dir.display(), e.code()))
+            })?,
+            Backend::Postgres => {
+                let client = config
+                    .data
+                    .postgres
+                    .client_config()
+                    .map_err(|e| ServiceError(e.to_string()))?;
+                let pg = Postgres::connect(&client)
+                    .map_err(|e| ServiceError(format!("data.postgres: {e}")))?;
+                DataStore::open_postgres(pg, dir, config.data.key_source())
+                    .map_err(|e| ServiceError(format!("data.postgres: {e} [{}]", e.code())))?
+            }
+        };
         let store = Arc::new(store);
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry));

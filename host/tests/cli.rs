@@ -274,12 +274,12 @@ fn run_in(dir: &Path, args: &[&str]) -> Output {
 #[test]
 fn audit_verify_passes_an_intact_log_and_catches_an_edited_record() {
     use idfed::audit::{AuditEvent, AuditLog};
-    use idfed::store::{KeySource, SledStore};
+    use idfed::store::{DataStore, KeySource};
 
     let dir = tempfile::tempdir().unwrap();
     {
         let store =
-            SledStore::open(dir.path(), KeySource::File(dir.path().join("master.key"))).unwrap();
+            DataStore::open(dir.path(), KeySource::File(dir.path().join("master.key"))).unwrap();
         let audit = AuditLog::open(store.db(), None).unwrap();
         for user in ["alice", "bob", "carol"] {
             audit
@@ -333,11 +333,11 @@ fn audit_verify_passes_an_intact_log_and_catches_an_edited_record() {
 fn rotate_key_reseals_the_secrets_and_the_store_still_opens() {
     use idfed::model::{AccountCredentials, AccountInput, AccountSourceInput};
     use idfed::secret::Secret;
-    use idfed::store::{KeySource, SledStore, Store};
+    use idfed::store::{DataStore, KeySource, Store};
 
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("master.key");
-    let open = || SledStore::open(dir.path(), KeySource::File(key_file.clone())).unwrap();
+    let open = || DataStore::open(dir.path(), KeySource::File(key_file.clone())).unwrap();
     {
         let store = open();
         store

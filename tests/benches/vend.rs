@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use idfed::audit::AuditLog;
 use idfed::model::{Caller, Identity};
 use idfed::plugins::{KvStore, PluginRuntime, RuntimeConfig};
-use idfed::store::{KeySource, SledStore};
+use idfed::store::{DataStore, KeySource};
 use idfed::vend::{VendOptions, Vendor};
 use idfed_tests::{InstantSts, add_benchmark_connectors};
 
@@ -67,7 +67,7 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(
-        SledStore::open(dir.path(), KeySource::File(dir.path().join("master.key"))).unwrap(),
+        DataStore::open(dir.path(), KeySource::File(dir.path().join("master.key"))).unwrap(),
     );
     let kv = KvStore::new(store.db().open_tree("plugin-kv").unwrap());
     let plugins = PluginRuntime::new(RuntimeConfig::default(), Some(store.data_dir()), kv).unwrap();

@@ -53,8 +53,8 @@ pub fn free_port() -> u16 {
 pub struct TestRuntime {
     /// The runtime.
     pub runtime: PluginRuntime,
-    /// The sled database behind its key-value store.
-    pub db: sled::Db,
+    /// The database behind its key-value store.
+    pub db: idfed::store::Db,
     /// Keeps the data directory alive.
     pub dir: Arc<tempfile::TempDir>,
 }
@@ -72,7 +72,7 @@ impl TestRuntime {
 
     /// A runtime over an existing data directory (as after a restart).
     pub fn open(dir: Arc<tempfile::TempDir>, config: RuntimeConfig) -> Self {
-        let db = idfed::store::open_db(&dir.path().join("db")).unwrap();
+        let db = idfed::store::Db::Sled(idfed::store::open_db(&dir.path().join("db")).unwrap());
         let kv = KvStore::new(db.open_tree("plugin-kv").unwrap());
         let data = cap_std_dir(dir.path());
         let runtime = PluginRuntime::new(config, Some(&data), kv).unwrap();

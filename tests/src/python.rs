@@ -182,7 +182,7 @@ pub fn runtime() -> PythonRuntime {
 /// A runtime with `config` (see [`PythonRuntime`]).
 pub fn runtime_with(config: RuntimeConfig) -> PythonRuntime {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let db = idfed::store::open_db(&dir.path().join("db")).unwrap();
+    let db = idfed::store::Db::Sled(idfed::store::open_db(&dir.path().join("db")).unwrap());
     let kv = KvStore::new(db.open_tree("plugin-kv").unwrap());
     let cache =
         cap_std::fs::Dir::open_ambient_dir(out_dir(), cap_std::ambient_authority()).unwrap();

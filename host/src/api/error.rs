@@ -193,7 +193,9 @@ impl ApiError {
                     AuthError::TooManyAttempts { retry_after } => {
                         (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after))
                     }
-                    AuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+                    AuthError::Unavailable(_) | AuthError::StoreUnavailable(_) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, None)
+                    }
                     AuthError::Unsupported => (StatusCode::BAD_REQUEST, None),
                 };
                 Parts {
@@ -257,6 +259,11 @@ impl ApiError {
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "idfed could not complete the request".into(),
                         None,
+                    ),
+                    VendError::StoreUnavailable(_) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        e.to_string(),
+                        Some(Duration::from_secs(1)),
                     ),
                 };
                 Parts {
@@ -338,6 +345,10 @@ impl ApiError {
             }
             ApiError::Auth(AuthError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "directory unavailable")
+            }
+            ApiError::Auth(AuthError::StoreUnavailable(detail))
+            | ApiError::Vend(VendError::StoreUnavailable(detail)) => {
+                tracing::warn!(%detail, "store unavailable")
             }
             _ => {}
         }

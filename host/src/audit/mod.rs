@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::store::db::{Db, DbError, TransactionError, Tree, TxError, TxTree};
 
 use chain::{ANCHOR_KEY, HEAD_KEY};
 pub use chain::{ChainLink, GENESIS};
@@ -42,6 +42,8 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 pub const DEFAULT_QUERY_LIMIT: usize = 100;
 /// How many records one prune transaction removes.
 const PRUNE_BATCH: usize = 256;
+/// The advisory lock (PostgreSQL) held while pruning or verifying.
+const MAINTENANCE_LOCK: i64 = 0x6964_6665_6441;
 
 pub use idfed_api::audit::{AuditEvent, AuditRecord, Outcome};
 
@@ -141,6 +143,9 @@ pub enum AuditError {
     /// sled failed.
     #[error("audit store unavailable: {0}")]
     Store(String),
+    /// The database cannot be reached now.
+    #[error("audit store unreachable: {0}")]
+    Unavailable(String),
     /// The stored chain is damaged in a way that stops the operation (verify reports the details).
     #[error("audit log corrupt: {0}")]
     Corrupt(String),
@@ -151,14 +156,18 @@ impl AuditError {
     pub fn code(&self) -> &'static str {
         match self {
             AuditError::Store(_) => "audit_unavailable",
+            AuditError::Unavailable(_) => "store_unavailable",
             AuditError::Corrupt(_) => "audit_corrupt",
         }
     }
 }
 
-impl From<sled::Error> for AuditError {
-    fn from(e: sled::Error) -> Self {
-        AuditError::Store(e.to_string())
+impl From<DbError> for AuditError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(m) => AuditError::Unavailable(m),
+            DbError::Failed(m) => AuditError::Store(m),
+        }
     }
 }
 
@@ -179,8 +188,9 @@ pub struct AuditLog {
 }
 
 struct Inner {
-    records: sled::Tree,
-    meta: sled::Tree,
+    db: Db,
+    records: Tree,
+    meta: Tree,
     retention: Option<Duration>,
     /// Held by each append, and by `verify` while it reads the tail and the head.
     append: Mutex<()>,
@@ -212,9 +222,10 @@ pub struct DurabilityStats {
 impl AuditLog {
     /// Opens the log in `db`'s `audit` and `audit-meta` trees; `retention` is how long records are kept
     /// (`None`: for ever).
-    pub fn open(db: &sled::Db, retention: Option<Duration>) -> Result<AuditLog, AuditError> {
+    pub fn open(db: &Db, retention: Option<Duration>) -> Result<AuditLog, AuditError> {
         let log = AuditLog {
             inner: Arc::new(Inner {
+                db: db.clone(),
                 records: db.open_tree(RECORDS_TREE)?,
                 meta: db.open_tree(META_TREE)?,
                 retention,
@@ -269,7 +280,10 @@ impl AuditLog {
     pub async fn append_durable(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
         let record = self.append(event)?;
         if self.is_durable() {
-            self.sync_through(record.seq).await?;
+            // PostgreSQL's commit is durable already.
+            if let Db::Sled(_) = self.inner.db {
+                self.sync_through(record.seq).await?;
+            }
             self.inner.durable_appends.fetch_add(1, Ordering::Relaxed);
         }
         Ok(record)
@@ -309,8 +323,20 @@ impl AuditLog {
     /// endpoint's throughput), plain inserts do not. Appends are serialized by the lock, and sled recovers
     /// writes in their order, so a crash can leave at most the last record without its head;
     /// [`AuditLog::open`] completes such an append.
+    ///
+    /// On PostgreSQL every replica appends to the one chain: the record and the head are written in one
+    /// serializable transaction, which one replica at a time gets through (the others run again).
     pub fn append(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
         let _append = lock(&self.inner.append);
+        if let Db::Postgres(_) = self.inner.db {
+            let time = SystemTime::now();
+            let record = self.inner.db.transaction(
+                [&self.inner.records, &self.inner.meta],
+                |[records, meta]| append_in(records, meta, &event, time),
+            )?;
+            self.inner.appended.fetch_max(record.seq, Ordering::AcqRel);
+            return Ok(record);
+        }
         let mut event = event;
         cut_text(&mut event.reason);
         cut_text(&mut event.user_agent);
@@ -411,6 +437,7 @@ impl AuditLog {
     /// (head mismatch), a broken anchor. Appends go on meanwhile, except while the tail is read.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
         let _maintenance = lock(&self.inner.maintenance);
+        let _replicas = self.maintenance_lock()?;
         let (anchor, anchor_problem) = match self.read_link(ANCHOR_KEY) {
             Ok(anchor) => (anchor.unwrap_or_else(ChainLink::genesis), None),
             Err(e) => (ChainLink::genesis(), Some(e)),
@@ -428,18 +455,37 @@ impl AuditLog {
         }
         // The records appended since, and the head, with appends held off so that they agree.
         let _append = lock(&self.inner.append);
-        let tail = match last_key {
-            Some(key) => self
-                .inner
-                .records
-                .range::<sled::IVec, _>((Bound::Excluded(key), Bound::Unbounded)),
+        let shared = matches!(self.inner.db, Db::Postgres(_));
+        // Other replicas go on appending: read the head first, and the records up to it. (A record
+        // and its head are committed together there, so nothing past the head is out of band yet.)
+        let early_head = if shared {
+            self.inner.meta.get(HEAD_KEY)?
+        } else {
+            None
+        };
+        let tail = match &last_key {
+            Some(key) => self.inner.records.range_from(Bound::Excluded(key)),
             None => self.inner.records.iter(),
         };
+        let cap = early_head
+            .as_ref()
+            .and_then(|bytes| ChainLink::decode(bytes).ok())
+            .map(|head| head.seq);
         for item in tail {
             let (key, value) = item?;
+            if let (Some(cap), Some(seq)) = (cap, chain::seq_of(&key))
+                && seq > cap
+            {
+                break;
+            }
             walker.visit(&key, &value);
         }
-        let head = match self.inner.meta.get(HEAD_KEY)? {
+        let head_bytes = if shared {
+            early_head
+        } else {
+            self.inner.meta.get(HEAD_KEY)?
+        };
+        let head = match head_bytes {
             None => Ok(None),
             Some(bytes) => ChainLink::decode(&bytes).map(Some),
         };
@@ -477,6 +523,7 @@ impl AuditLog {
             return Ok(0);
         };
         let _maintenance = lock(&self.inner.maintenance);
+        let _replicas = self.maintenance_lock()?;
         // Never past the head: records beyond it were appended out of band.
         let head_seq = self.read_link(HEAD_KEY)?.map_or(0, |head| head.seq);
         let mut anchor = self
@@ -488,7 +535,8 @@ impl AuditLog {
             let mut next = anchor.clone();
             let mut stopped = None;
             let mut more = false;
-            for item in self.inner.records.range((anchor.seq + 1).to_be_bytes()..) {
+            let from = (anchor.seq + 1).to_be_bytes();
+            for item in self.inner.records.range_from(Bound::Included(&from)) {
                 let (key, value) = item?;
                 let Some(seq) = chain::seq_of(&key) else {
                     stopped = Some(format!("a key of {} bytes after the anchor", key.len()));
@@ -517,13 +565,16 @@ impl AuditLog {
                 }
             }
             if !batch.is_empty() {
-                (&self.inner.records, &self.inner.meta).transaction(|(records, meta)| {
-                    for key in &batch {
-                        records.remove(key)?;
-                    }
-                    meta.insert(ANCHOR_KEY, next.encode())?;
-                    Ok::<_, ConflictableTransactionError<AuditError>>(())
-                })?;
+                self.inner.db.transaction(
+                    [&self.inner.records, &self.inner.meta],
+                    |[records, meta]| {
+                        for key in &batch {
+                            records.remove(key)?;
+                        }
+                        meta.insert(ANCHOR_KEY, next.encode())?;
+                        Ok::<_, TxError<AuditError>>(())
+                    },
+                )?;
                 removed += batch.len() as u64;
                 anchor = next;
             }
@@ -554,7 +605,7 @@ impl AuditLog {
     /// be read are skipped (logged); `verify` reports them.
     pub fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, AuditError> {
         let mut found = Vec::new();
-        for item in self.inner.records.iter().rev() {
+        for item in self.inner.records.iter_rev() {
             let (key, value) = item?;
             let Some(seq) = chain::seq_of(&key) else {
                 continue;
@@ -583,6 +634,16 @@ impl AuditLog {
         Ok(())
     }
 
+    /// On PostgreSQL, the advisory lock that keeps one replica at a time pruning or verifying.
+    fn maintenance_lock(
+        &self,
+    ) -> Result<Option<crate::store::db::postgres::AdvisoryLock>, AuditError> {
+        match &self.inner.db {
+            Db::Sled(_) => Ok(None),
+            Db::Postgres(pg) => Ok(Some(pg.advisory_lock(MAINTENANCE_LOCK)?)),
+        }
+    }
+
     fn read_link(&self, key: &[u8]) -> Result<Option<ChainLink>, AuditError> {
         match self.inner.meta.get(key)? {
             None => Ok(None),
@@ -597,25 +658,23 @@ impl AuditLog {
 /// [`RECORDS_TREE`], `meta` [`META_TREE`]), so that another change can be committed with its record, or not
 /// at all. [`AuditLog::append`] is this in a transaction of its own.
 pub fn append_in(
-    records: &sled::transaction::TransactionalTree,
-    meta: &sled::transaction::TransactionalTree,
+    records: &TxTree<'_>,
+    meta: &TxTree<'_>,
     event: &AuditEvent,
     time: SystemTime,
-) -> Result<AuditRecord, ConflictableTransactionError<AuditError>> {
+) -> Result<AuditRecord, TxError<AuditError>> {
     let mut event = event.clone();
     cut_text(&mut event.reason);
     cut_text(&mut event.user_agent);
     let time = chain::record_time(time);
     let prev = match meta.get(HEAD_KEY)? {
         Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
-            ConflictableTransactionError::Abort(AuditError::Corrupt(format!(
-                "the head is unreadable: {e}"
-            )))
+            TxError::Abort(AuditError::Corrupt(format!("the head is unreadable: {e}")))
         })?,
         // No head: nothing ever appended, or everything was pruned.
         None => match meta.get(ANCHOR_KEY)? {
             Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
-                ConflictableTransactionError::Abort(AuditError::Corrupt(format!(
+                TxError::Abort(AuditError::Corrupt(format!(
                     "the retention anchor is unreadable: {e}"
                 )))
             })?,
@@ -625,16 +684,14 @@ pub fn append_in(
     let seq = prev.seq + 1;
     let key = seq.to_be_bytes();
     if records.get(key)?.is_some() {
-        return Err(ConflictableTransactionError::Abort(AuditError::Corrupt(
-            format!(
-                "record {seq} already exists though the head is at {}: written out of \
+        return Err(TxError::Abort(AuditError::Corrupt(format!(
+            "record {seq} already exists though the head is at {}: written out of \
                      band (not overwritten)",
-                prev.seq
-            ),
-        )));
+            prev.seq
+        ))));
     }
     let (value, record) = chain::seal(seq, time, &prev.hash, &event);
-    records.insert(&key, value)?;
+    records.insert(key, value)?;
     let head = ChainLink {
         seq,
         hash: record.hash.clone(),

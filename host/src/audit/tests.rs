@@ -5,9 +5,9 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 
-fn setup(retention: Option<Duration>) -> (tempfile::TempDir, sled::Db, AuditLog) {
+fn setup(retention: Option<Duration>) -> (tempfile::TempDir, crate::store::Db, AuditLog) {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
     let log = AuditLog::open(&db, retention).unwrap();
     (dir, db, log)
 }
@@ -36,17 +36,17 @@ fn append_n(log: &AuditLog, n: usize) -> Vec<AuditRecord> {
         .collect()
 }
 
-fn records(db: &sled::Db) -> sled::Tree {
+fn records(db: &crate::store::Db) -> crate::store::db::Tree {
     db.open_tree(RECORDS_TREE).unwrap()
 }
 
-fn meta(db: &sled::Db) -> sled::Tree {
+fn meta(db: &crate::store::Db) -> crate::store::db::Tree {
     db.open_tree(META_TREE).unwrap()
 }
 
 /// Rewrites record `seq`'s body with `edit`; with `rehash`, also stores the body's new hash (as someone
 /// covering their tracks would).
-fn tamper(db: &sled::Db, seq: u64, rehash: bool, edit: impl FnOnce(&mut Value)) {
+fn tamper(db: &crate::store::Db, seq: u64, rehash: bool, edit: impl FnOnce(&mut Value)) {
     let tree = records(db);
     let value = tree.get(seq.to_be_bytes()).unwrap().expect("record exists");
     let (hash, body) = value.split_at(32);
@@ -261,7 +261,7 @@ fn a_record_inserted_out_of_band_is_detected() {
     // A key that is not a seq.
     let (_dir, db, log) = setup(None);
     append_n(&log, 2);
-    records(&db).insert(b"extra", b"x".to_vec()).unwrap();
+    records(&db).insert(b"extra", b"x").unwrap();
     assert_problem(&log.verify().unwrap(), "not a sequence number");
 
     // Before the retention anchor.
@@ -320,7 +320,7 @@ fn a_broken_anchor_is_detected() {
 
     // Unreadable.
     let (_dir, db, log) = pruned();
-    meta(&db).insert(ANCHOR_KEY, b"garbage".to_vec()).unwrap();
+    meta(&db).insert(ANCHOR_KEY, b"garbage").unwrap();
     assert_problem(&log.verify().unwrap(), "retention anchor unreadable");
 }
 
@@ -567,13 +567,13 @@ fn query_filters_newest_first_with_a_limit() {
 fn a_reopened_database_continues_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let last = {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
         let log = AuditLog::open(&db, None).unwrap();
         let recs = append_n(&log, 3);
         log.flush().unwrap();
         recs[2].clone()
     };
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
     let log = AuditLog::open(&db, None).unwrap();
     let next = log.append(event("alice", "dev", Outcome::Failed)).unwrap();
     assert_eq!(next.seq, 4);
@@ -680,7 +680,7 @@ fn cached_is_recorded_only_when_set() {
 #[test]
 fn an_append_interrupted_before_its_head_is_completed_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
     let log = AuditLog::open(&db, None).unwrap();
     let recs = append_n(&log, 3);
     // A crash between the record and its head: record 4 is there, linked, the head still at 3.

@@ -91,7 +91,7 @@ impl Authenticator {
     /// An authenticator over `directory`, its sessions in `db` (tree `sessions`).
     pub fn new(
         directory: Arc<dyn Directory>,
-        db: &sled::Db,
+        db: &crate::store::Db,
         config: AuthConfig,
     ) -> Result<Self, SessionError> {
         Self::with_clock(directory, db, config, Arc::new(SystemClock))
@@ -100,7 +100,7 @@ impl Authenticator {
     /// The same, reading the time from `clock` (tests).
     pub fn with_clock(
         directory: Arc<dyn Directory>,
-        db: &sled::Db,
+        db: &crate::store::Db,
         config: AuthConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SessionError> {
@@ -450,7 +450,7 @@ impl Drop for Flight<'_> {
 
 fn store_unavailable(e: SessionError) -> AuthError {
     tracing::error!(error = %e, "session store failed");
-    AuthError::Unavailable(e.to_string())
+    AuthError::StoreUnavailable(e.to_string())
 }
 
 #[cfg(test)]
@@ -614,7 +614,7 @@ mod tests {
 
     struct Fixture {
         _dir: tempfile::TempDir,
-        db: sled::Db,
+        db: crate::store::Db,
         clock: Arc<ManualClock>,
         directory: Arc<TestDirectory>,
         auth: Authenticator,
@@ -627,7 +627,7 @@ mod tests {
             ("root", "root-pw", &[]),
         ]);
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
         let clock = Arc::new(ManualClock::new());
         let auth =
             Authenticator::with_clock(directory.clone(), &db, config, clock.clone()).unwrap();
@@ -874,7 +874,7 @@ mod tests {
         f.directory.users.lock().unwrap().remove("alice");
         f.clock.advance(Duration::from_secs(300));
         assert_eq!(f.auth.session(&alice).await, Err(AuthError::InvalidSession));
-        assert!(f.auth.sessions().is_empty());
+        assert!(f.auth.sessions().is_empty().unwrap());
     }
 
     #[tokio::test]
@@ -1045,7 +1045,7 @@ mod tests {
 
         f.clock.advance(Duration::from_secs(3600));
         assert_eq!(f.auth.session(&token).await, Err(AuthError::InvalidSession));
-        assert!(f.auth.sessions().is_empty());
+        assert!(f.auth.sessions().is_empty().unwrap());
 
         let (token, _) = f.auth.login("alice", &pw("alice-pw"), None).await.unwrap();
         f.auth.logout(&token).unwrap();

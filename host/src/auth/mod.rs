@@ -51,6 +51,9 @@ pub enum AuthError {
     /// message is for the caller; the operator's details are logged.
     #[error("the identity directory is unavailable; try again later")]
     Unavailable(String),
+    /// idfed's store (its sessions) cannot be used now. The details are logged.
+    #[error("idfed's database cannot be used now; try again later")]
+    StoreUnavailable(String),
     /// The directory does not offer this (e.g. SSO tokens with the static directory).
     #[error("not supported by this directory")]
     Unsupported,
@@ -64,6 +67,7 @@ impl AuthError {
             AuthError::InvalidSession => "invalid_session",
             AuthError::TooManyAttempts { .. } => "too_many_attempts",
             AuthError::Unavailable(_) => "directory_unavailable",
+            AuthError::StoreUnavailable(_) => "store_unavailable",
             AuthError::Unsupported => "unsupported",
         }
     }

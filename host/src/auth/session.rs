@@ -31,6 +31,8 @@ pub const TOKEN_PREFIX: &str = "idfs_";
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(8 * 60 * 60);
 
 const TOKEN_RANDOM_BYTES: usize = 32;
+/// The advisory lock (PostgreSQL) of the replica sweeping expired sessions.
+const SWEEP_LOCK: i64 = 0x6964_6665_6453;
 const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
 
 /// Why the session store failed.
@@ -44,8 +46,8 @@ pub enum SessionError {
     Randomness(String),
 }
 
-impl From<sled::Error> for SessionError {
-    fn from(e: sled::Error) -> Self {
+impl From<crate::store::DbError> for SessionError {
+    fn from(e: crate::store::DbError) -> Self {
         SessionError::Storage(e.to_string())
     }
 }
@@ -96,7 +98,8 @@ impl Record {
 /// The sessions, in sled.
 #[derive(Clone)]
 pub struct SessionStore {
-    tree: sled::Tree,
+    db: crate::store::Db,
+    tree: crate::store::db::Tree,
     /// Every authenticated request reads its session: each stored version is decoded once.
     decoded: Arc<Decoded<Record>>,
     ttl: Duration,
@@ -107,15 +110,16 @@ impl std::fmt::Debug for SessionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionStore")
             .field("ttl", &self.ttl)
-            .field("sessions", &self.tree.len())
+            .field("sessions", &self.tree.len().ok())
             .finish_non_exhaustive()
     }
 }
 
 impl SessionStore {
     /// The store in `db`'s `sessions` tree, sessions lasting [`DEFAULT_SESSION_TTL`].
-    pub fn open(db: &sled::Db) -> Result<Self, SessionError> {
+    pub fn open(db: &crate::store::Db) -> Result<Self, SessionError> {
         Ok(SessionStore {
+            db: db.clone(),
             tree: db.open_tree(SESSIONS_TREE)?,
             decoded: Arc::default(),
             ttl: DEFAULT_SESSION_TTL,
@@ -274,6 +278,10 @@ impl SessionStore {
 
     /// Removes expired (and unreadable) sessions; how many.
     pub fn purge_expired(&self) -> Result<usize, SessionError> {
+        // One replica at a time sweeps (the others' turn comes).
+        let Some(_sweeping) = self.db.try_exclusive(SWEEP_LOCK)? else {
+            return Ok(0);
+        };
         let now = self.clock.now();
         let mut removed = 0;
         for entry in self.tree.iter() {
@@ -291,13 +299,13 @@ impl SessionStore {
     }
 
     /// How many sessions are stored (expired ones not yet purged included).
-    pub fn len(&self) -> usize {
-        self.tree.len()
+    pub fn len(&self) -> Result<usize, SessionError> {
+        Ok(self.tree.len()?)
     }
 
     /// Whether none is stored.
-    pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+    pub fn is_empty(&self) -> Result<bool, SessionError> {
+        Ok(self.tree.is_empty()?)
     }
 }
 
@@ -340,9 +348,14 @@ mod tests {
     use super::*;
     use crate::auth::lockout::ManualClock;
 
-    fn store() -> (tempfile::TempDir, sled::Db, Arc<ManualClock>, SessionStore) {
+    fn store() -> (
+        tempfile::TempDir,
+        crate::store::Db,
+        Arc<ManualClock>,
+        SessionStore,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
         let clock = Arc::new(ManualClock::new());
         let store = SessionStore::open(&db).unwrap().with_clock(clock.clone());
         (dir, db, clock, store)
@@ -361,7 +374,7 @@ mod tests {
             hex::encode(Sha256::digest(token.expose().as_bytes()))
         );
         let tree = db.open_tree(SESSIONS_TREE).unwrap();
-        assert_eq!(tree.len(), 2);
+        assert_eq!(tree.len().unwrap(), 2);
         let secret_part = &token.expose()[TOKEN_PREFIX.len()..];
         for entry in tree.iter() {
             let (key, value) = entry.unwrap();
@@ -390,7 +403,7 @@ mod tests {
         assert!(store.get(&token).unwrap().is_some());
         clock.advance(Duration::from_secs(1));
         assert_eq!(store.get(&token).unwrap(), None, "expired");
-        assert!(store.is_empty(), "and removed");
+        assert!(store.is_empty().unwrap(), "and removed");
 
         let (token, _) = store.create("alice", &[], false).unwrap();
         store.delete(&token).unwrap();
@@ -414,7 +427,7 @@ mod tests {
         let (c, _) = store.create("carol", &[], false).unwrap();
         clock.advance(Duration::from_secs(1));
         assert_eq!(store.purge_expired().unwrap(), 1);
-        assert_eq!(store.len(), 1);
+        assert_eq!(store.len().unwrap(), 1);
         assert!(store.get(&c).unwrap().is_some());
     }
 
@@ -439,21 +452,21 @@ mod tests {
                 .unwrap(),
             None
         );
-        assert!(store.is_empty());
+        assert!(store.is_empty().unwrap());
     }
 
     #[test]
     fn sessions_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let token = {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
             SessionStore::open(&db)
                 .unwrap()
                 .create("alice", &[], false)
                 .unwrap()
                 .0
         };
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
         let store = SessionStore::open(&db).unwrap();
         assert_eq!(store.get(&token).unwrap().unwrap().user, "alice");
     }

@@ -39,8 +39,8 @@ pub enum KvError {
     Unavailable(String),
 }
 
-impl From<sled::Error> for KvError {
-    fn from(e: sled::Error) -> Self {
+impl From<crate::store::DbError> for KvError {
+    fn from(e: crate::store::DbError) -> Self {
         KvError::Unavailable(e.to_string())
     }
 }
@@ -48,14 +48,14 @@ impl From<sled::Error> for KvError {
 /// The plugin key-value store: one sled tree shared by every binding.
 #[derive(Clone)]
 pub struct KvStore {
-    tree: sled::Tree,
+    tree: crate::store::db::Tree,
     /// Live-key counts per binding, counted from the tree on first use and kept up to date after.
     counts: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl KvStore {
     /// A store over `tree` (e.g. `db.open_tree("plugin-kv")`).
-    pub fn new(tree: sled::Tree) -> Self {
+    pub fn new(tree: crate::store::db::Tree) -> Self {
         KvStore {
             tree,
             counts: Arc::default(),
@@ -81,8 +81,8 @@ impl KvStore {
     /// Removes every key of a binding (when the binding is deleted).
     pub fn remove_binding(&self, binding_id: &str) -> Result<(), KvError> {
         let prefix = prefix(binding_id);
-        for key in self.tree.scan_prefix(&prefix).keys() {
-            self.tree.remove(key?)?;
+        for entry in self.tree.scan_prefix(&prefix) {
+            self.tree.remove(entry?.0)?;
         }
         self.counts.lock().unwrap().remove(binding_id);
         Ok(())
@@ -104,8 +104,8 @@ impl KvStore {
         if !counts.contains_key(binding_id) {
             let now = now_millis();
             let mut live = 0;
-            for value in self.tree.scan_prefix(prefix).values() {
-                if !expired(&value?, now) {
+            for entry in self.tree.scan_prefix(prefix) {
+                if !expired(&entry?.1, now) {
                     live += 1;
                 }
             }
@@ -305,7 +305,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, KvStore) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
         (dir, KvStore::new(db.open_tree("kv").unwrap()))
     }
 
@@ -420,12 +420,12 @@ mod tests {
     fn state_survives_reopening_and_quota_is_recounted() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
             let kv = KvStore::new(db.open_tree("kv").unwrap());
             kv.binding("b").increment("n", 3, None).unwrap();
             kv.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::Db::Sled(sled::open(dir.path()).unwrap());
         let kv = KvStore::new(db.open_tree("kv").unwrap());
         assert_eq!(kv.binding("b").increment("n", 1, None).unwrap(), 4);
         kv.binding("b").set("m", b"", None).unwrap();

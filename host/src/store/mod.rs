@@ -1,27 +1,30 @@
 //! idfed's persistent state: accounts (their secrets sealed), connectors, system-scope API keys and
-//! plugin components, behind the [`Store`] trait. [`SledStore`] keeps them in sled under one data
-//! directory:
+//! plugin components, behind the [`Store`] trait. [`DataStore`] keeps them in a [`Db`]: sled under one
+//! data directory (the default), or PostgreSQL shared by several replicas:
 //!
 //! ```text
 //! <data dir>/db/                 sled: trees `meta`, `accounts`, `connectors`, `connector-names`,
 //!                                `api-keys`, `plugins` (and others' trees: the audit log, plugins' kv)
-//! <data dir>/plugins/<sha256>.wasm   plugin components, named by their digest
+//! <data dir>/plugins/<sha256>.wasm   plugin components, named by their digest (PostgreSQL: the tree
+//!                                `plugin-components`)
 //! ```
 //!
 //! Every write is flushed before it returns: acknowledged means durable. Secrets are sealed with the
 //! master key (see [`seal`]); API keys are kept only as hashes.
 
+mod data_store;
+pub mod db;
 pub(crate) mod decoded;
 pub mod seal;
-mod sled_store;
 
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use data_store::{DataStore, SCHEMA_VERSION, open_db};
+pub use db::{Db, DbError, TransactionError};
 pub use seal::{KeySource, Keyring, MASTER_KEY_ENV, MasterKey};
-pub use sled_store::{SCHEMA_VERSION, SledStore, open_db};
 
 use crate::model::{Account, AccountCredentials, AccountInput, ApiKey, Connector, ConnectorId};
 use crate::secret::Secret;
@@ -121,6 +124,9 @@ pub enum StoreError {
     /// The disk or the database failed.
     #[error("storage failed: {0}")]
     Io(String),
+    /// The database could not be reached, or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -132,6 +138,7 @@ impl StoreError {
             StoreError::Invalid(_) => "store_invalid",
             StoreError::Sealing(_) => "store_sealing_failed",
             StoreError::Io(_) => "store_io",
+            StoreError::Unavailable(_) => "store_unavailable",
         }
     }
 }
@@ -142,11 +149,20 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
         match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
+            DbError::Unavailable(m) => StoreError::Unavailable(m),
+            DbError::Failed(m) => StoreError::Io(m),
+        }
+    }
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
         }
     }
 }
@@ -245,6 +261,7 @@ mod tests {
             StoreError::Invalid(String::new()),
             StoreError::Sealing(String::new()),
             StoreError::Io(String::new()),
+            StoreError::Unavailable(String::new()),
         ]
         .iter()
         .map(StoreError::code)
@@ -256,7 +273,8 @@ mod tests {
                 "store_conflict",
                 "store_invalid",
                 "store_sealing_failed",
-                "store_io"
+                "store_io",
+                "store_unavailable"
             ]
         );
     }

@@ -122,6 +122,18 @@ pub enum VendError {
     /// idfed's own store or audit log failed.
     #[error("idfed could not complete the request: {0}")]
     Internal(String),
+    /// idfed's database cannot be reached now (PostgreSQL down or too slow): refused, never assumed.
+    #[error("idfed's database cannot be used now; try again later")]
+    StoreUnavailable(String),
+}
+
+impl From<crate::store::StoreError> for VendError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(m) => VendError::StoreUnavailable(m),
+            other => VendError::Internal(other.to_string()),
+        }
+    }
 }
 
 impl VendError {
@@ -138,6 +150,7 @@ impl VendError {
             VendError::PluginFault { code, .. } => code,
             VendError::Sts(e) => e.code(),
             VendError::Internal(_) => "internal_error",
+            VendError::StoreUnavailable(_) => "store_unavailable",
         }
     }
 }
@@ -286,7 +299,10 @@ impl Vendor {
         // Durable (fsynced, shared with concurrent vends) before the credentials leave.
         if let Err(e) = self.audit.append_durable(event).await {
             tracing::error!(request_id, error = %e, "audit log unavailable: refusing to hand out credentials");
-            return Err(VendError::Internal("the audit log is unavailable".into()));
+            return Err(match e {
+                crate::audit::AuditError::Unavailable(m) => VendError::StoreUnavailable(m),
+                _ => VendError::Internal("the audit log is unavailable".into()),
+            });
         }
         result
     }
@@ -311,8 +327,7 @@ impl Vendor {
         event.ticket = options.ticket.clone();
         let connector = self
             .store
-            .get_connector(name)
-            .map_err(|e| VendError::Internal(e.to_string()))?
+            .get_connector(name)?
             .ok_or_else(|| VendError::NotFound(name.to_owned()))?;
         event.connector_id = Some(connector.id.to_string());
         event.connector = Some(connector.name.clone());
@@ -575,20 +590,16 @@ impl Vendor {
 
     /// The account as stored.
     fn account_entry(&self, account: &str) -> Result<Account, VendError> {
-        self.store
-            .get_account(account)
-            .map_err(|e| VendError::Internal(e.to_string()))?
-            .ok_or_else(|| {
-                VendError::Internal(format!("the connector's account {account:?} is missing"))
-            })
+        self.store.get_account(account)?.ok_or_else(|| {
+            VendError::Internal(format!("the connector's account {account:?} is missing"))
+        })
     }
 
     /// The account's access for one STS call, its secret opened.
     fn open_access(&self, account: Account) -> Result<AccountAccess, VendError> {
         let credentials = self
             .store
-            .account_credentials(&account.name)
-            .map_err(|e| VendError::Internal(e.to_string()))?
+            .account_credentials(&account.name)?
             .ok_or_else(|| {
                 VendError::Internal(format!(
                     "the connector's account {:?} is missing",

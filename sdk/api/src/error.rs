@@ -35,7 +35,7 @@ pub struct ErrorDetail {
     /// `federation_failed` (the console sign-in URL's federation endpoint); `ecr_failed` (ECR's
     /// `GetAuthorizationToken`, for `ecr-login`); `codeartifact_failed` (CodeArtifact's, for
     /// `codeartifact-token`); and `not_found`, `method_not_allowed`, `conflict`, `precondition_failed`,
-    /// `timeout`, `unavailable`, `internal_error`.
+    /// `timeout`, `unavailable`, `store_unavailable` (the database cannot be reached), `internal_error`.
     pub code: String,
     /// The message for the caller.
     pub message: String,
@@ -228,6 +228,8 @@ codes! {
     Timeout = "timeout",
     /// idfed's store cannot be used now (503).
     Unavailable = "unavailable",
+    /// idfed's database cannot be reached, or did not answer in time (503).
+    StoreUnavailable = "store_unavailable",
     /// idfed itself failed (500).
     InternalError = "internal_error",
 }

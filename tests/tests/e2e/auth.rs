@@ -39,7 +39,7 @@ async fn setup() -> Setup {
     ))
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path().join("db")).unwrap();
+    let db = idfed::store::Db::Sled(sled::open(dir.path().join("db")).unwrap());
     let clock = Arc::new(ManualClock::new());
     let config = AuthConfig {
         admin_groups: vec!["idfed-admins".into()],

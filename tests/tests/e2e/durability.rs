@@ -19,7 +19,7 @@ use idfed::auth::static_dir::add_user;
 use idfed::config::Config;
 use idfed::model::{Connector, Principal};
 use idfed::service::Service;
-use idfed::store::{SledStore, Store};
+use idfed::store::{DataStore, Store};
 use idfed_tests::moto;
 use idfed_tests::server::{PASSWORD, iam_account, user};
 use serde_json::{Value, json};
@@ -344,7 +344,7 @@ async fn every_vend_answered_survives_a_sigkill_in_the_audit_log() {
 
     // Every access key id answered has its `issued` record.
     let config = parse_config(&config_text(free_port(), &data_dir, &users_file));
-    let store = SledStore::open(&data_dir, config.data.key_source()).unwrap();
+    let store = DataStore::open(&data_dir, config.data.key_source()).unwrap();
     let audit = AuditLog::open(store.db(), None).unwrap();
     let records = audit
         .query(&AuditFilter {

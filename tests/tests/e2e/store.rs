@@ -8,7 +8,7 @@ use idfed::model::{
     Account, AccountCredentials, AccountInput, AccountSource, Connector, ConnectorId, Principal,
 };
 use idfed::store::seal::account_secret_aad;
-use idfed::store::{KeySource, Keyring, MasterKey, SledStore, Store};
+use idfed::store::{DataStore, KeySource, Keyring, MasterKey, Store};
 use serde_json::json;
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
@@ -51,7 +51,7 @@ fn env_source() -> (KeySource, String) {
     (KeySource::Env(encoded.clone()), encoded)
 }
 
-fn secret_of(store: &SledStore, name: &str) -> String {
+fn secret_of(store: &DataStore, name: &str) -> String {
     match store.account_credentials(name).unwrap().unwrap() {
         AccountCredentials::Static {
             secret_access_key, ..
@@ -112,7 +112,7 @@ fn accounts_connectors_and_api_keys_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (source, _) = env_source();
     let (connector_id, key_id, api_key) = {
-        let store = SledStore::open(dir.path(), source.clone()).unwrap();
+        let store = DataStore::open(dir.path(), source.clone()).unwrap();
         store.put_account(iam_user("prod", Some(SECRET))).unwrap();
         store.put_account(host_account("host")).unwrap();
         let c = store
@@ -124,7 +124,7 @@ fn accounts_connectors_and_api_keys_survive_a_restart() {
         let (key, secret) = store.create_api_key("ci-deploy", vec![c.id], None).unwrap();
         (c.id, key.id, secret)
     };
-    let store = SledStore::open(dir.path(), source).unwrap();
+    let store = DataStore::open(dir.path(), source).unwrap();
     let names: Vec<_> = store
         .list_accounts()
         .unwrap()
@@ -165,7 +165,7 @@ fn no_secret_is_ever_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     // The key file lives in the data directory too: it must not matter.
     let source = KeySource::File(dir.path().join("master.key"));
-    let store = SledStore::open(dir.path(), source.clone()).unwrap();
+    let store = DataStore::open(dir.path(), source.clone()).unwrap();
     store.put_account(iam_user("prod", Some(SECRET))).unwrap();
     store
         .put_account(iam_user("dev", Some(OTHER_SECRET)))
@@ -181,7 +181,7 @@ fn no_secret_is_ever_on_disk() {
 
     store.flush().unwrap();
     drop(store);
-    let store = SledStore::open(dir.path(), source.clone()).unwrap();
+    let store = DataStore::open(dir.path(), source.clone()).unwrap();
     assert_eq!(secret_of(&store, "prod"), SECRET);
     assert!(
         store
@@ -200,7 +200,7 @@ fn no_secret_is_ever_on_disk() {
     store.flush().unwrap();
     assert_nowhere_on_disk(dir.path(), &needles, "after a key rotation");
     drop(store);
-    let store = SledStore::open(dir.path(), source).unwrap();
+    let store = DataStore::open(dir.path(), source).unwrap();
     assert_eq!(secret_of(&store, "dev"), OTHER_SECRET);
     assert_nowhere_on_disk(dir.path(), &needles, "after a rotation and a restart");
 }
@@ -210,7 +210,7 @@ fn rotation_reseals_every_secret() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("keys").join("master.key");
     let source = KeySource::File(key_file.clone());
-    let store = SledStore::open(dir.path(), source.clone()).unwrap();
+    let store = DataStore::open(dir.path(), source.clone()).unwrap();
     store.put_account(iam_user("prod", Some(SECRET))).unwrap();
     store
         .put_account(iam_user("dev", Some(OTHER_SECRET)))
@@ -244,7 +244,7 @@ fn rotation_reseals_every_secret() {
         assert_eq!(secret_of(&store, name), secret);
     }
     drop(store);
-    let store = SledStore::open(dir.path(), source).unwrap();
+    let store = DataStore::open(dir.path(), source).unwrap();
     assert_eq!(secret_of(&store, "prod"), SECRET);
     assert_eq!(secret_of(&store, "dev"), OTHER_SECRET);
 }
@@ -252,7 +252,7 @@ fn rotation_reseals_every_secret() {
 #[test]
 fn api_keys_authenticate_only_when_whole_and_live() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), env_source().0).unwrap();
+    let store = DataStore::open(dir.path(), env_source().0).unwrap();
     store.put_account(iam_user("prod", Some(SECRET))).unwrap();
     let system = store
         .create_connector(connector("ci", "prod", true))
@@ -392,7 +392,7 @@ fn uuid_simple_zero() -> String {
 #[test]
 fn plugin_files_are_named_only_by_digest() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), env_source().0).unwrap();
+    let store = DataStore::open(dir.path(), env_source().0).unwrap();
     let wasm = b"\0asm\x0d\x00\x01\x00 a component".to_vec();
     let digest = store.put_plugin(&wasm, None).unwrap();
     assert_eq!(digest.len(), 64);
@@ -441,7 +441,7 @@ fn plugin_files_are_named_only_by_digest() {
 fn debug_output_never_shows_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let (source, encoded) = env_source();
-    let store = SledStore::open(dir.path(), source.clone()).unwrap();
+    let store = DataStore::open(dir.path(), source.clone()).unwrap();
     let input = iam_user("prod", Some(SECRET));
     let shown_input = format!("{input:?}");
     let account = store.put_account(input).unwrap();
@@ -465,7 +465,7 @@ fn debug_output_never_shows_a_secret() {
 #[test]
 fn conflicts_and_absences_have_their_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path(), env_source().0).unwrap();
+    let store = DataStore::open(dir.path(), env_source().0).unwrap();
     assert_eq!(
         store
             .put_account(iam_user("prod", None))
@@ -592,13 +592,13 @@ fn a_key_file_others_can_read_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("master.key");
     let source = KeySource::File(key_file.clone());
-    drop(SledStore::open(dir.path(), source.clone()).unwrap());
+    drop(DataStore::open(dir.path(), source.clone()).unwrap());
     assert_eq!(
         std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
         0o600
     );
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = SledStore::open(dir.path(), source).unwrap_err();
+    let e = DataStore::open(dir.path(), source).unwrap_err();
     assert_eq!(e.code(), "store_sealing_failed");
     assert!(e.to_string().contains("0644"), "{e}");
 }

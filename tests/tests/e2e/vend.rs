@@ -15,7 +15,7 @@ use idfed::model::{
 };
 use idfed::plugins::{KvStore, PluginRuntime, Purpose, RuntimeConfig};
 use idfed::secret::Secret;
-use idfed::store::{KeySource, SledStore, Store};
+use idfed::store::{DataStore, KeySource, Store};
 use idfed::sts::{
     AccountAccess, AwsIssuer, BoxFuture, CallerIdentity, CredentialIssuer, IssueRequest,
     IssuedCredentials, IssuerSettings, StsError,
@@ -54,7 +54,7 @@ impl CredentialIssuer for CountingIssuer {
 
 struct Harness {
     dir: tempfile::TempDir,
-    store: Arc<SledStore>,
+    store: Arc<DataStore>,
     issuer: Arc<CountingIssuer>,
     vendor: Vendor,
     /// The plugin runtime's metrics.
@@ -68,7 +68,7 @@ impl Harness {
 
     fn open(dir: tempfile::TempDir) -> Self {
         let store = Arc::new(
-            SledStore::open(dir.path(), KeySource::File(dir.path().join("master.key"))).unwrap(),
+            DataStore::open(dir.path(), KeySource::File(dir.path().join("master.key"))).unwrap(),
         );
         let kv = KvStore::new(store.db().open_tree("plugin-kv").unwrap());
         let mut registry = Registry::default();

@@ -132,6 +132,11 @@ impl From<StoreError> for AdminError {
             StoreError::Invalid(m) => Self::invalid(m),
             StoreError::Sealing(m) => Self::internal(format!("sealing: {m}")),
             StoreError::Io(m) => AdminError::Api(ApiError::Unavailable(format!("store: {m}"))),
+            StoreError::Unavailable(m) => AdminError::coded(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the database cannot be used now: {m}"),
+            ),
         }
     }
 }
@@ -231,7 +236,7 @@ impl FromRequestParts<AppState> for Admin {
 impl Admin {
     /// The audit event of a change: `action` (`admin.<resource>.<verb>`), the connector concerned if any,
     /// and a short description (never a secret). Commit it with the change through
-    /// [`crate::store::SledStore::audited`], so that both are stored or neither.
+    /// [`crate::store::DataStore::audited`], so that both are stored or neither.
     pub fn event(
         &self,
         action: &str,

@@ -1,12 +1,15 @@
-//! [`SledStore`]: the [`Store`] in sled, records as JSON, plugin components as files.
+//! [`DataStore`]: the [`Store`] in a [`Db`] (sled or PostgreSQL), records as JSON.
 //!
 //! Trees: `meta` (`schema_version`), `accounts` (by name), `connectors` (by id) with the
 //! `connector-names` index (name → id, changed in the same transaction as the connector), `api-keys`
-//! (by id), `plugins` (metadata, by digest; the component is `plugins/<digest>.wasm` in the data dir).
+//! (by id), `plugins` (metadata, by digest). The components themselves are files,
+//! `plugins/<digest>.wasm` in the data dir, with sled; rows of the tree `plugin-components` with
+//! PostgreSQL, so that every replica finds them.
 //!
-//! Writes are serialised by one mutex (they are rare: administrators' changes), which makes the checks
-//! that span trees (an account still in use, a plugin still bound) exact; what must change together is
-//! changed in one sled transaction. Every write is flushed before it returns.
+//! Writes are serialised by one mutex (they are rare: administrators' changes) and, on PostgreSQL, by
+//! an advisory lock across replicas, which makes the checks that span trees (an account still in use, a
+//! plugin still bound) exact; what must change together is changed in one transaction. Every write is
+//! durable before it returns.
 //!
 //! # Master key rotation, and why a crash cannot lose a secret
 //!
@@ -22,7 +25,7 @@
 //!
 //! A crash before 2 completes leaves the old key and old records (a stray `K.new.tmp` is removed on the
 //! next start). A crash anywhere from 2 to 5 leaves `K` (old key) and `K.new` (new key), and records all
-//! under the old key or all under the new one (the transaction is atomic): on the next [`SledStore::open`],
+//! under the old key or all under the new one (the transaction is atomic): on the next [`DataStore::open`],
 //! the keyring holds both, so every record opens, and the interrupted rotation is completed (every secret
 //! re-sealed under `K.new`'s key, flushed, then the rename). After 5 there is nothing left to do.
 //!
@@ -47,12 +50,11 @@ use cap_std::fs::Dir;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree, abort};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::db::{Db, Tree, TxError, TxTree};
 use super::decoded::Decoded;
 use super::seal::{
     self, KeySource, Keyring, MasterKey, account_secret_aad, commit_pending_key,
@@ -87,33 +89,44 @@ const LAST_USED_GRANULARITY: Duration = Duration::from_secs(60);
 
 /// A migration takes the database from one version to the next. It must be idempotent: a crash after
 /// it ran but before the new version was recorded runs it again.
-type Migration = fn(&Trees, &Dir) -> Result<(), StoreError>;
+type Migration = fn(&Trees, &Components) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
 const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [migrate_v0_to_v1];
 
+/// The tree of plugin components (PostgreSQL), by digest.
+const PLUGIN_COMPONENTS: &str = "plugin-components";
+/// The advisory lock that serialises administrators' writes across replicas (PostgreSQL).
+const WRITER_LOCK: i64 = 0x6964_6665_6457;
+
 struct Trees {
-    meta: sled::Tree,
-    accounts: sled::Tree,
-    connectors: sled::Tree,
-    connector_names: sled::Tree,
-    api_keys: sled::Tree,
-    plugins: sled::Tree,
+    meta: Tree,
+    accounts: Tree,
+    connectors: Tree,
+    connector_names: Tree,
+    api_keys: Tree,
+    plugins: Tree,
 }
 
-/// The store in sled, under one data directory.
-pub struct SledStore {
-    db: sled::Db,
+/// Where plugin components are kept: files beside sled, rows in PostgreSQL.
+enum Components {
+    Files(Dir),
+    Rows(Tree),
+}
+
+/// The store, in a [`Db`].
+pub struct DataStore {
+    db: Db,
     dir: Dir,
-    plugin_dir: Dir,
+    components: Components,
     trees: Trees,
     key_source: KeySource,
     keyring: RwLock<Keyring>,
     /// Serialises writes (not `last_used` updates, which compare-and-swap).
     writer: Mutex<()>,
-    /// The audit log's trees, for changes committed with their audit record ([`SledStore::audited`]).
-    audit_records: sled::Tree,
-    audit_meta: sled::Tree,
+    /// The audit log's trees, for changes committed with their audit record ([`DataStore::audited`]).
+    audit_records: Tree,
+    audit_meta: Tree,
     /// Connectors and accounts as last decoded, read on every vend.
     decoded_connectors: Decoded<Connector>,
     decoded_accounts: Decoded<Account>,
@@ -121,30 +134,41 @@ pub struct SledStore {
 
 /// The store's trees inside one write's transaction.
 struct Tx<'a> {
-    accounts: &'a TransactionalTree,
-    connectors: &'a TransactionalTree,
-    names: &'a TransactionalTree,
-    api_keys: &'a TransactionalTree,
-    plugins: &'a TransactionalTree,
+    accounts: &'a TxTree<'a>,
+    connectors: &'a TxTree<'a>,
+    names: &'a TxTree<'a>,
+    api_keys: &'a TxTree<'a>,
+    plugins: &'a TxTree<'a>,
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+type TxResult<T> = Result<T, TxError<StoreError>>;
 
-impl std::fmt::Debug for SledStore {
+/// Ends a transaction with `e`.
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(TxError::Abort(e))
+}
+
+/// Held by a write: the process's mutex and, on PostgreSQL, the replicas' advisory lock.
+struct WriteGuard<'a> {
+    _local: MutexGuard<'a, ()>,
+    _shared: Option<super::db::postgres::AdvisoryLock>,
+}
+
+impl std::fmt::Debug for DataStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledStore")
+        f.debug_struct("DataStore")
             .field("key_source", &self.key_source)
             .field("key_id", &self.key_id())
             .finish_non_exhaustive()
     }
 }
 
-impl SledStore {
+impl DataStore {
     /// Opens (creating if need be) the store in `data_dir`: sled in `<data_dir>/db`, plugin components
     /// in `<data_dir>/plugins/`. Migrates an older database forward, refuses a newer one, loads the
     /// master key (creating a key file if there is none), completes an interrupted key rotation, and
     /// refuses a key that does not open the stored secrets.
-    pub fn open(data_dir: &Path, key_source: KeySource) -> Result<SledStore, StoreError> {
+    pub fn open(data_dir: &Path, key_source: KeySource) -> Result<DataStore, StoreError> {
         create_private_dir_all(data_dir)?;
         let db_path = data_dir.join("db");
         let db = open_db(&db_path).map_err(|e| {
@@ -159,6 +183,39 @@ impl SledStore {
             .create_dir_all(PLUGIN_DIR)
             .and_then(|()| dir.open_dir(PLUGIN_DIR))
             .map_err(|e| io_error("cannot open", &data_dir.join(PLUGIN_DIR), &e))?;
+        let where_ = db_path.display().to_string();
+        Self::open_in(
+            Db::Sled(db),
+            dir,
+            Components::Files(plugin_dir),
+            key_source,
+            &where_,
+        )
+    }
+
+    /// Opens the store in a PostgreSQL database `pg` (plugin components in it too); `data_dir` holds
+    /// only the master key file, if the key comes from one. Every replica must be given the same master
+    /// key.
+    pub fn open_postgres(
+        pg: std::sync::Arc<super::db::postgres::Postgres>,
+        data_dir: &Path,
+        key_source: KeySource,
+    ) -> Result<DataStore, StoreError> {
+        create_private_dir_all(data_dir)?;
+        let dir = Dir::open_ambient_dir(data_dir, cap_std::ambient_authority())
+            .map_err(|e| io_error("cannot open the data directory", data_dir, &e))?;
+        let db = Db::Postgres(pg);
+        let components = Components::Rows(db.open_tree(PLUGIN_COMPONENTS)?);
+        Self::open_in(db, dir, components, key_source, "the PostgreSQL database")
+    }
+
+    fn open_in(
+        db: Db,
+        dir: Dir,
+        components: Components,
+        key_source: KeySource,
+        where_: &str,
+    ) -> Result<DataStore, StoreError> {
         let trees = Trees {
             meta: db.open_tree(META)?,
             accounts: db.open_tree(ACCOUNTS)?,
@@ -167,7 +224,7 @@ impl SledStore {
             api_keys: db.open_tree(API_KEYS)?,
             plugins: db.open_tree(PLUGINS)?,
         };
-        migrate(&db, &trees, &plugin_dir, &db_path)?;
+        migrate(&db, &trees, &components, where_)?;
 
         let current = MasterKey::load_or_create(&key_source)?;
         let pending = match &key_source {
@@ -178,14 +235,14 @@ impl SledStore {
         if let Some(pending) = &pending {
             keyring = keyring.with_key(pending.duplicate());
         }
-        let store = SledStore {
+        let store = DataStore {
             audit_records: db.open_tree(crate::audit::RECORDS_TREE)?,
             audit_meta: db.open_tree(crate::audit::META_TREE)?,
             decoded_connectors: Decoded::default(),
             decoded_accounts: Decoded::default(),
             db,
             dir,
-            plugin_dir,
+            components,
             trees,
             key_source,
             keyring: RwLock::new(keyring),
@@ -197,7 +254,7 @@ impl SledStore {
                 key_id = %pending.fingerprint(),
                 "completing an interrupted master key rotation"
             );
-            let _writer = store.write_lock();
+            let _writer = store.write_lock()?;
             let count = store.reseal_all(pending, true)?;
             tracing::info!(
                 secrets = count,
@@ -209,7 +266,7 @@ impl SledStore {
     }
 
     /// The database, shared with the audit log and the plugins' key-value store (their own trees).
-    pub fn db(&self) -> &sled::Db {
+    pub fn db(&self) -> &Db {
         &self.db
     }
 
@@ -227,8 +284,16 @@ impl SledStore {
         self.keyring.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_lock(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    fn write_lock(&self) -> Result<WriteGuard<'_>, StoreError> {
+        let local = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = match &self.db {
+            Db::Sled(_) => None,
+            Db::Postgres(pg) => Some(pg.advisory_lock(WRITER_LOCK)?),
+        };
+        Ok(WriteGuard {
+            _local: local,
+            _shared: shared,
+        })
     }
 
     fn durable(&self) -> Result<(), StoreError> {
@@ -259,44 +324,49 @@ impl SledStore {
         let _appends = audit.map(|(log, _)| log.lock_appends());
         let appended = std::cell::Cell::new(None);
         let t = &self.trees;
-        let result = (
-            &t.accounts,
-            &t.connectors,
-            &t.connector_names,
-            &t.api_keys,
-            &t.plugins,
-            &self.audit_records,
-            &self.audit_meta,
-        )
-            .transaction(
-                |(accounts, connectors, names, api_keys, plugins, records, meta)| {
-                    let result = work(&Tx {
+        let result =
+            self.db
+                .transaction(
+                    [
+                        &t.accounts,
+                        &t.connectors,
+                        &t.connector_names,
+                        &t.api_keys,
+                        &t.plugins,
+                        &self.audit_records,
+                        &self.audit_meta,
+                    ],
+                    |[
                         accounts,
                         connectors,
                         names,
                         api_keys,
                         plugins,
-                    })?;
-                    if let Some((_, event)) = audit {
-                        let record = crate::audit::append_in(records, meta, event, time).map_err(
-                            |e| match e {
-                                ConflictableTransactionError::Abort(e) => {
-                                    ConflictableTransactionError::Abort(StoreError::Io(format!(
+                        records,
+                        meta,
+                    ]| {
+                        let result = work(&Tx {
+                            accounts,
+                            connectors,
+                            names,
+                            api_keys,
+                            plugins,
+                        })?;
+                        if let Some((_, event)) = audit {
+                            let record = crate::audit::append_in(records, meta, event, time)
+                                .map_err(|e| match e {
+                                    TxError::Abort(e) => TxError::Abort(StoreError::Io(format!(
                                         "the change could not be audited, so it was not made: {e}"
-                                    )))
-                                }
-                                ConflictableTransactionError::Storage(e) => {
-                                    ConflictableTransactionError::Storage(e)
-                                }
-                                _ => ConflictableTransactionError::Conflict,
-                            },
-                        )?;
-                        appended.set(Some(record.seq));
-                    }
-                    Ok(result)
-                },
-            )
-            .map_err(StoreError::from)?;
+                                    ))),
+                                    TxError::Storage(e) => TxError::Storage(e),
+                                    TxError::Conflict => TxError::Conflict,
+                                })?;
+                            appended.set(Some(record.seq));
+                        }
+                        Ok(result)
+                    },
+                )
+                .map_err(StoreError::from)?;
         if let (Some((log, _)), Some(seq)) = (audit, appended.get()) {
             log.appended_through(seq);
         }
@@ -370,7 +440,7 @@ impl SledStore {
         }
 
         // 3. All secrets at once.
-        let committed = self.trees.accounts.transaction(|tx| {
+        let committed = self.db.transaction([&self.trees.accounts], |[tx]| {
             for (name, old, new) in &changes {
                 if tx.get(name)?.as_ref() != Some(old) {
                     return abort(StoreError::Conflict(
@@ -496,26 +566,90 @@ impl SledStore {
         }
         Ok(())
     }
+}
 
-    fn plugin_file(digest: &str) -> String {
+impl Components {
+    fn file(digest: &str) -> String {
         format!("{digest}.wasm")
     }
 
-    fn sync_plugin_dir(&self) -> std::io::Result<()> {
-        // A directory handle of cap-std's may be `O_PATH`, which cannot be synced: open it for reading.
-        self.plugin_dir.open(".")?.sync_all()
+    /// Whether the component `digest` is kept whole (`len` bytes).
+    fn has(&self, digest: &str, len: u64) -> Result<bool, StoreError> {
+        Ok(match self {
+            Components::Files(dir) => dir
+                .metadata(Self::file(digest))
+                .is_ok_and(|m| m.is_file() && m.len() == len),
+            Components::Rows(tree) => tree.get(digest)?.is_some_and(|v| v.len() as u64 == len),
+        })
+    }
+
+    fn exists(&self, digest: &str) -> Result<bool, StoreError> {
+        Ok(match self {
+            Components::Files(dir) => dir.metadata(Self::file(digest)).is_ok(),
+            Components::Rows(tree) => tree.contains_key(digest)?,
+        })
+    }
+
+    fn write(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
+        match self {
+            Components::Files(dir) => {
+                // Written under a temporary name, synced, and renamed: never a torn file under the
+                // real name.
+                let name = Self::file(digest);
+                let temporary = format!("{name}.{}.tmp", std::process::id());
+                let write = || -> std::io::Result<()> {
+                    let mut file = dir.create(&temporary)?;
+                    file.write_all(wasm)?;
+                    file.sync_all()?;
+                    dir.rename(&temporary, dir, &name)?;
+                    // A directory handle of cap-std's may be `O_PATH`, which cannot be synced: open
+                    // it for reading.
+                    dir.open(".")?.sync_all()
+                };
+                write().map_err(|e| {
+                    let _ = dir.remove_file(&temporary);
+                    StoreError::Io(format!("cannot store plugin {digest}: {e}"))
+                })
+            }
+            Components::Rows(tree) => Ok(tree.insert(digest, wasm)?),
+        }
+    }
+
+    fn read(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Components::Files(dir) => match dir.read(Self::file(digest)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::Io(format!("cannot read plugin {digest}: {e}"))),
+            },
+            Components::Rows(tree) => Ok(tree.get(digest)?.map(|v| v.to_vec())),
+        }
+    }
+
+    /// Removes a component; whether there was one.
+    fn remove(&self, digest: &str) -> Result<bool, StoreError> {
+        match self {
+            Components::Files(dir) => match dir.remove_file(Self::file(digest)) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(StoreError::Io(format!(
+                    "cannot remove plugin {digest}: {e}"
+                ))),
+            },
+            Components::Rows(tree) => Ok(tree.remove(digest)?.is_some()),
+        }
     }
 }
 
 /// The writes, each with an optional audit record committed in the same transaction.
-impl SledStore {
+impl DataStore {
     fn put_account_in(
         &self,
         input: AccountInput,
         audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<Account, StoreError> {
         check_name("account", &input.name)?;
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         let keys = self.keys();
         let existing = self.get_account(&input.name)?;
         let source = match input.source {
@@ -588,7 +722,7 @@ impl SledStore {
         name: &str,
         audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<(), StoreError> {
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         if !self.trees.accounts.contains_key(name)? {
             return Err(StoreError::NotFound(format!("account {name:?}")));
         }
@@ -618,7 +752,7 @@ impl SledStore {
         if connector.id.is_nil() {
             connector.id = Uuid::new_v4();
         }
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         self.check_connector(&connector)?;
         let id = connector.id.to_string();
         let value = encode(&connector)?;
@@ -647,7 +781,7 @@ impl SledStore {
         expected: &Connector,
         audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<Connector, StoreError> {
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         let old = self
             .connector_by_id(connector.id)?
             .ok_or_else(|| StoreError::NotFound(format!("connector {}", connector.id)))?;
@@ -684,7 +818,7 @@ impl SledStore {
         id: ConnectorId,
         audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<(), StoreError> {
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         let connector = self
             .connector_by_id(id)?
             .ok_or_else(|| StoreError::NotFound(format!("connector {id}")))?;
@@ -704,10 +838,10 @@ impl SledStore {
                 let Some(value) = tx.api_keys.get(holder)? else {
                     continue;
                 };
-                let mut api_key: ApiKey = decode(API_KEYS, holder.as_bytes(), &value)
-                    .map_err(ConflictableTransactionError::Abort)?;
+                let mut api_key: ApiKey =
+                    decode(API_KEYS, holder.as_bytes(), &value).map_err(TxError::Abort)?;
                 api_key.connectors.retain(|c| *c != id);
-                let value = encode(&api_key).map_err(ConflictableTransactionError::Abort)?;
+                let value = encode(&api_key).map_err(TxError::Abort)?;
                 tx.api_keys.insert(holder.as_bytes(), value)?;
             }
             Ok(())
@@ -733,7 +867,7 @@ impl SledStore {
                 "API key {name}: it must name at least one connector"
             )));
         }
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         let mut unique = Vec::new();
         for id in connectors {
             if unique.contains(&id) {
@@ -801,7 +935,7 @@ impl SledStore {
         id: Uuid,
         audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<(), StoreError> {
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         self.commit(audit, |tx| {
             if tx.api_keys.remove(id.to_string().as_bytes())?.is_none() {
                 return abort(StoreError::NotFound(format!("API key {id}")));
@@ -823,33 +957,16 @@ impl SledStore {
             check_name("plugin", plugin_name)?;
         }
         let digest = hex::encode(Sha256::digest(wasm));
-        let name = Self::plugin_file(&digest);
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         let existing: Option<PluginInfo> = self
             .trees
             .plugins
             .get(&digest)?
             .map(|v| decode(PLUGINS, digest.as_bytes(), &v))
             .transpose()?;
-        let on_disk = self
-            .plugin_dir
-            .metadata(&name)
-            .is_ok_and(|m| m.is_file() && m.len() == wasm.len() as u64);
-        if !(existing.is_some() && on_disk) {
-            // Written under a temporary name, synced, and renamed: never a torn file under the real name.
-            let temporary = format!("{name}.{}.tmp", std::process::id());
-            let write = || -> std::io::Result<()> {
-                let mut file = self.plugin_dir.create(&temporary)?;
-                file.write_all(wasm)?;
-                file.sync_all()?;
-                self.plugin_dir
-                    .rename(&temporary, &self.plugin_dir, &name)?;
-                self.sync_plugin_dir()
-            };
-            write().map_err(|e| {
-                let _ = self.plugin_dir.remove_file(&temporary);
-                StoreError::Io(format!("cannot store plugin {digest}: {e}"))
-            })?;
+        let kept = self.components.has(&digest, wasm.len() as u64)?;
+        if !(existing.is_some() && kept) {
+            self.components.write(&digest, wasm)?;
         }
         let info = PluginInfo {
             digest: digest.clone(),
@@ -873,7 +990,7 @@ impl SledStore {
         audit: Option<(&AuditLog, &AuditEvent)>,
     ) -> Result<(), StoreError> {
         check_digest(digest)?;
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         let users: Vec<String> = self
             .connectors()?
             .into_iter()
@@ -886,25 +1003,17 @@ impl SledStore {
                 users.join(", ")
             )));
         }
-        let on_disk = self.plugin_dir.metadata(Self::plugin_file(digest)).is_ok();
-        if !on_disk && !self.trees.plugins.contains_key(digest)? {
+        let kept = self.components.exists(digest)?;
+        if !kept && !self.trees.plugins.contains_key(digest)? {
             // Nothing to remove: no change, and no record of one.
             return Err(StoreError::NotFound(format!("plugin {digest}")));
         }
         let had_metadata = self.commit(audit, |tx| {
             Ok(tx.plugins.remove(digest.as_bytes())?.is_some())
         })?;
-        // The metadata goes first: a crash in between leaves an unlisted file, which a later
+        // The metadata goes first: a crash in between leaves an unlisted component, which a later
         // put_plugin of the same component reuses.
-        let had_file = match self.plugin_dir.remove_file(Self::plugin_file(digest)) {
-            Ok(()) => true,
-            Err(e) if e.kind() == ErrorKind::NotFound => false,
-            Err(e) => {
-                return Err(StoreError::Io(format!(
-                    "cannot remove plugin {digest}: {e}"
-                )));
-            }
-        };
+        let had_file = self.components.remove(digest)?;
         if !had_metadata && !had_file {
             return Err(StoreError::NotFound(format!("plugin {digest}")));
         }
@@ -914,7 +1023,7 @@ impl SledStore {
 
 /// An administrator's change to the store with its audit record: each write commits both, or neither.
 pub struct Audited<'a> {
-    store: &'a SledStore,
+    store: &'a DataStore,
     log: &'a AuditLog,
     event: AuditEvent,
 }
@@ -989,7 +1098,7 @@ impl Audited<'_> {
     }
 }
 
-impl Store for SledStore {
+impl Store for DataStore {
     fn put_account(&self, input: AccountInput) -> Result<Account, StoreError> {
         self.put_account_in(input, None)
     }
@@ -1114,8 +1223,8 @@ impl Store for SledStore {
             // Compare-and-swap: a key deleted or changed meanwhile is not brought back.
             let swapped = self.trees.api_keys.compare_and_swap(
                 key.as_bytes(),
-                Some(stored),
-                Some(encode(&updated)?),
+                Some(&stored),
+                Some(&encode(&updated)?),
             );
             match swapped {
                 Ok(Ok(())) => {
@@ -1149,10 +1258,8 @@ impl Store for SledStore {
 
     fn get_plugin(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_digest(digest)?;
-        let bytes = match self.plugin_dir.read(Self::plugin_file(digest)) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::Io(format!("cannot read plugin {digest}: {e}"))),
+        let Some(bytes) = self.components.read(digest)? else {
+            return Ok(None);
         };
         if hex::encode(Sha256::digest(&bytes)) != digest {
             return Err(StoreError::Io(format!(
@@ -1178,7 +1285,7 @@ impl Store for SledStore {
     }
 
     fn rotate_master_key(&self, new_key: MasterKey) -> Result<usize, StoreError> {
-        let _writer = self.write_lock();
+        let _writer = self.write_lock()?;
         if new_key.fingerprint() == self.key_id() {
             return Err(StoreError::Invalid(
                 "the new master key is the current one".into(),
@@ -1248,13 +1355,12 @@ fn schema_version(trees: &Trees) -> Result<u32, StoreError> {
 }
 
 /// Brings the database to [`SCHEMA_VERSION`], one version at a time, each step durable.
-fn migrate(db: &sled::Db, trees: &Trees, plugins: &Dir, path: &Path) -> Result<(), StoreError> {
+fn migrate(db: &Db, trees: &Trees, plugins: &Components, where_: &str) -> Result<(), StoreError> {
     let mut version = schema_version(trees)?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::Invalid(format!(
-            "the database {} has schema version {version}, newer than this idfed knows \
-             ({SCHEMA_VERSION}): run a newer idfed",
-            path.display()
+            "the database {where_} has schema version {version}, newer than this idfed knows \
+             ({SCHEMA_VERSION}): run a newer idfed"
         )));
     }
     while version < SCHEMA_VERSION {
@@ -1272,7 +1378,7 @@ fn migrate(db: &sled::Db, trees: &Trees, plugins: &Dir, path: &Path) -> Result<(
 /// Version 0 (before versioning) had no `connector-names` index and no plugin metadata (plugin files
 /// only). Builds both, and checks that every record reads as a v1 record. A new, empty database is
 /// version 0 too, and goes through here trivially.
-fn migrate_v0_to_v1(trees: &Trees, plugins: &Dir) -> Result<(), StoreError> {
+fn migrate_v0_to_v1(trees: &Trees, plugins: &Components) -> Result<(), StoreError> {
     let mut names = BTreeMap::new();
     for entry in trees.connectors.iter() {
         let (key, value) = entry?;
@@ -1304,6 +1410,10 @@ fn migrate_v0_to_v1(trees: &Trees, plugins: &Dir) -> Result<(), StoreError> {
         let (key, value) = entry?;
         decode::<ApiKey>(API_KEYS, &key, &value)?;
     }
+    // Version 0 was sled's only: its plugin files.
+    let Components::Files(plugins) = plugins else {
+        return Ok(());
+    };
     let entries = plugins
         .entries()
         .map_err(|e| StoreError::Io(format!("cannot list the plugin directory: {e}")))?;
@@ -1406,7 +1516,7 @@ mod tests {
         (encoded.clone(), KeySource::Env(encoded))
     }
 
-    fn secret_of(store: &SledStore, name: &str) -> String {
+    fn secret_of(store: &DataStore, name: &str) -> String {
         match store.account_credentials(name).unwrap().unwrap() {
             AccountCredentials::Static {
                 secret_access_key, ..
@@ -1418,7 +1528,7 @@ mod tests {
     #[test]
     fn store_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
-        check::<SledStore>();
+        check::<DataStore>();
         let _: Option<&dyn Store> = None;
     }
 
@@ -1457,7 +1567,7 @@ mod tests {
             std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
             std::fs::write(dir.path().join(format!("plugins/{digest}.wasm")), &wasm).unwrap();
         }
-        let store = SledStore::open(dir.path(), source.clone()).unwrap();
+        let store = DataStore::open(dir.path(), source.clone()).unwrap();
         assert_eq!(
             store.trees.meta.get(SCHEMA_KEY).unwrap().as_deref(),
             Some(&b"1"[..])
@@ -1475,7 +1585,7 @@ mod tests {
         assert_eq!(e.code(), "store_conflict");
         drop(store);
         // Opening again migrates nothing more.
-        SledStore::open(dir.path(), source).unwrap();
+        DataStore::open(dir.path(), source).unwrap();
     }
 
     #[test]
@@ -1493,7 +1603,7 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        let e = SledStore::open(dir.path(), source).unwrap_err();
+        let e = DataStore::open(dir.path(), source).unwrap_err();
         assert_eq!(e.code(), "store_invalid", "{e}");
         assert!(
             e.to_string().contains("two connectors are named twin"),
@@ -1526,7 +1636,7 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let e = SledStore::open(dir.path(), source).unwrap_err();
+        let e = DataStore::open(dir.path(), source).unwrap_err();
         assert_eq!(e.code(), "store_invalid", "{e}");
         assert!(e.to_string().contains("schema version 7, newer"), "{e}");
     }
@@ -1536,12 +1646,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_, source) = env_key();
         let key_id = {
-            let store = SledStore::open(dir.path(), source).unwrap();
+            let store = DataStore::open(dir.path(), source).unwrap();
             store.put_account(iam_user("prod", Some(SECRET))).unwrap();
             store.key_id()
         };
         let (_, other) = env_key();
-        let e = SledStore::open(dir.path(), other).unwrap_err();
+        let e = DataStore::open(dir.path(), other).unwrap_err();
         assert_eq!(e.code(), "store_sealing_failed");
         assert!(e.to_string().contains(&key_id), "{e}");
         assert!(!e.to_string().contains(SECRET));
@@ -1554,12 +1664,12 @@ mod tests {
         let key_file = dir.path().join("master.key");
         let source = KeySource::File(key_file.clone());
         {
-            let store = SledStore::open(dir.path(), source.clone()).unwrap();
+            let store = DataStore::open(dir.path(), source.clone()).unwrap();
             store.put_account(iam_user("prod", Some(SECRET))).unwrap();
         }
         let new = MasterKey::generate().unwrap();
         write_pending_key(&key_file, &new).unwrap();
-        let store = SledStore::open(dir.path(), source.clone()).unwrap();
+        let store = DataStore::open(dir.path(), source.clone()).unwrap();
         assert_eq!(store.key_id(), new.fingerprint());
         assert!(!pending_path(&key_file).exists());
         assert_eq!(
@@ -1577,7 +1687,7 @@ mod tests {
         let source = KeySource::File(key_file.clone());
         let new = MasterKey::generate().unwrap();
         {
-            let store = SledStore::open(dir.path(), source.clone()).unwrap();
+            let store = DataStore::open(dir.path(), source.clone()).unwrap();
             store.put_account(iam_user("prod", Some(SECRET))).unwrap();
             store.put_account(iam_user("dev", Some("other"))).unwrap();
             write_pending_key(&key_file, &new).unwrap();
@@ -1608,7 +1718,7 @@ mod tests {
             }
             store.flush().unwrap();
         }
-        let store = SledStore::open(dir.path(), source.clone()).unwrap();
+        let store = DataStore::open(dir.path(), source.clone()).unwrap();
         assert_eq!(store.key_id(), new.fingerprint());
         assert!(!pending_path(&key_file).exists());
         assert_eq!(secret_of(&store, "prod"), SECRET);
@@ -1622,16 +1732,16 @@ mod tests {
         let new = MasterKey::generate().unwrap();
         let new_encoded = new.to_base64().expose().to_owned();
         {
-            let store = SledStore::open(dir.path(), source.clone()).unwrap();
+            let store = DataStore::open(dir.path(), source.clone()).unwrap();
             store.put_account(iam_user("prod", Some(SECRET))).unwrap();
             assert_eq!(store.rotate_master_key(new).unwrap(), 1);
             assert_eq!(secret_of(&store, "prod"), SECRET);
         }
         assert_eq!(
-            SledStore::open(dir.path(), source).unwrap_err().code(),
+            DataStore::open(dir.path(), source).unwrap_err().code(),
             "store_sealing_failed"
         );
-        let store = SledStore::open(dir.path(), KeySource::Env(new_encoded)).unwrap();
+        let store = DataStore::open(dir.path(), KeySource::Env(new_encoded)).unwrap();
         assert_eq!(secret_of(&store, "prod"), SECRET);
         let same = MasterKey::from_base64(store.keys().current().to_base64().expose()).unwrap();
         assert_eq!(
@@ -1644,7 +1754,7 @@ mod tests {
     fn an_audited_change_is_stored_with_its_record_or_not_at_all() {
         use crate::audit::{AuditFilter, RECORDS_TREE};
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), env_key().1).unwrap();
+        let store = DataStore::open(dir.path(), env_key().1).unwrap();
         store.put_account(iam_user("main", Some("secret"))).unwrap();
         let event = AuditEvent {
             action: "admin.connector.create".into(),
@@ -1691,7 +1801,7 @@ mod tests {
     #[test]
     fn accounts_keep_or_need_their_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), env_key().1).unwrap();
+        let store = DataStore::open(dir.path(), env_key().1).unwrap();
         assert_eq!(
             store
                 .put_account(iam_user("prod", None))
@@ -1747,7 +1857,7 @@ mod tests {
     #[test]
     fn reads_see_every_write_even_one_made_beside_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), env_key().1).unwrap();
+        let store = DataStore::open(dir.path(), env_key().1).unwrap();
         store.put_account(iam_user("prod", Some(SECRET))).unwrap();
         let created = store.create_connector(connector("web", "prod")).unwrap();
         // Read twice: the second read is the remembered decoding.
@@ -1782,14 +1892,14 @@ mod tests {
             .unwrap();
         assert_eq!(store.get_account("prod").unwrap().unwrap(), account);
         // And a record that no longer decodes is an error, never the old record.
-        store.trees.accounts.insert("prod", b"{".to_vec()).unwrap();
+        store.trees.accounts.insert("prod", b"{").unwrap();
         assert_eq!(store.get_account("prod").unwrap_err().code(), "store_io");
     }
 
     #[test]
     fn connectors_check_names_accounts_and_bindings() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), env_key().1).unwrap();
+        let store = DataStore::open(dir.path(), env_key().1).unwrap();
         store.put_account(iam_user("prod", Some(SECRET))).unwrap();
         assert_eq!(
             store
@@ -1892,7 +2002,7 @@ mod tests {
     #[test]
     fn last_use_is_recorded_at_most_once_a_minute() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), env_key().1).unwrap();
+        let store = DataStore::open(dir.path(), env_key().1).unwrap();
         store.put_account(iam_user("prod", Some(SECRET))).unwrap();
         let c = store.create_connector(connector("ci", "prod")).unwrap();
         let (_, key) = store.create_api_key("ci-deploy", vec![c.id], None).unwrap();
