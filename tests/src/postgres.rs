@@ -256,3 +256,75 @@ fn id(args: &[&str]) -> u32 {
         .parse()
         .expect("id prints a number")
 }
+
+/// Set to `postgres` (`IDFED_TEST_BACKEND=postgres`), the end-to-end tests' servers keep their state in
+/// PostgreSQL (a database each, on one cluster per test process) instead of sled: `scripts/test` runs
+/// them both ways.
+pub const BACKEND_ENV: &str = "IDFED_TEST_BACKEND";
+
+/// Whether the tests' servers run on PostgreSQL ([`BACKEND_ENV`]).
+pub fn servers_on_postgres() -> bool {
+    std::env::var(BACKEND_ENV).is_ok_and(|v| v.trim() == "postgres")
+}
+
+/// What a test server's `[data]` section needs besides its `dir`: nothing on sled; on PostgreSQL the
+/// backend and a fresh database of the shared cluster (a `[data.postgres]` table, so it goes last in
+/// `[data]`).
+pub fn data_backend_toml() -> String {
+    if !servers_on_postgres() {
+        return String::new();
+    }
+    format!(
+        "backend = \"postgres\"\n[data.postgres]\nurl = {:?}\n",
+        fresh_database()
+    )
+}
+
+/// A new, empty database on the shared cluster; its URL.
+pub fn fresh_database() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let cluster = shared();
+    let name = format!(
+        "idfed_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    cluster.create_database(&name);
+    cluster.url(&name)
+}
+
+/// One cluster for the whole test process. Rust's test harness has no teardown and statics are never
+/// dropped, so a watcher process (in a session of its own) stops the cluster and removes its directory
+/// once this process has ended.
+pub fn shared() -> &'static PgCluster {
+    static SHARED: std::sync::OnceLock<PgCluster> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let cluster = PgCluster::start();
+        let stop = match cluster.run_as {
+            Some(user) => format!(
+                "runuser -u {user} -- {:?} -D {:?} -m immediate stop",
+                cluster.bin.join("pg_ctl"),
+                cluster.data_dir()
+            ),
+            None => format!(
+                "{:?} -D {:?} -m immediate stop",
+                cluster.bin.join("pg_ctl"),
+                cluster.data_dir()
+            ),
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {dir:?}",
+            pid = std::process::id(),
+            dir = cluster.dir.path(),
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start the cluster's watcher (setsid, from util-linux)");
+        cluster
+    })
+}

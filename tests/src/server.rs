@@ -144,13 +144,20 @@ impl TestServer {
         extra_config: &str,
     ) -> TestServer {
         let mut config = Config::parse(&format!(
-            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n{server_config}[data]\ndir = {:?}\n[auth.directory]\n{directory}{extra_config}",
+            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n{server_config}[data]\ndir = {:?}\n{}[auth.directory]\n{directory}{extra_config}",
             dir.path().join("data"),
+            crate::postgres::data_backend_toml(),
         ))
         .unwrap();
         config.apply_env(|_| None).unwrap();
         config.check().unwrap();
         let service = Arc::new(Service::open(&config).unwrap());
+        let engine = if crate::postgres::servers_on_postgres() {
+            "postgres"
+        } else {
+            "sled"
+        };
+        assert_eq!(service.store.db().engine(), engine, "the backend asked for");
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .unwrap();

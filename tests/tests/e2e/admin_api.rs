@@ -43,8 +43,9 @@ impl Fixture {
         add(&users, "alice", &["devs"]);
         add(&users, "root", &["idfed-admins"]);
         let config = Config::parse(&format!(
-            "[server]\nplain_http = true\nbody_limit_bytes = 4096\n[data]\ndir = {:?}\n[auth]\nadmin_groups = [\"idfed-admins\"]\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
+            "[server]\nplain_http = true\nbody_limit_bytes = 4096\n[data]\ndir = {:?}\n{}[auth]\nadmin_groups = [\"idfed-admins\"]\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
             dir.path().join("data"),
+            idfed_tests::postgres::data_backend_toml(),
             users
         ))
         .unwrap();

@@ -56,8 +56,9 @@ impl Fixture {
         add(&users, "alice", &["devs"]);
         add(&users, "bob", &["ops"]);
         let config = Config::parse(&format!(
-            "[server]\nplain_http = true\nbody_limit_bytes = 4096\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n{extra}",
+            "[server]\nplain_http = true\nbody_limit_bytes = 4096\n[data]\ndir = {:?}\n{}[auth.directory]\ntype = \"static\"\nfile = {:?}\n{extra}",
             dir.path().join("data"),
+            idfed_tests::postgres::data_backend_toml(),
             users
         ))
         .unwrap();

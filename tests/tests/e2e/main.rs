@@ -30,6 +30,7 @@ mod python_plugins;
 mod quickstart;
 mod service_tokens;
 mod store;
+mod store_db;
 mod sts;
 mod sts_standin;
 mod tls;

@@ -35,8 +35,9 @@ impl Fixture {
         let users = dir.path().join("users.toml");
         std::fs::write(&users, "").unwrap();
         let config = Config::parse(&format!(
-            "[server]\nplain_http = true\n[data]\ndir = {:?}\n[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
+            "[server]\nplain_http = true\n[data]\ndir = {:?}\n{}[auth.directory]\ntype = \"static\"\nfile = {:?}\n",
             dir.path().join("data"),
+            idfed_tests::postgres::data_backend_toml(),
             users
         ))
         .unwrap();

@@ -1,0 +1,253 @@
+//! The database engines behind every store (`idfed::store::db`): the same contract checked on sled and on a
+//! real PostgreSQL (a throw-away cluster), then what only a shared database must do — two "replicas" (two
+//! pools on one database) agreeing, and a database that goes away answering `Unavailable` within the
+//! timeout, then recovering by itself.
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idfed::secret::Secret;
+use idfed::store::db::postgres::{Postgres, PostgresConfig};
+use idfed::store::db::{Db, DbError, TransactionError, TxError};
+use idfed_tests::postgres::PgCluster;
+
+fn postgres(cluster: &PgCluster, database: &str) -> Db {
+    Db::Postgres(connect(cluster, database, Duration::from_secs(5)))
+}
+
+fn connect(cluster: &PgCluster, database: &str, timeout: Duration) -> Arc<Postgres> {
+    let mut config = PostgresConfig::new(Secret::new(cluster.url(database)));
+    config.timeout = timeout;
+    config.pool_size = 4;
+    Postgres::connect(&config).expect("connect")
+}
+
+fn sled_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::Sled(sled::open(dir.path()).unwrap());
+    (dir, db)
+}
+
+/// What every engine must do alike.
+fn contract(db: &Db) {
+    let tree = db.open_tree("contract").unwrap();
+    let other = db.open_tree("contract-other").unwrap();
+    assert_eq!(tree.get("a").unwrap(), None);
+    tree.insert("a", b"1").unwrap();
+    tree.insert("a", b"2").unwrap();
+    assert_eq!(tree.get("a").unwrap().as_deref(), Some(&b"2"[..]));
+    assert!(tree.contains_key("a").unwrap());
+    assert_eq!(other.get("a").unwrap(), None, "trees are apart");
+
+    // Compare-and-swap in each form.
+    assert!(
+        tree.compare_and_swap("a", Some(b"1"), Some(b"3"))
+            .unwrap()
+            .is_err()
+    );
+    let failed = tree
+        .compare_and_swap("a", Some(b"x"), Some(b"3"))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(failed.current.as_deref(), Some(&b"2"[..]));
+    tree.compare_and_swap("a", Some(b"2"), Some(b"3"))
+        .unwrap()
+        .unwrap();
+    tree.compare_and_swap("b", None::<&[u8]>, Some(b"new"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        tree.compare_and_swap("b", None::<&[u8]>, Some(b"again"))
+            .unwrap()
+            .is_err(),
+        "an insert-if-absent of a present key fails"
+    );
+    tree.compare_and_swap("b", Some(b"new"), None::<&[u8]>)
+        .unwrap()
+        .unwrap();
+    assert_eq!(tree.get("b").unwrap(), None);
+    assert_eq!(tree.remove("a").unwrap().as_deref(), Some(&b"3"[..]));
+    assert_eq!(tree.remove("a").unwrap(), None);
+
+    // update_and_fetch: a counter.
+    for _ in 0..3 {
+        tree.update_and_fetch("n", |old| {
+            let n = old.map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap()));
+            Some((n + 1).to_be_bytes().to_vec())
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        tree.get("n").unwrap().as_deref(),
+        Some(&3u64.to_be_bytes()[..])
+    );
+    tree.remove("n").unwrap();
+
+    // Scans in byte order, over more than one page of PostgreSQL's (256 rows).
+    for i in 0u32..600 {
+        tree.insert(i.to_be_bytes(), i.to_string()).unwrap();
+    }
+    other.insert(b"zz", b"not mine").unwrap();
+    let keys: Vec<u32> = tree
+        .iter()
+        .map(|e| u32::from_be_bytes(e.unwrap().0.as_ref().try_into().unwrap()))
+        .collect();
+    assert_eq!(keys, (0..600).collect::<Vec<_>>());
+    let reversed: Vec<u32> = tree
+        .iter_rev()
+        .map(|e| u32::from_be_bytes(e.unwrap().0.as_ref().try_into().unwrap()))
+        .collect();
+    assert_eq!(reversed, (0..600).rev().collect::<Vec<_>>());
+    let from = 590u32.to_be_bytes();
+    let tail: Vec<u32> = tree
+        .range_from(Bound::Excluded(&from))
+        .map(|e| u32::from_be_bytes(e.unwrap().0.as_ref().try_into().unwrap()))
+        .collect();
+    assert_eq!(tail, (591..600).collect::<Vec<_>>());
+    let included: Vec<u32> = tree
+        .range_from(Bound::Included(&from))
+        .map(|e| u32::from_be_bytes(e.unwrap().0.as_ref().try_into().unwrap()))
+        .collect();
+    assert_eq!(included.first(), Some(&590));
+    // Keys 0x00000100..=0x000001ff share the prefix [0, 0, 1].
+    let prefixed = tree.scan_prefix([0u8, 0, 1]).count();
+    assert_eq!(prefixed, 256);
+    assert_eq!(tree.len().unwrap(), 600);
+    tree.clear().unwrap();
+    assert!(tree.is_empty().unwrap());
+    assert_eq!(
+        other.len().unwrap(),
+        1,
+        "clearing one tree leaves the others"
+    );
+
+    // Transactions: all or nothing.
+    let aborted: Result<(), TransactionError<&str>> = db.transaction([&tree, &other], |[t, o]| {
+        t.insert("x", b"1")?;
+        o.insert("y", b"1")?;
+        Err(TxError::Abort("no"))
+    });
+    assert!(matches!(aborted, Err(TransactionError::Abort("no"))));
+    assert_eq!(tree.get("x").unwrap(), None, "an aborted write is not kept");
+    assert_eq!(other.get("y").unwrap(), None);
+    let seen = db
+        .transaction::<2, _, ()>([&tree, &other], |[t, o]| {
+            t.insert("x", b"1")?;
+            o.insert("y", b"2")?;
+            // A transaction reads its own writes.
+            Ok(t.get("x")?.map(|v| v.to_vec()))
+        })
+        .unwrap();
+    assert_eq!(seen.as_deref(), Some(&b"1"[..]));
+    assert_eq!(other.get("y").unwrap().as_deref(), Some(&b"2"[..]));
+    db.transaction::<1, _, ()>([&tree], |[t]| {
+        t.remove("x")?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(tree.get("x").unwrap(), None);
+}
+
+/// Read-modify-write transactions from many threads (on PostgreSQL: over two pools, as two replicas
+/// would) lose no update.
+fn concurrent_increments(dbs: &[Db]) {
+    let trees: Vec<_> = dbs
+        .iter()
+        .map(|db| db.open_tree("counter").unwrap())
+        .collect();
+    let threads = 8;
+    let each = 25;
+    std::thread::scope(|scope| {
+        for i in 0..threads {
+            let db = &dbs[i % dbs.len()];
+            let tree = &trees[i % dbs.len()];
+            scope.spawn(move || {
+                for _ in 0..each {
+                    db.transaction::<1, _, ()>([tree], |[t]| {
+                        let n = t
+                            .get("n")?
+                            .map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap()));
+                        t.insert("n", (n + 1).to_be_bytes())?;
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let n = trees[0].get("n").unwrap().unwrap();
+    assert_eq!(
+        u64::from_be_bytes(n.as_ref().try_into().unwrap()),
+        (threads * each) as u64
+    );
+}
+
+#[test]
+fn sled_keeps_the_contract() {
+    let (_dir, db) = sled_db();
+    contract(&db);
+    concurrent_increments(&[db]);
+}
+
+#[test]
+fn postgres_keeps_the_contract_and_replicas_lose_no_update() {
+    let cluster = PgCluster::start();
+    cluster.create_database("contract");
+    let db = postgres(&cluster, "contract");
+    contract(&db);
+    // Two pools on one database: two replicas.
+    let second = postgres(&cluster, "contract");
+    concurrent_increments(&[db, second]);
+    // The schema is versioned, applied once however many replicas connected.
+    assert_eq!(
+        cluster.psql("contract", "SELECT count(*) FROM idfed_migrations"),
+        "1"
+    );
+}
+
+#[test]
+fn a_database_that_goes_away_is_unavailable_within_the_timeout_and_comes_back_by_itself() {
+    let cluster = PgCluster::start();
+    cluster.create_database("away");
+    let pg = connect(&cluster, "away", Duration::from_secs(2));
+    let db = Db::Postgres(pg.clone());
+    let tree = db.open_tree("t").unwrap();
+    tree.insert("k", b"before").unwrap();
+    db.ping().unwrap();
+
+    cluster.stop();
+    let started = Instant::now();
+    let e = tree.get("k").unwrap_err();
+    assert!(matches!(e, DbError::Unavailable(_)), "{e:?}");
+    let e = db
+        .transaction::<1, (), ()>([&tree], |[t]| {
+            t.insert("k", b"during")?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(e, TransactionError::Storage(DbError::Unavailable(_))),
+        "{e:?}"
+    );
+    assert!(db.ping().is_err());
+    // Bounded: a few timeouts at most, never a hang (not a timing assertion: a generous ceiling).
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    cluster.start_again();
+    let mut back = None;
+    for _ in 0..100 {
+        if let Ok(value) = tree.get("k") {
+            back = value;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        back.as_deref(),
+        Some(&b"before"[..]),
+        "recovered, data kept"
+    );
+    tree.insert("k", b"after").unwrap();
+    db.ping().unwrap();
+}
