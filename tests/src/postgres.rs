@@ -318,13 +318,15 @@ pub fn shared() -> &'static PgCluster {
             pid = std::process::id(),
             dir = cluster.dir.path(),
         );
-        Command::new("setsid")
-            .args(["sh", "-c", &script])
+        // `setsid -f` forks the watcher off and returns at once.
+        let started = Command::new("setsid")
+            .args(["-f", "sh", "-c", &script])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .spawn()
+            .status()
             .expect("cannot start the cluster's watcher (setsid, from util-linux)");
+        assert!(started.success(), "the cluster's watcher did not start");
         cluster
     })
 }
