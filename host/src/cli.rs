@@ -241,6 +241,25 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Copies a sled data directory whole into an empty PostgreSQL database (run while the server is
+    /// stopped): secrets stay sealed under the same master key, the audit chain is verified afterwards.
+    MigrateStore {
+        /// The sled deployment's data directory.
+        #[arg(long, value_name = "DIR")]
+        from_data_dir: PathBuf,
+        /// The master key file of that deployment (default `<DIR>/master.key`); `IDFED_MASTER_KEY`, when
+        /// set, wins.
+        #[arg(long, env = "IDFED_MASTER_KEY_FILE")]
+        master_key_file: Option<PathBuf>,
+        /// The PostgreSQL database (`postgres://user:password@host/db?sslmode=require`), empty.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "IDFED_DATABASE_URL",
+            hide_env_values = true
+        )]
+        to: String,
+    },
     /// AWS accounts: the credentials connectors vend from.
     #[command(subcommand)]
     Accounts(AccountsCommand),
@@ -921,6 +940,46 @@ impl AdminCommand {
                 print_table(
                     &["TIME", "OUTCOME", "ACTION", "CALLER", "CONNECTOR", "DETAIL"],
                     &rows,
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            AdminCommand::MigrateStore {
+                from_data_dir,
+                master_key_file,
+                to,
+            } => {
+                let source = DataDir {
+                    data_dir: from_data_dir,
+                    master_key_file,
+                    database_url: None,
+                };
+                let target = DataDir {
+                    data_dir: source.data_dir.clone(),
+                    master_key_file: source.master_key_file.clone(),
+                    database_url: Some(to.clone()),
+                };
+                let store = source.open_store()?;
+                let config =
+                    crate::store::db::postgres::PostgresConfig::new(crate::secret::Secret::new(to));
+                let pg = crate::store::db::postgres::Postgres::connect(&config)
+                    .map_err(|e| Failure(format!("the target database: {e}")))?;
+                let copied = crate::store::migrate::copy_store(
+                    &store,
+                    &crate::store::Db::Postgres(pg),
+                    || {
+                        target
+                            .open_store()
+                            .map_err(|e| crate::store::StoreError::Io(e.0))
+                    },
+                )
+                .map_err(|e| Failure(format!("{e} [{}]", e.code())))?;
+                for (tree, count) in &copied.trees {
+                    println!("{tree}: {count} record(s)");
+                }
+                println!(
+                    "copied: {} plugin component(s); the audit chain verifies ({} record(s)); point \
+                     [data] backend = \"postgres\" at the database",
+                    copied.plugins, copied.audit_records
                 );
                 Ok(ExitCode::SUCCESS)
             }

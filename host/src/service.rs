@@ -16,12 +16,14 @@ use crate::config::Backend;
 use crate::config::Config;
 use crate::metrics::{Metrics, PartStats};
 use crate::plugins::{KvStore, PluginRuntime};
+use crate::store::db::Db;
 use crate::store::db::postgres::Postgres;
 use crate::store::{DataStore, Store};
 use crate::sts::{
     AccountAccess, AwsIssuer, BoxFuture, Budgeted, CallerIdentity, CredentialIssuer, IssueRequest,
     IssuedCredentials, StsBudget, StsError,
 };
+use crate::vend::flushes::Flushes;
 use crate::vend::{CacheSettings, Vendor};
 
 /// The plugins' key-value store's tree.
@@ -56,6 +58,19 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// What `/metrics` shows: [`Service::metrics`] and the counters the parts keep themselves.
     pub registry: Registry,
+    /// Administrators' flushes of the credential cache, made on every replica.
+    pub flushes: Arc<Flushes>,
+    /// Follows other replicas' flushes (PostgreSQL), while the service lives.
+    _follower: Option<AbortOnDrop>,
+}
+
+/// A task aborted when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -210,6 +225,16 @@ impl Service {
         )
         .with_cache(credential_cache)
         .with_approvals(approvals.clone());
+        let flushes = Arc::new(
+            Flushes::open(store.db(), vendor.cache().clone())
+                .map_err(|e| ServiceError(format!("credential cache flushes: {e}")))?,
+        );
+        let follower = match (store.db(), tokio::runtime::Handle::try_current()) {
+            (Db::Postgres(pg), Ok(runtime)) => Some(AbortOnDrop(
+                runtime.spawn(flushes.clone().follow(pg.subscribe())),
+            )),
+            _ => None,
+        };
         let workload =
             Arc::new(WorkloadVerifier::new(&workload, clock.clone()).map_err(ServiceError)?);
         let auth = Authenticator::with_clock(directory, store.db(), auth, clock)
@@ -233,6 +258,8 @@ impl Service {
             approvals,
             metrics,
             registry,
+            flushes,
+            _follower: follower,
         })
     }
 

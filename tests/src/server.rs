@@ -88,6 +88,8 @@ pub struct TestServer {
     /// Its `[web]` settings.
     pub web: WebConfig,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Directories that must outlive the server (replicas' shared files).
+    keep: Vec<tempfile::TempDir>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -124,6 +126,40 @@ impl TestServer {
         Self::launch(dir, server_config, &directory, extra_config).await
     }
 
+    /// Starts `count` replicas on one PostgreSQL database (`database_url`), as a load balancer would
+    /// have them: the same users file and master key, each its own data directory (its compiled-plugin
+    /// cache) and port; the account `main` (moto's STS) stored once.
+    pub async fn start_replicas(
+        count: usize,
+        database_url: &str,
+        users: Vec<UserEntry>,
+        extra_config: &str,
+    ) -> Vec<TestServer> {
+        let shared = tempfile::tempdir().unwrap();
+        let users_file = shared.path().join("users.toml");
+        for entry in users {
+            add_user(&users_file, entry, false).unwrap();
+        }
+        let directory = format!("type = \"static\"\nfile = {users_file:?}\n");
+        let data = format!(
+            "master_key_file = {:?}\nbackend = \"postgres\"\n[data.postgres]\nurl = {database_url:?}\n",
+            shared.path().join("master.key")
+        );
+        let mut replicas = Vec::new();
+        for _ in 0..count {
+            let dir = tempfile::tempdir().unwrap();
+            replicas.push(Self::launch_with(dir, "", &data, &directory, extra_config).await);
+        }
+        replicas[0]
+            .service
+            .store
+            .put_account(iam_account("main", &moto::shared().endpoint()))
+            .unwrap();
+        // The shared files live as long as the first replica.
+        replicas[0].keep.push(shared);
+        replicas
+    }
+
     /// Starts a server whose directory is `crowd`, with nothing stored.
     pub async fn start_with_crowd(crowd: &CrowdServer, extra_config: &str) -> TestServer {
         let directory = format!(
@@ -143,21 +179,37 @@ impl TestServer {
         directory: &str,
         extra_config: &str,
     ) -> TestServer {
-        let mut config = Config::parse(&format!(
-            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n{server_config}[data]\ndir = {:?}\n{}[auth.directory]\n{directory}{extra_config}",
-            dir.path().join("data"),
-            crate::postgres::data_backend_toml(),
-        ))
-        .unwrap();
-        config.apply_env(|_| None).unwrap();
-        config.check().unwrap();
-        let service = Arc::new(Service::open(&config).unwrap());
+        let data = crate::postgres::data_backend_toml();
+        let server = Self::launch_with(dir, server_config, &data, directory, extra_config).await;
         let engine = if crate::postgres::servers_on_postgres() {
             "postgres"
         } else {
             "sled"
         };
-        assert_eq!(service.store.db().engine(), engine, "the backend asked for");
+        assert_eq!(
+            server.service.store.db().engine(),
+            engine,
+            "the backend asked for"
+        );
+        server
+    }
+
+    /// [`TestServer::launch`] with `data` in the `[data]` section after its `dir`.
+    async fn launch_with(
+        dir: tempfile::TempDir,
+        server_config: &str,
+        data: &str,
+        directory: &str,
+        extra_config: &str,
+    ) -> TestServer {
+        let mut config = Config::parse(&format!(
+            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n{server_config}[data]\ndir = {:?}\n{data}[auth.directory]\n{directory}{extra_config}",
+            dir.path().join("data"),
+        ))
+        .unwrap();
+        config.apply_env(|_| None).unwrap();
+        config.check().unwrap();
+        let service = Arc::new(Service::open(&config).unwrap());
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .unwrap();
@@ -178,6 +230,7 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
             web: config.web,
+            keep: Vec::new(),
         }
     }
 

@@ -342,20 +342,35 @@ async fn healthz() -> Json<idfed_api::Health> {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "idfed can serve: its store can be read", body = idfed_api::Readiness),
-        (status = 503, description = "The store cannot be read", body = openapi::ErrorBody),
+        (status = 200, description = "idfed can serve: its store can be read (PostgreSQL: the database answers now)", body = idfed_api::Readiness),
+        (status = 503, description = "The store cannot be read (`unavailable`), or the database cannot be reached (`store_unavailable`)", body = openapi::ErrorBody),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<idfed_api::Readiness>, ApiError> {
-    state
-        .service
-        .store
-        .get_account("readyz-probe")
-        .map_err(|e| ApiError::Unavailable(format!("the store cannot be read: {e}")))?;
+    let service = state.service.clone();
+    // Off the async workers: a database that does not answer holds this for up to its timeout.
+    let probed = tokio::task::spawn_blocking(move || {
+        service.store.db().ping()?;
+        service.store.get_account("readyz-probe").map(|_| ())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the readiness probe failed: {e}")))?;
+    match probed {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Unavailable(m)) => {
+            return Err(ApiError::Vend(crate::vend::VendError::StoreUnavailable(m)));
+        }
+        Err(e) => {
+            return Err(ApiError::Unavailable(format!(
+                "the store cannot be read: {e}"
+            )));
+        }
+    }
     let directory = state.service.auth.directory_kind();
     Ok(Json(idfed_api::Readiness {
         status: "ready".into(),
         directory: directory.into(),
         sso: state.web.enabled && !state.web.sso_cookie.is_empty() && directory == "crowd",
+        store: state.service.store.db().engine().into(),
     }))
 }

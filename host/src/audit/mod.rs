@@ -202,8 +202,10 @@ struct Inner {
     appended: AtomicU64,
     /// The highest seq known to be on disk.
     synced: AtomicU64,
-    /// Held by the one caller flushing for everyone.
+    /// Held by the one caller flushing (sled) or committing (PostgreSQL) for everyone.
     flusher: tokio::sync::Mutex<()>,
+    /// Durable appends waiting for the next group commit (PostgreSQL).
+    queue: Mutex<Vec<Queued>>,
     /// Flushes made for durable appends.
     flushes: AtomicU64,
     /// Appends made durable.
@@ -215,7 +217,8 @@ struct Inner {
 pub struct DurabilityStats {
     /// Records made durable before their answer.
     pub durable_appends: u64,
-    /// Flushes (fsyncs) that took them to disk: fewer than the appends under load.
+    /// Flushes (fsyncs; on PostgreSQL, group commits) that took them to disk: fewer than the appends
+    /// under load.
     pub flushes: u64,
 }
 
@@ -235,6 +238,7 @@ impl AuditLog {
                 appended: AtomicU64::new(0),
                 synced: AtomicU64::new(0),
                 flusher: tokio::sync::Mutex::new(()),
+                queue: Mutex::new(Vec::new()),
                 flushes: AtomicU64::new(0),
                 durable_appends: AtomicU64::new(0),
             }),
@@ -278,15 +282,77 @@ impl AuditLog {
     /// waiter flushes for everyone appended by then; the others wait for that flush (group commit).
     /// An error means the record may not survive a crash: whatever it records must not be handed out.
     pub async fn append_durable(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
+        if let Db::Postgres(_) = self.inner.db {
+            // A commit is durable there; what is shared is the commit itself.
+            let record = self.append_grouped(event).await?;
+            self.inner.durable_appends.fetch_add(1, Ordering::Relaxed);
+            return Ok(record);
+        }
         let record = self.append(event)?;
         if self.is_durable() {
-            // PostgreSQL's commit is durable already.
-            if let Db::Sled(_) = self.inner.db {
-                self.sync_through(record.seq).await?;
-            }
+            self.sync_through(record.seq).await?;
             self.inner.durable_appends.fetch_add(1, Ordering::Relaxed);
         }
         Ok(record)
+    }
+
+    /// Group commit on PostgreSQL: the appends waiting when a commit starts are all made in that one
+    /// transaction (one round of the chain's head across replicas, one WAL flush), off the async
+    /// threads; each caller gets its own record.
+    async fn append_grouped(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        lock_queue(&self.inner.queue).push(Queued {
+            event,
+            time: SystemTime::now(),
+            reply,
+        });
+        let _committer = self.inner.flusher.lock().await;
+        // The commit before this one may have taken ours.
+        if let Ok(answered) = answer.try_recv() {
+            return answered;
+        }
+        let batch = std::mem::take(&mut *lock_queue(&self.inner.queue));
+        let log = self.clone();
+        let (replies, committed) = tokio::task::spawn_blocking(move || {
+            let (events, replies): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|q| ((q.event, q.time), q.reply))
+                .unzip();
+            let _append = lock(&log.inner.append);
+            let committed = log.inner.db.transaction(
+                [&log.inner.records, &log.inner.meta],
+                |[records, meta]| {
+                    events
+                        .iter()
+                        .map(|(event, time)| append_in(records, meta, event, *time))
+                        .collect::<Result<Vec<_>, _>>()
+                },
+            );
+            if let Ok(records) = &committed
+                && let Some(last) = records.last()
+            {
+                log.inner.appended.fetch_max(last.seq, Ordering::AcqRel);
+                log.inner.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            (replies, committed.map_err(AuditError::from))
+        })
+        .await
+        .map_err(|e| AuditError::Store(format!("the audit commit did not finish: {e}")))?;
+        match committed {
+            Ok(records) => {
+                for (reply, record) in replies.into_iter().zip(records) {
+                    let _ = reply.send(Ok(record));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        answer
+            .await
+            .map_err(|_| AuditError::Store("the audit commit dropped this record".into()))?
     }
 
     /// Waits until every record up to `seq` is on disk.
@@ -698,6 +764,17 @@ pub fn append_in(
     };
     meta.insert(HEAD_KEY, head.encode())?;
     Ok(record)
+}
+
+/// A durable append waiting for the group commit.
+struct Queued {
+    event: AuditEvent,
+    time: SystemTime,
+    reply: tokio::sync::oneshot::Sender<Result<AuditRecord, AuditError>>,
+}
+
+fn lock_queue(queue: &Mutex<Vec<Queued>>) -> MutexGuard<'_, Vec<Queued>> {
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The locks guard no data, so a panic elsewhere while one was held leaves nothing inconsistent.

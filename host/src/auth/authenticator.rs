@@ -116,7 +116,11 @@ impl Authenticator {
             clock.clone(),
         )
         .map_err(|e| SessionError::Randomness(format!("for the password cache's salt: {e}")))?;
-        let lockout = Lockout::new(config.lockout.clone(), clock.clone());
+        let mut lockout = Lockout::new(config.lockout.clone(), clock.clone());
+        // Several replicas count failed logins together.
+        if let crate::store::Db::Postgres(_) = db {
+            lockout = lockout.shared(db.open_tree(super::lockout::LOCKOUTS_TREE)?);
+        }
         Ok(Authenticator {
             directory,
             config,

@@ -19,12 +19,23 @@
 //!
 //! State is in memory and bounded ([`LockoutConfig::max_entries`]): when full, forgotten keys are dropped
 //! first, then the keys quiet for longest. The clock is injected ([`Clock`]) so that tests need not sleep.
+//!
+//! With several replicas ([`Lockout::shared`], on PostgreSQL) the failures, blocks and lockout counts are
+//! kept in the shared database too (tree `lockouts`, times as wall-clock milliseconds): every attempt
+//! reads them first and every failure is added to them atomically, so failures on two replicas count
+//! together. Attempts in flight stay each replica's own.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 use super::AuthError;
+use crate::store::db::Tree;
+
+/// The tree of shared failure records (PostgreSQL).
+pub const LOCKOUTS_TREE: &str = "lockouts";
 
 /// Where the authentication code reads the time: the system, or a test's hand-driven clock.
 pub trait Clock: Send + Sync {
@@ -134,6 +145,61 @@ impl Key {
     fn user(name: &str) -> Key {
         Key::User(name.to_lowercase())
     }
+
+    /// The key's name in the shared tree.
+    fn stored(&self) -> Vec<u8> {
+        match self {
+            Key::User(name) => format!("user:{name}"),
+            Key::Address(address) => format!("address:{address}"),
+        }
+        .into_bytes()
+    }
+}
+
+/// An [`Entry`] as the replicas share it: wall-clock milliseconds since the epoch.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SharedEntry {
+    failures: Vec<u64>,
+    blocked_until: Option<u64>,
+    lockouts: u32,
+    last_event: Option<u64>,
+}
+
+/// Converts between this process's monotonic instants and wall-clock milliseconds, at one moment.
+struct Moment {
+    instant: Instant,
+    wall_ms: u64,
+}
+
+impl Moment {
+    fn now(clock: &dyn Clock) -> Self {
+        Moment {
+            instant: clock.instant(),
+            wall_ms: clock
+                .now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
+    fn to_wall(&self, at: Instant) -> u64 {
+        if at >= self.instant {
+            self.wall_ms + (at - self.instant).as_millis() as u64
+        } else {
+            self.wall_ms
+                .saturating_sub((self.instant - at).as_millis() as u64)
+        }
+    }
+
+    fn to_instant(&self, wall_ms: u64) -> Instant {
+        if wall_ms >= self.wall_ms {
+            self.instant + Duration::from_millis(wall_ms - self.wall_ms)
+        } else {
+            self.instant
+                .checked_sub(Duration::from_millis(self.wall_ms - wall_ms))
+                .unwrap_or(self.instant)
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -151,6 +217,61 @@ struct Entry {
 }
 
 impl Entry {
+    /// Takes the shared record's failures, block and lockouts (keeping the attempts in flight here).
+    fn take_shared(&mut self, shared: &SharedEntry, moment: &Moment) {
+        self.failures = shared
+            .failures
+            .iter()
+            .map(|t| moment.to_instant(*t))
+            .collect();
+        self.blocked_until = shared.blocked_until.map(|t| moment.to_instant(t));
+        self.lockouts = shared.lockouts;
+        self.last_event = shared.last_event.map(|t| moment.to_instant(t));
+    }
+
+    fn to_shared(&self, moment: &Moment) -> SharedEntry {
+        SharedEntry {
+            failures: self.failures.iter().map(|t| moment.to_wall(*t)).collect(),
+            blocked_until: self.blocked_until.map(|t| moment.to_wall(t)),
+            lockouts: self.lockouts,
+            last_event: self.last_event.map(|t| moment.to_wall(t)),
+        }
+    }
+
+    /// Counts a failure at `now` against `limit`: a delay past half of it, a (doubling) block at it.
+    fn record_failure(&mut self, now: Instant, limit: u32, config: &LockoutConfig) {
+        self.prune(now, config.window);
+        self.failures.push_back(now);
+        let count = self.failures.len() as u32;
+        let block = if count >= limit {
+            // Locked: the failures are spent, the lockout remembered for the next one's doubling.
+            self.failures.clear();
+            let doubling = self.lockouts.min(31);
+            self.lockouts = self.lockouts.saturating_add(1);
+            Some(
+                config
+                    .lockout
+                    .saturating_mul(1 << doubling)
+                    .min(config.max_lockout.max(config.lockout)),
+            )
+        } else if count > limit / 2 && !config.delay.is_zero() {
+            let doubling = (count - limit / 2 - 1).min(31);
+            Some(
+                config
+                    .delay
+                    .saturating_mul(1 << doubling)
+                    .min(config.lockout),
+            )
+        } else {
+            None
+        };
+        if let Some(block) = block {
+            let until = now + block;
+            self.blocked_until = Some(self.blocked_until.map_or(until, |u| u.max(until)));
+        }
+        self.last_event = Some(self.blocked_until.unwrap_or(now).max(now));
+    }
+
     fn prune(&mut self, now: Instant, window: Duration) {
         while self
             .failures
@@ -197,6 +318,8 @@ pub struct Lockout {
     config: LockoutConfig,
     clock: std::sync::Arc<dyn Clock>,
     entries: Mutex<HashMap<Key, Entry>>,
+    /// The replicas' shared records, when there are several.
+    shared: Option<Tree>,
 }
 
 impl std::fmt::Debug for Lockout {
@@ -215,7 +338,47 @@ impl Lockout {
             config,
             clock,
             entries: Mutex::default(),
+            shared: None,
         }
+    }
+
+    /// Shares the records with other replicas through `tree` (see the module docs).
+    pub fn shared(mut self, tree: Tree) -> Self {
+        self.shared = Some(tree);
+        self
+    }
+
+    /// Brings the local records of `keys` up to the shared ones (when shared). A shared record that
+    /// cannot be read refuses the attempt: the store is unavailable, and no guess is made.
+    fn sync_in(
+        &self,
+        entries: &mut HashMap<Key, Entry>,
+        keys: &[Key],
+        moment: &Moment,
+    ) -> Result<(), AuthError> {
+        let Some(tree) = &self.shared else {
+            return Ok(());
+        };
+        for key in keys {
+            let stored = tree
+                .get(key.stored())
+                .map_err(|e| AuthError::StoreUnavailable(e.to_string()))?;
+            let shared = stored
+                .and_then(|v| serde_json::from_slice::<SharedEntry>(&v).ok())
+                .unwrap_or_default();
+            match entries.get_mut(key) {
+                Some(entry) => entry.take_shared(&shared, moment),
+                None if shared.failures.is_empty() && shared.blocked_until.is_none() => {}
+                None => {
+                    self.make_room(entries, moment.instant, key);
+                    entries
+                        .entry(key.clone())
+                        .or_default()
+                        .take_shared(&shared, moment);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The configuration.
@@ -226,8 +389,10 @@ impl Lockout {
     /// Whether an attempt for `user` from `address` would be refused now, and for how long: the longer
     /// of the two keys' waits. Reserves nothing (for answers from the cache).
     pub fn check(&self, user: &str, address: Option<&str>) -> Result<(), AuthError> {
-        let now = self.clock.instant();
+        let moment = Moment::now(self.clock.as_ref());
+        let now = moment.instant;
         let mut entries = self.entries.lock().unwrap();
+        self.sync_in(&mut entries, &keys(user, address), &moment)?;
         let mut wait = Duration::ZERO;
         for key in keys(user, address) {
             if let Some(entry) = entries.get_mut(&key) {
@@ -247,9 +412,11 @@ impl Lockout {
     /// [`Attempt`] must be ended with [`Attempt::failed`] or [`Attempt::succeeded`]; dropped without
     /// either (the directory was unavailable, the request was cancelled), it counts for nothing.
     pub fn begin(&self, user: &str, address: Option<&str>) -> Result<Attempt<'_>, AuthError> {
-        let now = self.clock.instant();
+        let moment = Moment::now(self.clock.as_ref());
+        let now = moment.instant;
         let keys = keys(user, address);
         let mut entries = self.entries.lock().unwrap();
+        self.sync_in(&mut entries, &keys, &moment)?;
         let mut wait = Duration::ZERO;
         for key in &keys {
             let limit = self.limit(key);
@@ -282,6 +449,15 @@ impl Lockout {
     /// Forgets a user name's failures (after a success that did not need the directory).
     pub fn record_success(&self, user: &str) {
         self.entries.lock().unwrap().remove(&Key::user(user));
+        self.forget_shared(&Key::user(user));
+    }
+
+    fn forget_shared(&self, key: &Key) {
+        if let Some(tree) = &self.shared
+            && let Err(e) = tree.remove(key.stored())
+        {
+            tracing::warn!(error = %e, "cannot clear a shared failure record");
+        }
     }
 
     /// How many keys are tracked.
@@ -303,7 +479,8 @@ impl Lockout {
     }
 
     fn end(&self, keys: &[Key], failed: bool) {
-        let now = self.clock.instant();
+        let moment = Moment::now(self.clock.as_ref());
+        let now = moment.instant;
         let mut entries = self.entries.lock().unwrap();
         for key in keys {
             let limit = self.limit(key);
@@ -314,39 +491,40 @@ impl Lockout {
             if !failed {
                 continue;
             }
-            entry.prune(now, self.config.window);
-            entry.failures.push_back(now);
-            let count = entry.failures.len() as u32;
-            let block = if count >= limit {
-                // Locked: the failures are spent, the lockout remembered for the next one's doubling.
-                entry.failures.clear();
-                let doubling = entry.lockouts.min(31);
-                entry.lockouts = entry.lockouts.saturating_add(1);
-                Some(
-                    self.config
-                        .lockout
-                        .saturating_mul(1 << doubling)
-                        .min(self.config.max_lockout.max(self.config.lockout)),
-                )
-            } else if count > limit / 2 && !self.config.delay.is_zero() {
-                let doubling = (count - limit / 2 - 1).min(31);
-                Some(
-                    self.config
-                        .delay
-                        .saturating_mul(1 << doubling)
-                        .min(self.config.lockout),
-                )
-            } else {
-                None
-            };
-            if let Some(block) = block {
-                let until = now + block;
-                entry.blocked_until = Some(entry.blocked_until.map_or(until, |u| u.max(until)));
+            match &self.shared {
+                None => entry.record_failure(now, limit, &self.config),
+                Some(tree) => {
+                    // Counted in the shared record, atomically with the other replicas' failures.
+                    let mut recorded = None;
+                    let updated = tree.update_and_fetch(key.stored(), |old| {
+                        let shared = old
+                            .and_then(|v| serde_json::from_slice::<SharedEntry>(v).ok())
+                            .unwrap_or_default();
+                        let mut merged = Entry::default();
+                        merged.take_shared(&shared, &moment);
+                        merged.record_failure(now, limit, &self.config);
+                        let shared = merged.to_shared(&moment);
+                        let bytes = serde_json::to_vec(&shared).ok();
+                        recorded = Some(shared);
+                        bytes
+                    });
+                    match (updated, recorded) {
+                        (Ok(_), Some(shared)) => entry.take_shared(&shared, &moment),
+                        (result, _) => {
+                            if let Err(e) = result {
+                                tracing::warn!(error = %e, "cannot share a failed attempt; counted here");
+                            }
+                            entry.record_failure(now, limit, &self.config);
+                        }
+                    }
+                }
             }
-            entry.last_event = Some(entry.blocked_until.unwrap_or(now).max(now));
         }
         for key in keys {
             let reset = !failed && matches!(key, Key::User(_));
+            if reset {
+                self.forget_shared(key);
+            }
             if reset || entries.get(key).is_some_and(Entry::idle) {
                 // A success clears the user's record (not the address's); an empty record goes.
                 entries.remove(key);

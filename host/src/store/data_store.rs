@@ -95,7 +95,7 @@ type Migration = fn(&Trees, &Components) -> Result<(), StoreError>;
 const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [migrate_v0_to_v1];
 
 /// The tree of plugin components (PostgreSQL), by digest.
-const PLUGIN_COMPONENTS: &str = "plugin-components";
+pub(crate) const PLUGIN_COMPONENTS: &str = "plugin-components";
 /// The advisory lock that serialises administrators' writes across replicas (PostgreSQL).
 const WRITER_LOCK: i64 = 0x6964_6665_6457;
 
@@ -266,6 +266,7 @@ impl DataStore {
     }
 
     /// The database, shared with the audit log and the plugins' key-value store (their own trees).
+    /// Its `ping` is the readiness probe.
     pub fn db(&self) -> &Db {
         &self.db
     }

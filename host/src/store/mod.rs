@@ -15,6 +15,7 @@
 mod data_store;
 pub mod db;
 pub(crate) mod decoded;
+pub mod migrate;
 pub mod seal;
 
 use std::time::SystemTime;

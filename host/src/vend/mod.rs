@@ -7,6 +7,7 @@
 pub mod cache;
 mod chain;
 mod duration;
+pub mod flushes;
 
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -21,4 +21,7 @@ pub struct Readiness {
     pub directory: String,
     /// Whether the web UI offers logging in from the directory's SSO cookie.
     pub sso: bool,
+    /// Where the state is kept: `sled` (embedded) or `postgres` (answered only when the database is
+    /// reachable now).
+    pub store: String,
 }

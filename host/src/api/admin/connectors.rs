@@ -351,7 +351,8 @@ async fn flush_cache(
         .append_durable(event)
         .await
         .map_err(|e| ApiError::Unavailable(format!("audit log: {e}")))?;
-    let flushed = state.service.vendor.cache().flush_connector(connector.id);
+    // Here and on every other replica.
+    let flushed = state.service.flushes.flush_connector(connector.id)?;
     Ok(Json(FlushedBody {
         connector: connector.name,
         flushed,

@@ -102,7 +102,13 @@ pub struct Postgres {
     changes: Arc<Changes>,
     /// Transactions run again after a conflict.
     retries: AtomicU64,
+    /// Until when, after a connection attempt failed, others fail at once rather than each wait for
+    /// the timeout (the next attempt is made a second later).
+    down_until: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long after a failed connection attempt the next one is made (others fail at once meanwhile).
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 /// One connection and its prepared statements.
 struct Conn {
@@ -240,6 +246,7 @@ impl Postgres {
             announced: Mutex::new(Vec::new()),
             changes: Arc::new(Changes::default()),
             retries: AtomicU64::new(0),
+            down_until: Mutex::new(None),
         });
         pg.migrate()?;
         Ok(pg)
@@ -299,14 +306,26 @@ impl Postgres {
                 });
             }
             if self.open.load(Ordering::Acquire) < self.size {
+                let down = *self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+                if down.is_some_and(|until| std::time::Instant::now() < until) {
+                    return Err(DbError::Unavailable(
+                        "the database could not be reached a moment ago".into(),
+                    ));
+                }
                 self.open.fetch_add(1, Ordering::AcqRel);
                 drop(idle);
-                return match self.open_connection() {
-                    Ok(conn) => Ok(Lease {
-                        pg: self,
-                        conn: Some(conn),
-                    }),
+                let opened = self.open_connection();
+                let mut down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+                return match opened {
+                    Ok(conn) => {
+                        *down = None;
+                        Ok(Lease {
+                            pg: self,
+                            conn: Some(conn),
+                        })
+                    }
                     Err(e) => {
+                        *down = Some(std::time::Instant::now() + RECONNECT_PAUSE);
                         self.open.fetch_sub(1, Ordering::AcqRel);
                         self.freed.notify_one();
                         Err(e)
@@ -498,6 +517,20 @@ impl Postgres {
                 Err(e.into_db_error())
             }
         }
+    }
+
+    /// How many records the database holds, in all trees.
+    pub fn row_count(&self) -> Result<u64, DbError> {
+        self.with_conn(|conn| {
+            Box::pin(async move {
+                let count: i64 = conn
+                    .client
+                    .query_one("SELECT count(*) FROM idfed_kv", &[])
+                    .await?
+                    .get(0);
+                Ok(count.max(0) as u64)
+            })
+        })
     }
 
     /// Transactions run again after a serialization failure so far.
