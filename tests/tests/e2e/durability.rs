@@ -110,7 +110,10 @@ impl Drop for Server {
 /// Prepares `data_dir` in process: the account `main` (IAM user keys, moto's STS) and the assumed-role
 /// connector [`CONNECTOR`] for `devs`; then closes everything, so that sled's lock on the directory is free.
 fn prepare_data(config: &Config) {
-    let service = Service::open(config).unwrap();
+    prepare_service(Service::open(config).unwrap());
+}
+
+fn prepare_service(service: Service) {
     service
         .store
         .put_account(iam_account("main", &moto::shared().endpoint()))
@@ -152,11 +155,20 @@ async fn start_server(
     users_file: &Path,
     client: &reqwest::Client,
 ) -> (Server, String) {
+    start_server_with(dir, client, |port| config_text(port, data_dir, users_file)).await
+}
+
+/// [`start_server`] with the configuration `config` gives for a port.
+async fn start_server_with(
+    dir: &Path,
+    client: &reqwest::Client,
+    config: impl Fn(u16) -> String,
+) -> (Server, String) {
     let mut failures = Vec::new();
     for attempt in 1..=3 {
         let port = free_port();
         let config_file = dir.join("idfed.toml");
-        std::fs::write(&config_file, config_text(port, data_dir, users_file)).unwrap();
+        std::fs::write(&config_file, config(port)).unwrap();
         let stdout = dir.join(format!("serve-{attempt}.stdout"));
         let stderr = dir.join(format!("serve-{attempt}.stderr"));
         let child = idfed_command()
@@ -377,6 +389,191 @@ async fn every_vend_answered_survives_a_sigkill_in_the_audit_log() {
         missing.is_empty(),
         "{} of {} vend(s) answered 200 have no `issued` audit record after the SIGKILL \
          (credentials handed out without a durable record): {missing:?}",
+        missing.len(),
+        answered.len()
+    );
+}
+
+/// A replica's configuration: its own data directory, the shared master key and database.
+fn replica_config(port: u16, data_dir: &Path, shared: &Path, url: &str) -> String {
+    format!(
+        "[server]\nplain_http = true\nlisten = \"127.0.0.1:{port}\"\n\
+         [data]\ndir = {data_dir:?}\nmaster_key_file = {:?}\nbackend = \"postgres\"\n\
+         [data.postgres]\nurl = {url:?}\n\
+         [auth.directory]\ntype = \"static\"\nfile = {:?}\n",
+        shared.join("master.key"),
+        shared.join("users.toml"),
+    )
+}
+
+/// Three `idfed serve` replicas on one PostgreSQL database, clients spreading vends over them and trying
+/// the next replica when one does not answer; one replica is killed with SIGKILL under load. The clients'
+/// requests go on succeeding on the other two, and every vend any replica answered 200 has its `issued`
+/// record in the one audit chain, which verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_load_loses_no_answered_vend_and_the_others_carry_on() {
+    let cluster = idfed_tests::postgres::PgCluster::start();
+    cluster.create_database("replicas");
+    let url = cluster.url("replicas");
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    add_user(&shared.join("users.toml"), user("alice", &["devs"]), false).unwrap();
+    let data_dir = |i: usize| dir.path().join(format!("replica-{i}"));
+    prepare_service(
+        Service::open(&parse_config(&replica_config(
+            free_port(),
+            &data_dir(9),
+            &shared,
+            &url,
+        )))
+        .unwrap(),
+    );
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut servers = Vec::new();
+    let mut bases = Vec::new();
+    for i in 0..3 {
+        let home = dir.path().join(format!("home-{i}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let data = data_dir(i);
+        let (server, base) = start_server_with(&home, &client, |port| {
+            replica_config(port, &data, &shared, &url)
+        })
+        .await;
+        servers.push(server);
+        bases.push(base);
+    }
+    let response = client
+        .post(format!("{}/api/v1/login", bases[1]))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let login: Value = response.json().await.unwrap();
+    let token: Arc<str> = login["token"].as_str().unwrap().into();
+    let bases: Arc<Vec<String>> = Arc::new(bases);
+
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let after_kill = Arc::new(Mutex::new(0usize));
+    let refusals = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
+    let killed = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|task| {
+            let (client, bases, token) = (client.clone(), bases.clone(), token.clone());
+            let (answered, after_kill, refusals) =
+                (answered.clone(), after_kill.clone(), refusals.clone());
+            let (killed, stop) = (killed.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut next = task;
+                while !stop.load(Ordering::Acquire) {
+                    // Round-robin; a replica that does not answer is tried no more than once a turn.
+                    let base = &bases[next % bases.len()];
+                    next += 1;
+                    let was_killed = killed.load(Ordering::Acquire);
+                    match vend(&client, base, &token).await {
+                        Ok(id) => {
+                            answered.lock().unwrap().push(id);
+                            if was_killed {
+                                *after_kill.lock().unwrap() += 1;
+                            }
+                        }
+                        Err(e) if e.starts_with("request failed") => {}
+                        Err(e) => *refusals.lock().unwrap().entry(e).or_default() += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let started = Instant::now();
+    while answered.lock().unwrap().len() < MIN_VENDS || started.elapsed() < LOAD {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "too few vends: {:?}\n{}",
+            refusals.lock().unwrap(),
+            servers[0].output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    killed.store(true, Ordering::Release);
+    let status = servers[0].kill();
+    // The others carry on: more vends succeed after the kill.
+    let resumed = Instant::now();
+    while *after_kill.lock().unwrap() < MIN_VENDS {
+        assert!(
+            resumed.elapsed() < TIMEOUT,
+            "the remaining replicas did not carry on: {:?}\n{}",
+            refusals.lock().unwrap(),
+            servers[1].output()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Release);
+    for task in tasks {
+        tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
+    }
+    drop(servers);
+    let answered = std::mem::take(&mut *answered.lock().unwrap());
+    let refusals = std::mem::take(&mut *refusals.lock().unwrap());
+    assert!(
+        refusals.is_empty(),
+        "answers other than 200 and a dead replica: {refusals:?}"
+    );
+    println!(
+        "replica 0 killed ({status}); {} vend(s) answered 200 over three replicas, {} after the kill",
+        answered.len(),
+        *after_kill.lock().unwrap()
+    );
+
+    let output = idfed_command()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data_dir(1))
+        .args(["--master-key-file"])
+        .arg(shared.join("master.key"))
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "idfed audit verify: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pg = idfed::store::db::postgres::Postgres::connect(
+        &idfed::store::db::postgres::PostgresConfig::new(idfed::secret::Secret::new(url.clone())),
+    )
+    .unwrap();
+    let store = DataStore::open_postgres(
+        pg,
+        &data_dir(1),
+        idfed::store::KeySource::File(shared.join("master.key")),
+    )
+    .unwrap();
+    let records = AuditLog::open(store.db(), None)
+        .unwrap()
+        .query(&AuditFilter {
+            limit: 0,
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    let issued: BTreeSet<&str> = records
+        .iter()
+        .filter(|r| r.event.outcome == Outcome::Issued)
+        .filter_map(|r| r.event.access_key_id.as_deref())
+        .collect();
+    let missing: Vec<&String> = answered
+        .iter()
+        .filter(|id| !issued.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered vend(s) have no issued record: {missing:?}",
         missing.len(),
         answered.len()
     );
