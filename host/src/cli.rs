@@ -195,8 +195,13 @@ struct DataDir {
     master_key_file: Option<PathBuf>,
     /// The PostgreSQL database of a deployment on PostgreSQL (`postgres://…`), instead of sled in the data
     /// directory.
-    #[arg(long, env = "IDFED_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    #[arg(long, env = "IDFED_DATABASE_URL", hide_env_values = true, value_parser = secret_arg)]
+    database_url: Option<Secret>,
+}
+
+/// A command-line value that may hold a password (a database URL): never shown by `Debug`.
+fn secret_arg(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
 }
 
 impl DataDir {
@@ -213,9 +218,7 @@ impl DataDir {
             None => DataStore::open(&self.data_dir, self.key_source())
                 .map_err(|e| Failure(format!("{}: {e} [{}]", self.data_dir.display(), e.code()))),
             Some(url) => {
-                let config = crate::store::db::postgres::PostgresConfig::new(
-                    crate::secret::Secret::new(url.clone()),
-                );
+                let config = crate::store::db::postgres::PostgresConfig::new(url.clone());
                 let pg = crate::store::db::postgres::Postgres::connect(&config)
                     .map_err(|e| Failure(format!("the database: {e}")))?;
                 DataStore::open_postgres(pg, &self.data_dir, self.key_source())
@@ -256,9 +259,10 @@ enum AdminCommand {
             long,
             value_name = "URL",
             env = "IDFED_DATABASE_URL",
-            hide_env_values = true
+            hide_env_values = true,
+            value_parser = secret_arg
         )]
-        to: String,
+        to: Secret,
     },
     /// AWS accounts: the credentials connectors vend from.
     #[command(subcommand)]
@@ -959,8 +963,7 @@ impl AdminCommand {
                     database_url: Some(to.clone()),
                 };
                 let store = source.open_store()?;
-                let config =
-                    crate::store::db::postgres::PostgresConfig::new(crate::secret::Secret::new(to));
+                let config = crate::store::db::postgres::PostgresConfig::new(to);
                 let pg = crate::store::db::postgres::Postgres::connect(&config)
                     .map_err(|e| Failure(format!("the target database: {e}")))?;
                 let copied = crate::store::migrate::copy_store(
@@ -2241,4 +2244,38 @@ async fn serve(path: &Path) -> Result<ExitCode, Failure> {
     served.map_err(|e| Failure(format!("server: {e}")))?;
     flushed.map_err(|e| Failure(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn a_database_url_given_on_the_command_line_is_not_shown_by_debug() {
+        for args in [
+            &[
+                "idfed",
+                "audit",
+                "verify",
+                "--database-url",
+                "postgres://idfed:hunter2@db/idfed",
+            ][..],
+            &[
+                "idfed",
+                "admin",
+                "migrate-store",
+                "--from-data-dir",
+                "/tmp/x",
+                "--to",
+                "postgres://idfed:hunter2@db/idfed",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("Secret(***)"), "{shown}");
+        }
+    }
 }
