@@ -498,9 +498,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// A CA and a server certificate for IP 127.0.0.1 it issued (P-256, a day), made with `openssl` in `dir`:
+/// A CA and a server certificate for IP 127.0.0.1 it issued (P-256, a day), made with `openssl` in `dir`
+/// (also for the PostgreSQL store's TLS test):
 /// the paths of the CA certificate, the server certificate and the server key.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let path = |name: &str| dir.join(name);
     let openssl = |args: &[String]| {
         let status = std::process::Command::new("openssl")

@@ -251,3 +251,92 @@ fn a_database_that_goes_away_is_unavailable_within_the_timeout_and_comes_back_by
     tree.insert("k", b"after").unwrap();
     db.ping().unwrap();
 }
+
+/// The uid and gid of `user`.
+fn ids_of(user: &str) -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = std::process::Command::new("id")
+            .args([flag, user])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+#[test]
+fn the_database_is_reached_over_tls_trusting_the_ca_given_and_refused_without_it() {
+    let cluster = PgCluster::start();
+    cluster.create_database("tls");
+    // A CA and a server certificate for 127.0.0.1, handed to the server (as its user, key 0600).
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = idfed_tests::oidc::certificates(certs.path());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(certs.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap();
+    if root {
+        let (uid, gid) = ids_of("postgres");
+        for file in [&cert, &key] {
+            std::os::unix::fs::chown(file, Some(uid), Some(gid)).unwrap();
+        }
+    }
+    cluster.psql(
+        "postgres",
+        &format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+    );
+    cluster.psql(
+        "postgres",
+        &format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+    );
+    cluster.psql("postgres", "ALTER SYSTEM SET ssl = on");
+    cluster.psql("postgres", "SELECT pg_reload_conf()");
+    let url = format!("{}?sslmode=require", cluster.url("tls"));
+
+    // Trusting the CA given: connected, and over TLS.
+    let mut config = PostgresConfig::new(Secret::new(url.clone()));
+    config.ca_file = Some(ca.clone());
+    let mut connected = None;
+    for _ in 0..50 {
+        // The reload takes a moment.
+        match Postgres::connect(&config) {
+            Ok(pg) => {
+                connected = Some(pg);
+                break;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let pg = connected.expect("no TLS connection with the CA given");
+    let db = Db::Postgres(pg);
+    db.open_tree("t").unwrap().insert("k", b"v").unwrap();
+    assert_eq!(
+        cluster.psql(
+            "postgres",
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'idfed'"
+        ),
+        "t",
+        "idfed's connections are encrypted"
+    );
+
+    // The system's roots alone do not trust the test CA: refused, not connected in the clear.
+    let config = PostgresConfig::new(Secret::new(url));
+    let e = Postgres::connect(&config)
+        .err()
+        .expect("an unknown CA was trusted");
+    assert!(matches!(e, DbError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().to_lowercase().contains("tls"), "{e}");
+
+    // A CA file that holds no certificate is a clear error.
+    let empty = certs.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let mut config = PostgresConfig::new(Secret::new(cluster.url("tls")));
+    config.ca_file = Some(empty);
+    let e = Postgres::connect(&config).err().expect("an empty CA file");
+    assert!(e.to_string().contains("holds no certificate"), "{e}");
+}
