@@ -118,6 +118,11 @@ impl std::fmt::Debug for SessionStore {
 impl SessionStore {
     /// The store in `db`'s `sessions` tree, sessions lasting [`DEFAULT_SESSION_TTL`].
     pub fn open(db: &crate::store::Db) -> Result<Self, SessionError> {
+        if let crate::store::Db::Postgres(pg) = db {
+            // Every authenticated request reads its session; logins, logouts and group refreshes are
+            // announced to every replica.
+            pg.cache_tree(SESSIONS_TREE);
+        }
         Ok(SessionStore {
             db: db.clone(),
             tree: db.open_tree(SESSIONS_TREE)?,

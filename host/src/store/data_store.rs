@@ -148,8 +148,10 @@ fn abort<T>(e: StoreError) -> TxResult<T> {
     Err(TxError::Abort(e))
 }
 
-/// Held by a write: the process's mutex and, on PostgreSQL, the replicas' advisory lock.
+/// Held by a write: the process's mutex and, on PostgreSQL, the replicas' advisory lock, with reads
+/// made fresh from the database (not this replica's cache) while it is held.
 struct WriteGuard<'a> {
+    _fresh: super::db::postgres::FreshReads,
     _local: MutexGuard<'a, ()>,
     _shared: Option<super::db::postgres::AdvisoryLock>,
 }
@@ -204,6 +206,10 @@ impl DataStore {
         create_private_dir_all(data_dir)?;
         let dir = Dir::open_ambient_dir(data_dir, cap_std::ambient_authority())
             .map_err(|e| io_error("cannot open the data directory", data_dir, &e))?;
+        // What every request reads and few change, from memory while no change is announced.
+        for tree in [ACCOUNTS, CONNECTORS, CONNECTOR_NAMES, API_KEYS, PLUGINS] {
+            pg.cache_tree(tree);
+        }
         let db = Db::Postgres(pg);
         let components = Components::Rows(db.open_tree(PLUGIN_COMPONENTS)?);
         Self::open_in(db, dir, components, key_source, "the PostgreSQL database")
@@ -292,6 +298,7 @@ impl DataStore {
             Db::Postgres(pg) => Some(pg.advisory_lock(WRITER_LOCK)?),
         };
         Ok(WriteGuard {
+            _fresh: super::db::postgres::fresh_reads(),
             _local: local,
             _shared: shared,
         })

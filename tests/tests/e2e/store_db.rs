@@ -340,3 +340,62 @@ fn the_database_is_reached_over_tls_trusting_the_ca_given_and_refused_without_it
     let e = Postgres::connect(&config).err().expect("an empty CA file");
     assert!(e.to_string().contains("holds no certificate"), "{e}");
 }
+
+#[test]
+fn a_replicas_cache_hears_other_replicas_writes_and_checks_before_a_write_read_the_database() {
+    let cluster = PgCluster::start();
+    cluster.create_database("cached");
+    let a = connect(&cluster, "cached", Duration::from_secs(5));
+    let b = connect(&cluster, "cached", Duration::from_secs(5));
+    for pg in [&a, &b] {
+        pg.cache_tree("hot");
+    }
+    let a_pool = a.clone();
+    let (a, b) = (Db::Postgres(a), Db::Postgres(b));
+    let (on_a, on_b) = (a.open_tree("hot").unwrap(), b.open_tree("hot").unwrap());
+    on_b.insert("k", b"1").unwrap();
+    // A's listener is up once a read is cached; wait for it, then A holds "1" in memory.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while on_a.get("k").unwrap().as_deref() != Some(&b"1"[..]) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // B's own announcement of "1" may still be on its way (it empties A's cache once): let it land.
+    std::thread::sleep(Duration::from_millis(200));
+    let hits = a_pool.cache_hits();
+    for _ in 0..10 {
+        assert_eq!(on_a.get("k").unwrap().as_deref(), Some(&b"1"[..]));
+    }
+    assert!(
+        a_pool.cache_hits() >= hits + 9,
+        "reads from memory: {} of 10",
+        a_pool.cache_hits() - hits
+    );
+    // B writes: a check made before a write on A reads the database itself, at once…
+    on_b.insert("k", b"2").unwrap();
+    {
+        let _fresh = idfed::store::db::postgres::fresh_reads();
+        assert_eq!(on_a.get("k").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+    // …and A's ordinary reads see it as soon as the change is announced.
+    let heard = Instant::now();
+    while on_a.get("k").unwrap().as_deref() != Some(&b"2"[..]) {
+        assert!(
+            heard.elapsed() < Duration::from_secs(5),
+            "A's cache never heard B's write"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("A saw B's write {:?} after it was made", heard.elapsed());
+    // A's own write is seen by A at once, and by B once announced.
+    on_a.remove("k").unwrap();
+    assert_eq!(on_a.get("k").unwrap(), None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while on_b.get("k").unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "B's cache never heard A's removal"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -300,8 +300,8 @@ impl Tree {
         let key = key.as_ref();
         match self {
             Tree::Sled(tree) => Ok(tree.update_and_fetch(key, update)?),
-            Tree::Postgres(_) => {
-                let mut current = self.get(key)?;
+            Tree::Postgres(tree) => {
+                let mut current = tree.fetch(key)?;
                 loop {
                     let new = update(current.as_deref());
                     match self.compare_and_swap(key, current.as_deref(), new.as_deref())? {

@@ -19,6 +19,7 @@
 //! Committed writes to the trees idfed caches are announced with `NOTIFY idfed_changes, '<tree>'`;
 //! [`Postgres::subscribe`] hands them to the replica's caches (see [`Changes`]).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -99,13 +100,20 @@ pub struct Postgres {
     freed: Condvar,
     /// Trees whose committed changes are announced.
     announced: Mutex<Vec<String>>,
+    /// Trees read through a cache of this replica's, kept while no change is announced.
+    caches: Mutex<HashMap<String, Arc<TreeCache>>>,
     changes: Arc<Changes>,
     /// Transactions run again after a conflict.
     retries: AtomicU64,
+    /// Reads answered from a cache.
+    cache_hits: AtomicU64,
     /// Until when, after a connection attempt failed, others fail at once rather than each wait for
     /// the timeout (the next attempt is made a second later).
     down_until: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often the change listener checks that its connection still answers.
+const HEARTBEAT: Duration = Duration::from_millis(500);
 
 /// How long after a failed connection attempt the next one is made (others fail at once meanwhile).
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
@@ -244,8 +252,10 @@ impl Postgres {
             open: AtomicUsize::new(0),
             freed: Condvar::new(),
             announced: Mutex::new(Vec::new()),
+            caches: Mutex::new(HashMap::new()),
             changes: Arc::new(Changes::default()),
             retries: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
             down_until: Mutex::new(None),
         });
         pg.migrate()?;
@@ -458,6 +468,37 @@ impl Postgres {
         PgTree {
             pg: self.clone(),
             name: Arc::from(name),
+            cache: self
+                .caches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned(),
+        }
+    }
+
+    /// Reads of the tree `name` (opened after this call) are answered from this replica's memory for as
+    /// long as no change to it is announced: every write to it is announced, this replica listens, and
+    /// a cache is used only while the listening connection is up. Worth it for what every request reads
+    /// and few write (connectors, accounts, API keys, sessions).
+    pub fn cache_tree(self: &Arc<Self>, name: &str) {
+        self.announce(name);
+        self.caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default();
+        self.subscribe();
+    }
+
+    fn invalidate(&self, tree: &str) {
+        if let Some(cache) = self
+            .caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tree)
+        {
+            cache.invalidate();
         }
     }
 
@@ -533,6 +574,11 @@ impl Postgres {
         })
     }
 
+    /// Reads answered from this replica's caches so far.
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.load(Ordering::Relaxed)
+    }
+
     /// Transactions run again after a serialization failure so far.
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
@@ -571,7 +617,13 @@ impl Postgres {
                         }
                     }
                     match tx.simple("COMMIT") {
-                        Ok(()) => return Ok(result),
+                        Ok(()) => {
+                            for tree in tx.written.lock().unwrap_or_else(|e| e.into_inner()).iter()
+                            {
+                                self.invalidate(tree);
+                            }
+                            return Ok(result);
+                        }
                         Err(e) if e.is_conflict() => continue,
                         Err(e) => return Err(TransactionError::Storage(e.into_db_error())),
                     }
@@ -663,6 +715,56 @@ impl Drop for AdvisoryLock {
     }
 }
 
+thread_local! {
+    /// Above zero while this thread's reads must see the database itself ([`fresh_reads`]).
+    static FRESH_READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Until the guard is dropped, this thread's reads bypass the replicas' caches: what a write checks
+/// before it commits (under the writers' lock) must be what is stored, not what was heard of.
+pub fn fresh_reads() -> FreshReads {
+    FRESH_READS.with(|fresh| fresh.set(fresh.get() + 1));
+    FreshReads(std::marker::PhantomData)
+}
+
+/// See [`fresh_reads`]. Not `Send`: it marks the thread that made it.
+pub struct FreshReads(std::marker::PhantomData<*const ()>);
+
+impl Drop for FreshReads {
+    fn drop(&mut self) {
+        FRESH_READS.with(|fresh| fresh.set(fresh.get().saturating_sub(1)));
+    }
+}
+
+/// A tree's reads as last fetched, valid for one generation of its announced changes.
+#[derive(Default)]
+struct TreeCache {
+    state: Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// The announcements' generation the entries were fetched in, and this replica's own writes.
+    generation: ((u64, u64), u64),
+    entries: HashMap<Vec<u8>, Option<IVec>>,
+}
+
+impl TreeCache {
+    /// Entries kept at most; a full cache starts afresh.
+    const MAX: usize = 16_384;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a write of this replica's (committed): what was fetched before is not used again.
+    fn invalidate(&self) {
+        let mut state = self.lock();
+        state.generation.1 += 1;
+        state.entries.clear();
+    }
+}
+
 /// Announced changes, as a listener sees them: each tree's generation counts the announcements of its
 /// changes; a cache that remembers the generation it filled at knows when it is stale. While the
 /// listening connection is down nothing can be known: [`Changes::connected`] is false and caches must
@@ -744,9 +846,30 @@ async fn listen(
                         changes.epoch.fetch_add(1, Ordering::AcqRel);
                         changes.connected.store(true, Ordering::Release);
                         changes.notify.notify_waiters();
-                        while let Some(message) = receive.recv().await {
-                            if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                                changes.heard(n.payload());
+                        // A connection that dies without a word (a partition) would leave caches
+                        // trusting silence: the listener asks the database twice a second, and a
+                        // second without an answer counts as disconnected.
+                        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                        loop {
+                            tokio::select! {
+                                message = receive.recv() => match message {
+                                    Some(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                        changes.heard(n.payload());
+                                    }
+                                    Some(_) => {}
+                                    None => break,
+                                },
+                                _ = heartbeat.tick() => {
+                                    let answered = tokio::time::timeout(
+                                        HEARTBEAT * 2,
+                                        client.simple_query(""),
+                                    )
+                                    .await;
+                                    if !matches!(answered, Ok(Ok(_))) {
+                                        tracing::warn!("the database change listener stopped answering");
+                                        break;
+                                    }
+                                }
                             }
                         }
                     }
@@ -814,6 +937,7 @@ impl PgFailure {
 pub struct PgTree {
     pg: Arc<Postgres>,
     name: Arc<str>,
+    cache: Option<Arc<TreeCache>>,
 }
 
 impl PgTree {
@@ -827,6 +951,9 @@ impl PgTree {
     }
 
     fn notify_after_write(&self) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate();
+        }
         if self.pg.is_announced(&self.name) {
             let tree = self.tree();
             let _ = self.pg.with_conn(move |conn| {
@@ -841,6 +968,44 @@ impl PgTree {
     }
 
     pub(super) fn get(&self, key: &[u8]) -> Result<Option<IVec>, DbError> {
+        let Some(cache) = &self.cache else {
+            return self.fetch(key);
+        };
+        if FRESH_READS.with(|fresh| fresh.get() > 0) {
+            return self.fetch(key);
+        }
+        let changes = &self.pg.changes;
+        if !changes.connected() {
+            // Changes might go unheard: nothing may be answered from memory.
+            return self.fetch(key);
+        }
+        let announced = changes.generation(&self.name);
+        let generation = {
+            let mut state = cache.lock();
+            if state.generation.0 != announced {
+                state.generation.0 = announced;
+                state.entries.clear();
+            }
+            if let Some(value) = state.entries.get(key) {
+                self.pg.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(value.clone());
+            }
+            state.generation
+        };
+        let value = self.fetch(key)?;
+        let mut state = cache.lock();
+        // Kept only if nothing was announced or written meanwhile (it might be older than that).
+        if state.generation == generation && changes.connected() {
+            if state.entries.len() >= TreeCache::MAX {
+                state.entries.clear();
+            }
+            state.entries.insert(key.to_vec(), value.clone());
+        }
+        Ok(value)
+    }
+
+    /// The value as the database holds it now (never from the cache).
+    pub(super) fn fetch(&self, key: &[u8]) -> Result<Option<IVec>, DbError> {
         let (tree, key) = (self.tree(), key.to_vec());
         self.pg.with_conn(move |conn| {
             Box::pin(async move {
@@ -924,7 +1089,7 @@ impl PgTree {
             Ok(Ok(()))
         } else {
             Ok(Err(CasFailed {
-                current: self.get(key)?,
+                current: self.fetch(key)?,
             }))
         }
     }
@@ -1109,7 +1274,11 @@ impl PgTx<'_> {
 
     /// Queues the announcements of this transaction's writes (delivered when it commits).
     fn announce(&self) -> Result<(), TxOpError> {
-        let written = std::mem::take(&mut *self.written.lock().unwrap_or_else(|e| e.into_inner()));
+        let written = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for tree in written {
             self.run(move |conn| {
                 Box::pin(async move {
