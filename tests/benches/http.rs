@@ -7,17 +7,27 @@
 //! hit — requests/s, p50, p99 and the share of hello-world at the same connections. Then a burst of 1,000
 //! identical concurrent requests on a caching connector (and the STS calls it made), and throughput with
 //! the durable audit log on and off. The STS budget is off (`budget_per_second = 0`) so that it measures
-//! idfed, not the budget. Asserts nothing about time.
+//! idfed, not the budget.
+//!
+//! Then the same on PostgreSQL (a throw-away cluster on loopback, `fsync` on, as durable as sled's
+//! audit log): one replica at 64 connections, and three replicas on one database loaded round-robin
+//! (three `wrk` at once, one a replica, 21 connections each), no plugin with the cache off and hit,
+//! each beside sled's figure of the same case in this run; and the audit log's group commits there.
+//! Skipped, with a line saying so, when PostgreSQL is not installed. Asserts nothing about time.
 
 use std::process::Command;
 
 /// The allocator of the idfed binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use idfed::api::{ApiLimits, AppState, serve};
+use idfed::audit::DurabilityStats;
 use idfed::auth::static_dir::{UserEntry, add_user, hash_password};
 use idfed::config::Config;
 use idfed::model::Connector;
@@ -25,6 +35,7 @@ use idfed::secret::Secret;
 use idfed::service::Service;
 use idfed::store::Store;
 use idfed_tests::add_benchmark_connectors;
+use idfed_tests::postgres::PgCluster;
 use idfed_tests::sts_standin::{StandInOptions, spawn_process};
 
 /// What `wrk` measured.
@@ -128,29 +139,9 @@ fn main() {
     ))
     .unwrap();
     let service = Service::open(&config).unwrap();
-    add_benchmark_connectors(service.store.as_ref(), "devs");
-    for name in ["plain", "chained"] {
-        let original = service.store.get_connector(name).unwrap().unwrap();
-        service
-            .store
-            .create_connector(Connector {
-                id: uuid::Uuid::new_v4(),
-                name: format!("{name}-cached"),
-                credential_cache: true,
-                // A binding's id keys its private store: the copy's bindings are bindings of their own.
-                bindings: original
-                    .bindings
-                    .iter()
-                    .map(|b| idfed::model::BindingSpec {
-                        id: uuid::Uuid::new_v4().to_string(),
-                        ..b.clone()
-                    })
-                    .collect(),
-                ..original.clone()
-            })
-            .unwrap();
-    }
-    // IDFED_BENCH_NOT_DURABLE=1: every case without the durable audit log (to see what it costs).
+    add_connectors(service.store.as_ref());
+    // IDFED_BENCH_NOT_DURABLE=1: every case without the durable audit log (to see what it costs); the
+    // PostgreSQL rows then run on a cluster with fsync off.
     let durable = std::env::var_os("IDFED_BENCH_NOT_DURABLE").is_none();
     service.audit.set_durable(durable);
     let service = Arc::new(service);
@@ -194,7 +185,9 @@ fn main() {
         "{:<34} {:>5} {:>12} {:>10} {:>10} {:>9}",
         "case", "conns", "requests/s", "p50", "p99", "of hello"
     );
-    let mut floor = std::collections::HashMap::new();
+    let mut floor = HashMap::new();
+    // Each case's requests/s at 64 connections, for the PostgreSQL rows' ratios.
+    let mut sled_at_64 = HashMap::new();
     let hello_url = format!("http://{hello}/");
     wrk(&hello_url, 8, 1, None);
     for connections in [1, 64] {
@@ -240,6 +233,9 @@ fn main() {
                 format!("1/{:.0}", 1.0 / share.max(1e-9)),
                 run.non_2xx
             );
+            if connections == 64 {
+                sled_at_64.insert(connector, run.requests_per_second);
+            }
         }
     }
 
@@ -357,4 +353,319 @@ fn main() {
     let _ = stop.send(());
     tokio.block_on(server).unwrap().unwrap();
     service.shutdown().unwrap();
+    drop(service);
+
+    postgres_rows(&PgBench {
+        tokio: &tokio,
+        seconds,
+        dir: dir.path(),
+        users: &users,
+        password,
+        sts_endpoint: &sts.endpoint(),
+        durable,
+        floor_at_64: floor[&64],
+        sled_at_64: &sled_at_64,
+        only: only.as_deref(),
+    });
+}
+
+/// The benchmark connectors, and a copy of `plain` and `chained` with the credential cache on
+/// (`plain-cached`, `chained-cached`).
+fn add_connectors(store: &dyn Store) {
+    add_benchmark_connectors(store, "devs");
+    for name in ["plain", "chained"] {
+        let original = store.get_connector(name).unwrap().unwrap();
+        store
+            .create_connector(Connector {
+                id: uuid::Uuid::new_v4(),
+                name: format!("{name}-cached"),
+                credential_cache: true,
+                // A binding's id keys its private store: the copy's bindings are bindings of their own.
+                bindings: original
+                    .bindings
+                    .iter()
+                    .map(|b| idfed::model::BindingSpec {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        ..b.clone()
+                    })
+                    .collect(),
+                ..original.clone()
+            })
+            .unwrap();
+    }
+}
+
+/// What the PostgreSQL rows need of the sled part's run.
+struct PgBench<'a> {
+    tokio: &'a tokio::runtime::Runtime,
+    seconds: u64,
+    /// Where the replicas' directories and the shared master key go.
+    dir: &'a Path,
+    users: &'a Path,
+    password: &'a str,
+    sts_endpoint: &'a str,
+    /// Off (`IDFED_BENCH_NOT_DURABLE`): the cluster runs with `fsync` off.
+    durable: bool,
+    /// hello-world's requests/s at 64 connections.
+    floor_at_64: f64,
+    /// Sled's requests/s at 64 connections, by connector.
+    sled_at_64: &'a HashMap<&'static str, f64>,
+    /// `IDFED_BENCH_CASES`.
+    only: Option<&'a [String]>,
+}
+
+/// An idfed replica on PostgreSQL, served on a loopback port of its own.
+struct Replica {
+    service: Arc<Service>,
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Replica {
+    /// Opens replica `index` on `database_url` (its own `dir`, the master key shared) and serves it.
+    fn start(bench: &PgBench, database_url: &str, index: usize) -> Replica {
+        let shared = bench.dir.join("postgres");
+        let own = shared.join(format!("r{index}"));
+        std::fs::create_dir_all(&own).unwrap();
+        let config = Config::parse(&format!(
+            "[server]\nplain_http = true\nlisten = \"127.0.0.1:0\"\n\
+             [data]\ndir = {:?}\nmaster_key_file = {:?}\nbackend = \"postgres\"\n\
+             [data.postgres]\nurl = {database_url:?}\n\
+             [auth.directory]\ntype = \"static\"\nfile = {:?}\n\
+             [sts]\nendpoint = {:?}\nbudget_per_second = 0\n",
+            own.join("data"),
+            shared.join("master.key"),
+            bench.users,
+            bench.sts_endpoint,
+        ))
+        .unwrap();
+        config.check().unwrap();
+        // In the runtime: on PostgreSQL the service follows the other replicas' changes in a task of it.
+        let service = bench
+            .tokio
+            .block_on(async { Service::open(&config) })
+            .unwrap();
+        assert_eq!(service.store.db().engine(), "postgres");
+        service.audit.set_durable(bench.durable);
+        let service = Arc::new(service);
+        let listener = bench
+            .tokio
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(service.clone(), ApiLimits::from(&config.server));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = bench.tokio.spawn(serve(listener, None, state, async move {
+            let _ = stopped.await;
+        }));
+        Replica {
+            service,
+            addr,
+            stop,
+            server,
+        }
+    }
+
+    fn vend_url(&self, connector: &str) -> String {
+        format!(
+            "http://{}/api/v1/connectors/{connector}/credentials",
+            self.addr
+        )
+    }
+
+    fn stop(self, tokio: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        tokio.block_on(self.server).unwrap().unwrap();
+        self.service.shutdown().unwrap();
+    }
+}
+
+/// One `wrk` a URL, all at once, `connections` each: the requests/s summed, the middle of their p50s,
+/// the worst of their p99s.
+fn wrk_round_robin(urls: &[String], connections: usize, seconds: u64, script: &Path) -> Run {
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let running: Vec<_> = urls
+            .iter()
+            .map(|url| scope.spawn(move || wrk(url, connections, seconds, Some(script))))
+            .collect();
+        running.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    // What wrk did not print ("?") sorts last: a missing p99 is not hidden by the others.
+    let key = |text: &String| wrk_duration(text).unwrap_or(f64::INFINITY);
+    let mut p50s: Vec<&String> = runs.iter().map(|r| &r.p50).collect();
+    p50s.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let p99 = runs
+        .iter()
+        .map(|r| &r.p99)
+        .max_by(|a, b| key(a).total_cmp(&key(b)))
+        .cloned()
+        .unwrap_or_default();
+    Run {
+        requests_per_second: runs.iter().map(|r| r.requests_per_second).sum(),
+        p50: p50s
+            .get(p50s.len() / 2)
+            .map_or_else(String::new, |p| (*p).clone()),
+        p99,
+        non_2xx: runs
+            .iter()
+            .map(|r| r.non_2xx.as_str())
+            .filter(|n| !n.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// A duration as wrk prints it (`812.00us`, `1.23ms`, `2.01s`, `1.50m`), in microseconds.
+fn wrk_duration(text: &str) -> Option<f64> {
+    let unit = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(unit);
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        "h" => 3600e6,
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * scale)
+}
+
+/// What each replica's audit log committed since `before` (its stats then).
+fn print_group_commits(replicas: &[Replica], before: &[DurabilityStats]) {
+    for (index, replica) in replicas.iter().enumerate() {
+        let now = replica.service.audit.durability_stats();
+        let (appends, flushes) =
+            before
+                .get(index)
+                .map_or((now.durable_appends, now.flushes), |b| {
+                    (
+                        now.durable_appends - b.durable_appends,
+                        now.flushes - b.flushes,
+                    )
+                });
+        println!(
+            "  group commit, replica {index}: {appends} durable records took {flushes} commits \
+             ({:.1} records a commit)",
+            appends as f64 / flushes.max(1) as f64
+        );
+    }
+}
+
+/// The PostgreSQL rows: one replica, then three on one database round-robin (see the module docs).
+fn postgres_rows(bench: &PgBench) {
+    let Some(bin) = idfed_tests::postgres::bin_dir() else {
+        println!(
+            "\nPostgreSQL is not installed (apt-get install postgresql): the PostgreSQL rows are skipped"
+        );
+        return;
+    };
+    let version = bin
+        .parent()
+        .and_then(Path::file_name)
+        .map_or_else(String::new, |v| v.to_string_lossy().into_owned());
+    let cluster = if bench.durable {
+        PgCluster::start_durable()
+    } else {
+        PgCluster::start()
+    };
+    cluster.create_database("idfed_bench");
+    let database_url = cluster.url("idfed_bench");
+    let cases = [
+        ("no plugin, cache off", "plain"),
+        ("no plugin, cache hit", "plain-cached"),
+    ];
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|(_, connector)| {
+            bench
+                .only
+                .is_none_or(|only| only.iter().any(|c| c == connector))
+        })
+        .collect();
+    let each = 64 / 3;
+
+    println!(
+        "\non PostgreSQL {version} (a cluster on loopback, fsync {}; {} connections a replica), the same STS \
+         stand-in; \"of sled\" is sled's requests/s of the same case at 64 connections above; \
+         round-robin: three wrk at once, one a replica, {each} connections each (p50: the middle of \
+         theirs, p99: the worst)",
+        if bench.durable { "on" } else { "OFF" },
+        idfed::config::PostgresSection::default().pool_size,
+    );
+    println!(
+        "{:<46} {:>5} {:>12} {:>10} {:>10} {:>9} {:>11}",
+        "case", "conns", "requests/s", "p50", "p99", "of hello", "of sled"
+    );
+    let row = |label: &str, connections: &str, connector: &str, run: &Run| {
+        let share = run.requests_per_second / bench.floor_at_64;
+        let of_sled = bench.sled_at_64.get(connector).map_or_else(
+            || "-".to_owned(),
+            |sled| format!("{:.2}× sled", run.requests_per_second / sled.max(1e-9)),
+        );
+        println!(
+            "{label:<46} {connections:>5} {:>12.0} {:>10} {:>10} {:>9} {:>11} {}",
+            run.requests_per_second,
+            run.p50,
+            run.p99,
+            format!("1/{:.0}", 1.0 / share.max(1e-9)),
+            of_sled,
+            run.non_2xx
+        );
+    };
+
+    // The first replica: the connectors are made once, in the shared state.
+    let mut replicas = vec![Replica::start(bench, &database_url, 0)];
+    add_connectors(replicas[0].service.store.as_ref());
+    // One login: a session is shared by the replicas.
+    let token: String = bench.tokio.block_on(async {
+        let answer = reqwest::Client::new()
+            .post(format!("http://{}/api/v1/login", replicas[0].addr))
+            .json(&serde_json::json!({"username": "alice", "password": bench.password}))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = answer.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    });
+    let script = bench.dir.join("vend-postgres.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{{\"format\": \"json\"}}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+        ),
+    )
+    .unwrap();
+
+    for (label, connector) in &cases {
+        let url = replicas[0].vend_url(connector);
+        wrk(&url, 8, 1, Some(&script)); // warm-up: the cache entry
+        let run = wrk(&url, 64, bench.seconds, Some(&script));
+        row(&format!("1 replica: {label}"), "64", connector, &run);
+    }
+    print_group_commits(&replicas, &[]);
+
+    replicas.push(Replica::start(bench, &database_url, 1));
+    replicas.push(Replica::start(bench, &database_url, 2));
+    let before: Vec<DurabilityStats> = replicas
+        .iter()
+        .map(|r| r.service.audit.durability_stats())
+        .collect();
+    for (label, connector) in &cases {
+        let urls: Vec<String> = replicas.iter().map(|r| r.vend_url(connector)).collect();
+        wrk_round_robin(&urls, 8, 1, &script); // warm-up: each replica's cache entry
+        let run = wrk_round_robin(&urls, each, bench.seconds, &script);
+        row(
+            &format!("3 replicas, round-robin: {label}"),
+            &format!("3×{each}"),
+            connector,
+            &run,
+        );
+    }
+    print_group_commits(&replicas, &before);
+
+    for replica in replicas {
+        replica.stop(bench.tokio);
+    }
+    drop(cluster);
 }

@@ -33,17 +33,34 @@ pub struct PgCluster {
     port: u16,
     /// The user the server runs as, when the tests run as root.
     run_as: Option<&'static str>,
+    /// Whether the server syncs its writes ([`PgCluster::start_durable`]); off for the tests.
+    durable: bool,
 }
 
 /// The role the cluster is made with (trust authentication on loopback).
 pub const ROLE: &str = "idfed";
 
 impl PgCluster {
-    /// Makes and starts a cluster.
+    /// Makes and starts a cluster, with `fsync` and `full_page_writes` off: fast, and nothing of it
+    /// survives a crash of the machine (a test's does not need to).
     ///
     /// # Panics
     /// If PostgreSQL is not installed, or `initdb` or `pg_ctl` fail (with their output in the message).
     pub fn start() -> PgCluster {
+        PgCluster::start_with(false)
+    }
+
+    /// [`PgCluster::start`], but durable as a production server is: `fsync`, `full_page_writes` and
+    /// `synchronous_commit` on, so that a commit waits for its WAL to be on disk (for benchmarks that
+    /// compare it with a store that syncs).
+    ///
+    /// # Panics
+    /// As [`PgCluster::start`].
+    pub fn start_durable() -> PgCluster {
+        PgCluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PgCluster {
         let bin = bin_dir()
             .expect("PostgreSQL is not installed: apt-get install postgresql (scripts/test does)");
         let run_as = is_root().then_some("postgres");
@@ -61,6 +78,7 @@ impl PgCluster {
             dir,
             port: 0,
             run_as,
+            durable,
         };
         let data = cluster.data_dir();
         cluster.run_ok(
@@ -146,8 +164,13 @@ impl PgCluster {
     fn try_start(&self) -> Result<(), String> {
         let data = self.data_dir();
         let socket_dir = self.dir.path();
+        let sync = if self.durable {
+            "-c fsync=on -c full_page_writes=on -c synchronous_commit=on"
+        } else {
+            "-c fsync=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-p {} -k {} -h 127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {} -k {} -h 127.0.0.1 {sync}",
             self.port,
             path_str(socket_dir)
         );
