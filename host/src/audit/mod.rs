@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::db::{Db, DbError, TransactionError, Tree, TxError, TxTree};
+use crate::store::db::{Db, DbError, Isolation, TransactionError, Tree, TxError, TxTree};
 
 use chain::{ANCHOR_KEY, HEAD_KEY};
 pub use chain::{ChainLink, GENESIS};
@@ -42,6 +42,8 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 pub const DEFAULT_QUERY_LIMIT: usize = 100;
 /// How many records one prune transaction removes.
 const PRUNE_BATCH: usize = 256;
+/// Group commits under way at once on PostgreSQL.
+const COMMITTERS: usize = 2;
 /// The advisory lock (PostgreSQL) held while pruning or verifying.
 const MAINTENANCE_LOCK: i64 = 0x6964_6665_6441;
 
@@ -206,6 +208,9 @@ struct Inner {
     flusher: tokio::sync::Mutex<()>,
     /// Durable appends waiting for the next group commit (PostgreSQL).
     queue: Mutex<Vec<Queued>>,
+    /// Group commits under way at once (PostgreSQL): while one waits for its commit to be durable,
+    /// the next is already waiting for the chain's head.
+    committers: tokio::sync::Semaphore,
     /// Flushes made for durable appends.
     flushes: AtomicU64,
     /// Appends made durable.
@@ -239,12 +244,16 @@ impl AuditLog {
                 synced: AtomicU64::new(0),
                 flusher: tokio::sync::Mutex::new(()),
                 queue: Mutex::new(Vec::new()),
+                committers: tokio::sync::Semaphore::new(COMMITTERS),
                 flushes: AtomicU64::new(0),
                 durable_appends: AtomicU64::new(0),
             }),
         };
         if let Err(e) = log.complete_interrupted_append() {
             tracing::error!(error = %e, "audit log: could not check for an interrupted append");
+        }
+        if let Db::Postgres(_) = db {
+            log.ensure_head()?;
         }
         match log.read_link(HEAD_KEY) {
             Ok(head) => {
@@ -306,35 +315,36 @@ impl AuditLog {
             time: SystemTime::now(),
             reply,
         });
-        let _committer = self.inner.flusher.lock().await;
-        // The commit before this one may have taken ours.
+        let committer = self
+            .inner
+            .committers
+            .acquire()
+            .await
+            .map_err(|_| AuditError::Store("the audit log is closing".into()))?;
+        // A commit before this one may have taken ours.
         if let Ok(answered) = answer.try_recv() {
             return answered;
         }
         let batch = std::mem::take(&mut *lock_queue(&self.inner.queue));
+        if batch.is_empty() {
+            // Taken by a commit under way: its answer comes.
+            drop(committer);
+            return answer
+                .await
+                .map_err(|_| AuditError::Store("the audit commit dropped this record".into()))?;
+        }
         let log = self.clone();
         let (replies, committed) = tokio::task::spawn_blocking(move || {
             let (events, replies): (Vec<_>, Vec<_>) = batch
                 .into_iter()
                 .map(|q| ((q.event, q.time), q.reply))
                 .unzip();
-            let _append = lock(&log.inner.append);
-            let committed = log.inner.db.transaction(
-                [&log.inner.records, &log.inner.meta],
-                |[records, meta]| {
-                    events
-                        .iter()
-                        .map(|(event, time)| append_in(records, meta, event, *time))
-                        .collect::<Result<Vec<_>, _>>()
-                },
-            );
-            if let Ok(records) = &committed
-                && let Some(last) = records.last()
-            {
-                log.inner.appended.fetch_max(last.seq, Ordering::AcqRel);
+            // The database's lock on the head orders the commits (of this replica and the others').
+            let committed = log.append_batch(&events);
+            if committed.is_ok() {
                 log.inner.flushes.fetch_add(1, Ordering::Relaxed);
             }
-            (replies, committed.map_err(AuditError::from))
+            (replies, committed)
         })
         .await
         .map_err(|e| AuditError::Store(format!("the audit commit did not finish: {e}")))?;
@@ -395,13 +405,8 @@ impl AuditLog {
     pub fn append(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
         let _append = lock(&self.inner.append);
         if let Db::Postgres(_) = self.inner.db {
-            let time = SystemTime::now();
-            let record = self.inner.db.transaction(
-                [&self.inner.records, &self.inner.meta],
-                |[records, meta]| append_in(records, meta, &event, time),
-            )?;
-            self.inner.appended.fetch_max(record.seq, Ordering::AcqRel);
-            return Ok(record);
+            let mut records = self.append_batch(&[(event, SystemTime::now())])?;
+            return Ok(records.remove(0));
         }
         let mut event = event;
         cut_text(&mut event.reason);
@@ -444,6 +449,51 @@ impl AuditLog {
                 None => Ok(ChainLink::genesis()),
             },
         }
+    }
+
+    /// Appends `events` (with their times) as consecutive records in one transaction that locks the
+    /// head (PostgreSQL: `READ COMMITTED` and `FOR UPDATE`), so that replicas appending at once take
+    /// turns at the head rather than fail and run again; a handful of round trips however many records.
+    fn append_batch(
+        &self,
+        events: &[(AuditEvent, SystemTime)],
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        let records = self.inner.db.transaction_with(
+            Isolation::Locking,
+            [&self.inner.records, &self.inner.meta],
+            |[records, meta]| append_batch_in(records, meta, events),
+        )?;
+        if let Some(last) = records.last() {
+            self.inner.appended.fetch_max(last.seq, Ordering::AcqRel);
+        }
+        Ok(records)
+    }
+
+    /// On PostgreSQL the head row exists from the start (the anchor's or genesis link, which `verify`
+    /// reads as "nothing appended"), so that every append locks it: replicas' first appends then take
+    /// turns too, instead of both starting from an absent head.
+    fn ensure_head(&self) -> Result<(), AuditError> {
+        self.inner.db.transaction_with(
+            Isolation::Locking,
+            [&self.inner.records, &self.inner.meta],
+            |[_, meta]| {
+                if meta.get_for_update(HEAD_KEY)?.is_some() {
+                    return Ok(());
+                }
+                let tip = match meta.get(ANCHOR_KEY)? {
+                    Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
+                        TxError::Abort(AuditError::Corrupt(format!(
+                            "the retention anchor is unreadable: {e}"
+                        )))
+                    })?,
+                    None => ChainLink::genesis(),
+                };
+                // Another replica opening at the same moment may make it first: then run again.
+                meta.insert_new(&[(HEAD_KEY.to_vec(), tip.encode().to_vec())])?;
+                Ok::<_, TxError<AuditError>>(())
+            },
+        )?;
+        Ok(())
     }
 
     /// Completes an append a crash interrupted between its record and its head: exactly one record past
@@ -764,6 +814,57 @@ pub fn append_in(
     };
     meta.insert(HEAD_KEY, head.encode())?;
     Ok(record)
+}
+
+/// [`append_in`] for several events at once, the head read (locked) and written once.
+fn append_batch_in(
+    records: &TxTree<'_>,
+    meta: &TxTree<'_>,
+    events: &[(AuditEvent, SystemTime)],
+) -> Result<Vec<AuditRecord>, TxError<AuditError>> {
+    let corrupt = |what: &str, e: String| {
+        TxError::Abort(AuditError::Corrupt(format!(
+            "the {what} is unreadable: {e}"
+        )))
+    };
+    let mut prev = match meta.get_for_update(HEAD_KEY)? {
+        Some(bytes) => ChainLink::decode(&bytes).map_err(|e| corrupt("head", e.to_string()))?,
+        None => match meta.get(ANCHOR_KEY)? {
+            Some(bytes) => {
+                ChainLink::decode(&bytes).map_err(|e| corrupt("retention anchor", e.to_string()))?
+            }
+            None => ChainLink::genesis(),
+        },
+    };
+    let keys: Vec<Vec<u8>> = (1..=events.len() as u64)
+        .map(|i| (prev.seq + i).to_be_bytes().to_vec())
+        .collect();
+    if let Some(taken) = records.get_many(&keys)?.iter().position(Option::is_some) {
+        return Err(TxError::Abort(AuditError::Corrupt(format!(
+            "record {} already exists though the head is at {}: written out of band (not \
+             overwritten)",
+            prev.seq + 1 + taken as u64,
+            prev.seq
+        ))));
+    }
+    let mut sealed = Vec::with_capacity(events.len());
+    let mut appended = Vec::with_capacity(events.len());
+    for ((event, time), key) in events.iter().zip(keys) {
+        let mut event = event.clone();
+        cut_text(&mut event.reason);
+        cut_text(&mut event.user_agent);
+        let (value, record) =
+            chain::seal(prev.seq + 1, chain::record_time(*time), &prev.hash, &event);
+        prev = ChainLink {
+            seq: record.seq,
+            hash: record.hash.clone(),
+        };
+        sealed.push((key, value));
+        appended.push(record);
+    }
+    records.insert_new(&sealed)?;
+    meta.insert(HEAD_KEY, prev.encode())?;
+    Ok(appended)
 }
 
 /// A durable append waiting for the group commit.

@@ -399,3 +399,45 @@ fn a_replicas_cache_hears_other_replicas_writes_and_checks_before_a_write_read_t
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn replicas_appending_at_once_make_one_audit_chain() {
+    use idfed::audit::{AuditEvent, AuditFilter, AuditLog, Outcome};
+    let cluster = PgCluster::start();
+    cluster.create_database("chain");
+    let logs: Vec<AuditLog> = (0..2)
+        .map(|_| AuditLog::open(&postgres(&cluster, "chain"), None).unwrap())
+        .collect();
+    std::thread::scope(|scope| {
+        for thread in 0..8 {
+            let log = &logs[thread % 2];
+            scope.spawn(move || {
+                for i in 0..25 {
+                    log.append(AuditEvent {
+                        action: "vend".into(),
+                        caller: Some(format!("t{thread}-{i}")),
+                        outcome: Outcome::Issued,
+                        ..AuditEvent::default()
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    for log in &logs {
+        let report = log.verify().unwrap();
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.records, 200);
+        assert_eq!(report.head_seq, Some(200));
+    }
+    let callers: std::collections::BTreeSet<String> = logs[1]
+        .query(&AuditFilter {
+            limit: 0,
+            ..AuditFilter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.event.caller)
+        .collect();
+    assert_eq!(callers.len(), 200, "every append its own record");
+}

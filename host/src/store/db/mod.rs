@@ -170,6 +170,19 @@ impl Db {
         trees: [&Tree; N],
         work: impl Fn(&[TxTree<'_>; N]) -> Result<R, TxError<E>>,
     ) -> Result<R, TransactionError<E>> {
+        self.transaction_with(Isolation::Serializable, trees, work)
+    }
+
+    /// [`Db::transaction`] at an isolation of the caller's choice (PostgreSQL; sled's transactions are
+    /// always serializable). [`Isolation::Locking`] is for work that locks what it reads
+    /// ([`TxTree::get_for_update`]) and writes only keys that must be new ([`TxTree::insert_new`]): such
+    /// transactions wait for one another instead of failing and running again.
+    pub fn transaction_with<const N: usize, R, E>(
+        &self,
+        isolation: Isolation,
+        trees: [&Tree; N],
+        work: impl Fn(&[TxTree<'_>; N]) -> Result<R, TxError<E>>,
+    ) -> Result<R, TransactionError<E>> {
         match self {
             Db::Sled(_) => {
                 let sled_trees: Vec<&sled::Tree> = trees
@@ -212,7 +225,7 @@ impl Db {
                     Tree::Postgres(tree) => tree.name(),
                     Tree::Sled(_) => unreachable!("a sled tree in a PostgreSQL transaction"),
                 });
-                pg.transaction(|tx| {
+                pg.transaction(isolation, |tx| {
                     let txs: [TxTree<'_>; N] =
                         std::array::from_fn(|i| TxTree::Postgres(tx, names[i]));
                     work(&txs)
@@ -224,6 +237,15 @@ impl Db {
 
 /// Held while a duty runs on this replica only ([`Db::try_exclusive`]).
 pub struct Exclusive(#[allow(dead_code)] Option<postgres::AdvisoryLock>);
+
+/// How a PostgreSQL transaction is isolated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// `SERIALIZABLE`: any transaction, run again after a serialization failure.
+    Serializable,
+    /// `READ COMMITTED` with row locks: see [`Db::transaction_with`].
+    Locking,
+}
 
 /// One tree of a [`Db`]. Cheap to clone.
 #[derive(Clone)]
@@ -422,6 +444,47 @@ impl TxTree<'_> {
         match self {
             TxTree::Sled(tree) => Ok(tree.remove(key.as_ref())?),
             TxTree::Postgres(tx, tree) => tx.remove(tree, key.as_ref()),
+        }
+    }
+
+    /// The value under `key`, locked until the transaction ends (PostgreSQL: `FOR UPDATE`; another
+    /// transaction locking it waits, then reads what this one committed).
+    pub fn get_for_update(&self, key: impl AsRef<[u8]>) -> Result<Option<IVec>, TxOpError> {
+        match self {
+            TxTree::Sled(tree) => Ok(tree.get(key)?),
+            TxTree::Postgres(tx, tree) => tx.get_for_update(tree, key.as_ref()),
+        }
+    }
+
+    /// The values under `keys`, in their order, in one round trip.
+    pub fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<IVec>>, TxOpError> {
+        match self {
+            TxTree::Sled(tree) => keys
+                .iter()
+                .map(|key| Ok(tree.get(key)?))
+                .collect::<Result<Vec<_>, TxOpError>>(),
+            TxTree::Postgres(tx, tree) => tx.get_many(tree, keys),
+        }
+    }
+
+    /// Stores entries whose keys must be new, in one round trip: if any exists by then (written by a
+    /// concurrent transaction), the transaction is run again.
+    pub fn insert_new(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), TxOpError> {
+        match self {
+            TxTree::Sled(tree) => {
+                for (key, value) in entries {
+                    // sled's transactions are serializable: a key there is no race, and running
+                    // again would meet it again.
+                    if tree.get(key)?.is_some() {
+                        return Err(TxOpError::Storage(DbError::Failed(
+                            "a key that must be new exists".into(),
+                        )));
+                    }
+                    tree.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok(())
+            }
+            TxTree::Postgres(tx, tree) => tx.insert_new(tree, entries),
         }
     }
 }

@@ -128,6 +128,9 @@ struct Conn {
 
 struct Statements {
     get: Statement,
+    get_for_update: Statement,
+    get_many: Statement,
+    insert_new: Statement,
     upsert: Statement,
     delete: Statement,
     cas_update: Statement,
@@ -149,6 +152,19 @@ impl Statements {
         Ok(Statements {
             get: client
                 .prepare("SELECT value FROM idfed_kv WHERE tree = $1 AND key = $2")
+                .await?,
+            get_for_update: client
+                .prepare("SELECT value FROM idfed_kv WHERE tree = $1 AND key = $2 FOR UPDATE")
+                .await?,
+            get_many: client
+                .prepare("SELECT key, value FROM idfed_kv WHERE tree = $1 AND key = ANY($2)")
+                .await?,
+            insert_new: client
+                .prepare(
+                    "INSERT INTO idfed_kv (tree, key, value) \
+                     SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v) \
+                     ON CONFLICT (tree, key) DO NOTHING",
+                )
                 .await?,
             upsert: client
                 .prepare(
@@ -587,8 +603,13 @@ impl Postgres {
     /// Runs `work` in a `SERIALIZABLE` transaction, again after each serialization failure.
     pub(super) fn transaction<R, E>(
         &self,
+        isolation: super::Isolation,
         work: impl Fn(&PgTx<'_>) -> Result<R, TxError<E>>,
     ) -> Result<R, TransactionError<E>> {
+        let begin = match isolation {
+            super::Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            super::Isolation::Locking => "BEGIN ISOLATION LEVEL READ COMMITTED",
+        };
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 self.retries.fetch_add(1, Ordering::Relaxed);
@@ -598,14 +619,13 @@ impl Postgres {
                 std::thread::sleep(Duration::from_micros(micros / 2 + jitter));
             }
             let lease = self.checkout().map_err(TransactionError::Storage)?;
+            // BEGIN goes with the first statement (one round trip for both).
             let tx = PgTx {
                 pg: self,
                 conn: lease.conn().clone(),
                 written: Mutex::new(Vec::new()),
+                begin: Mutex::new(Some(begin)),
             };
-            if let Err(e) = tx.simple("BEGIN ISOLATION LEVEL SERIALIZABLE") {
-                return Err(TransactionError::Storage(e.into_db_error()));
-            }
             let outcome = work(&tx);
             match outcome {
                 Ok(result) => {
@@ -615,6 +635,10 @@ impl Postgres {
                             TxOpError::Conflict => continue,
                             TxOpError::Storage(e) => return Err(TransactionError::Storage(e)),
                         }
+                    }
+                    if tx.begin.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                        // Nothing was read or written: there is nothing to commit.
+                        return Ok(result);
                     }
                     match tx.simple("COMMIT") {
                         Ok(()) => {
@@ -1228,6 +1252,8 @@ pub struct PgTx<'a> {
     conn: Arc<Conn>,
     /// Announced trees written in it (notified just before commit).
     written: Mutex<Vec<String>>,
+    /// The `BEGIN` not sent yet: it goes with the first statement.
+    begin: Mutex<Option<&'static str>>,
 }
 
 impl PgTx<'_> {
@@ -1239,7 +1265,20 @@ impl PgTx<'_> {
         &self,
         work: impl FnOnce(Arc<Conn>) -> BoxFuture<T>,
     ) -> Result<T, PgFailure> {
-        let result = self.pg().block_on(work(self.conn.clone()));
+        let begin = self.begin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let statement = work(self.conn.clone());
+        let result = match begin {
+            None => self.pg().block_on(statement),
+            Some(begin) => {
+                let conn = self.conn.clone();
+                // Pipelined: BEGIN is sent first, the statement right after, one round trip.
+                self.pg().block_on(async move {
+                    let (began, result) = tokio::join!(conn.client.batch_execute(begin), statement);
+                    began?;
+                    result
+                })
+            }
+        };
         if let Err(e) = &result
             && e.breaks_connection()
         {
@@ -1258,6 +1297,14 @@ impl PgTx<'_> {
     }
 
     fn rollback(&self) {
+        if self
+            .begin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return;
+        }
         if self.simple("ROLLBACK").is_err() {
             self.conn.broken.store(true, Ordering::Relaxed);
         }
@@ -1305,6 +1352,76 @@ impl PgTx<'_> {
             })
         })
         .map_err(PgFailure::into_op_error)
+    }
+
+    pub(super) fn get_for_update(&self, tree: &str, key: &[u8]) -> Result<Option<IVec>, TxOpError> {
+        let (tree, key) = (tree.to_owned(), key.to_vec());
+        self.run(move |conn| {
+            Box::pin(async move {
+                let row = conn
+                    .client
+                    .query_opt(&conn.statements.get_for_update, &[&tree, &key])
+                    .await?;
+                Ok(row.map(|row| IVec::from(row.get::<_, Vec<u8>>(0))))
+            })
+        })
+        .map_err(PgFailure::into_op_error)
+    }
+
+    pub(super) fn get_many(
+        &self,
+        tree: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<IVec>>, TxOpError> {
+        let (tree, wanted) = (tree.to_owned(), keys.to_vec());
+        let found = self
+            .run(move |conn| {
+                Box::pin(async move {
+                    let rows = conn
+                        .client
+                        .query(&conn.statements.get_many, &[&tree, &wanted])
+                        .await?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1)))
+                        .collect::<HashMap<_, _>>())
+                })
+            })
+            .map_err(PgFailure::into_op_error)?;
+        Ok(keys
+            .iter()
+            .map(|key| found.get(key).map(|v| IVec::from(v.as_slice())))
+            .collect())
+    }
+
+    pub(super) fn insert_new(
+        &self,
+        tree: &str,
+        entries: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), TxOpError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.wrote(tree);
+        let tree = tree.to_owned();
+        let keys: Vec<Vec<u8>> = entries.iter().map(|(k, _)| k.clone()).collect();
+        let values: Vec<Vec<u8>> = entries.iter().map(|(_, v)| v.clone()).collect();
+        let wanted = keys.len() as u64;
+        let inserted = self
+            .run(move |conn| {
+                Box::pin(async move {
+                    conn.client
+                        .execute(&conn.statements.insert_new, &[&tree, &keys, &values])
+                        .await
+                })
+            })
+            .map_err(PgFailure::into_op_error)?;
+        if inserted == wanted {
+            Ok(())
+        } else {
+            // A concurrent transaction wrote one of these keys first.
+            Err(TxOpError::Conflict)
+        }
     }
 
     pub(super) fn insert(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), TxOpError> {
