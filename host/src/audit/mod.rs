@@ -489,7 +489,9 @@ impl AuditLog {
                     None => ChainLink::genesis(),
                 };
                 // Another replica opening at the same moment may make it first: then run again.
-                meta.insert_new(&[(HEAD_KEY.to_vec(), tip.encode().to_vec())])?;
+                if meta.insert_new(&[(HEAD_KEY.to_vec(), tip.encode().to_vec())], None)? == 0 {
+                    return Err(TxError::Conflict);
+                }
                 Ok::<_, TxError<AuditError>>(())
             },
         )?;
@@ -836,17 +838,10 @@ fn append_batch_in(
             None => ChainLink::genesis(),
         },
     };
+    let head_seq = prev.seq;
     let keys: Vec<Vec<u8>> = (1..=events.len() as u64)
         .map(|i| (prev.seq + i).to_be_bytes().to_vec())
         .collect();
-    if let Some(taken) = records.get_many(&keys)?.iter().position(Option::is_some) {
-        return Err(TxError::Abort(AuditError::Corrupt(format!(
-            "record {} already exists though the head is at {}: written out of band (not \
-             overwritten)",
-            prev.seq + 1 + taken as u64,
-            prev.seq
-        ))));
-    }
     let mut sealed = Vec::with_capacity(events.len());
     let mut appended = Vec::with_capacity(events.len());
     for ((event, time), key) in events.iter().zip(keys) {
@@ -862,8 +857,18 @@ fn append_batch_in(
         sealed.push((key, value));
         appended.push(record);
     }
-    records.insert_new(&sealed)?;
-    meta.insert(HEAD_KEY, prev.encode())?;
+    // The records and the head in one statement. Under the head's lock no other append can have
+    // written these keys: one that exists was written out of band, and nothing is overwritten.
+    let head = prev.encode();
+    let new = records.insert_new(&sealed, Some((meta, HEAD_KEY, head.as_ref())))?;
+    if new != sealed.len() {
+        return Err(TxError::Abort(AuditError::Corrupt(format!(
+            "a record among {}..={} already exists though the head is at {head_seq}: written out \
+             of band (not overwritten)",
+            head_seq + 1,
+            head_seq + sealed.len() as u64
+        ))));
+    }
     Ok(appended)
 }
 

@@ -440,4 +440,23 @@ fn replicas_appending_at_once_make_one_audit_chain() {
         .filter_map(|r| r.event.caller)
         .collect();
     assert_eq!(callers.len(), 200, "every append its own record");
+
+    // A record slipped in past the head is never overwritten: the append is refused.
+    let db = postgres(&cluster, "chain");
+    let records = db.open_tree(idfed::audit::RECORDS_TREE).unwrap();
+    records
+        .insert(201u64.to_be_bytes(), b"out of band")
+        .unwrap();
+    let e = logs[0]
+        .append(AuditEvent {
+            action: "vend".into(),
+            outcome: Outcome::Issued,
+            ..AuditEvent::default()
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), "audit_corrupt", "{e}");
+    assert_eq!(
+        records.get(201u64.to_be_bytes()).unwrap().as_deref(),
+        Some(&b"out of band"[..])
+    );
 }

@@ -175,7 +175,7 @@ impl Db {
 
     /// [`Db::transaction`] at an isolation of the caller's choice (PostgreSQL; sled's transactions are
     /// always serializable). [`Isolation::Locking`] is for work that locks what it reads
-    /// ([`TxTree::get_for_update`]) and writes only keys that must be new ([`TxTree::insert_new`]): such
+    /// ([`TxTree::get_for_update`]) and writes keys only it can write (under that lock): such
     /// transactions wait for one another instead of failing and running again.
     pub fn transaction_with<const N: usize, R, E>(
         &self,
@@ -456,35 +456,37 @@ impl TxTree<'_> {
         }
     }
 
-    /// The values under `keys`, in their order, in one round trip.
-    pub fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<IVec>>, TxOpError> {
-        match self {
-            TxTree::Sled(tree) => keys
-                .iter()
-                .map(|key| Ok(tree.get(key)?))
-                .collect::<Result<Vec<_>, TxOpError>>(),
-            TxTree::Postgres(tx, tree) => tx.get_many(tree, keys),
-        }
-    }
-
-    /// Stores entries whose keys must be new, in one round trip: if any exists by then (written by a
-    /// concurrent transaction), the transaction is run again.
-    pub fn insert_new(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), TxOpError> {
+    /// Stores the entries whose keys are new (an existing key keeps its value) and, with `then_set`,
+    /// sets one key of another tree, all in one round trip; how many entries were new.
+    pub fn insert_new(
+        &self,
+        entries: &[(Vec<u8>, Vec<u8>)],
+        then_set: Option<(&TxTree<'_>, &[u8], &[u8])>,
+    ) -> Result<usize, TxOpError> {
         match self {
             TxTree::Sled(tree) => {
+                let mut new = 0;
                 for (key, value) in entries {
-                    // sled's transactions are serializable: a key there is no race, and running
-                    // again would meet it again.
-                    if tree.get(key)?.is_some() {
-                        return Err(TxOpError::Storage(DbError::Failed(
-                            "a key that must be new exists".into(),
-                        )));
+                    if tree.get(key)?.is_none() {
+                        tree.insert(key.as_slice(), value.as_slice())?;
+                        new += 1;
                     }
-                    tree.insert(key.as_slice(), value.as_slice())?;
                 }
-                Ok(())
+                if let Some((other, key, value)) = then_set {
+                    other.insert(key, value)?;
+                }
+                Ok(new)
             }
-            TxTree::Postgres(tx, tree) => tx.insert_new(tree, entries),
+            TxTree::Postgres(tx, tree) => {
+                let then_set = match then_set {
+                    None => None,
+                    Some((TxTree::Postgres(_, other), key, value)) => Some((*other, key, value)),
+                    Some((TxTree::Sled(_), ..)) => {
+                        unreachable!("a sled tree in a PostgreSQL transaction")
+                    }
+                };
+                tx.insert_new(tree, entries, then_set)
+            }
         }
     }
 }

@@ -129,7 +129,6 @@ struct Conn {
 struct Statements {
     get: Statement,
     get_for_update: Statement,
-    get_many: Statement,
     insert_new: Statement,
     upsert: Statement,
     delete: Statement,
@@ -156,14 +155,17 @@ impl Statements {
             get_for_update: client
                 .prepare("SELECT value FROM idfed_kv WHERE tree = $1 AND key = $2 FOR UPDATE")
                 .await?,
-            get_many: client
-                .prepare("SELECT key, value FROM idfed_kv WHERE tree = $1 AND key = ANY($2)")
-                .await?,
             insert_new: client
                 .prepare(
-                    "INSERT INTO idfed_kv (tree, key, value) \
-                     SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v) \
-                     ON CONFLICT (tree, key) DO NOTHING",
+                    "WITH new AS (\
+                         INSERT INTO idfed_kv (tree, key, value) \
+                         SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v) \
+                         ON CONFLICT (tree, key) DO NOTHING RETURNING 1), \
+                     set AS (\
+                         INSERT INTO idfed_kv (tree, key, value) \
+                         SELECT $4::text, $5::bytea, $6::bytea WHERE $4::text IS NOT NULL \
+                         ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1) \
+                     SELECT (SELECT count(*) FROM new), (SELECT count(*) FROM set)",
                 )
                 .await?,
             upsert: client
@@ -1368,60 +1370,42 @@ impl PgTx<'_> {
         .map_err(PgFailure::into_op_error)
     }
 
-    pub(super) fn get_many(
-        &self,
-        tree: &str,
-        keys: &[Vec<u8>],
-    ) -> Result<Vec<Option<IVec>>, TxOpError> {
-        let (tree, wanted) = (tree.to_owned(), keys.to_vec());
-        let found = self
-            .run(move |conn| {
-                Box::pin(async move {
-                    let rows = conn
-                        .client
-                        .query(&conn.statements.get_many, &[&tree, &wanted])
-                        .await?;
-                    Ok(rows
-                        .into_iter()
-                        .map(|row| (row.get::<_, Vec<u8>>(0), row.get::<_, Vec<u8>>(1)))
-                        .collect::<HashMap<_, _>>())
-                })
-            })
-            .map_err(PgFailure::into_op_error)?;
-        Ok(keys
-            .iter()
-            .map(|key| found.get(key).map(|v| IVec::from(v.as_slice())))
-            .collect())
-    }
-
     pub(super) fn insert_new(
         &self,
         tree: &str,
         entries: &[(Vec<u8>, Vec<u8>)],
-    ) -> Result<(), TxOpError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
+        then_set: Option<(&str, &[u8], &[u8])>,
+    ) -> Result<usize, TxOpError> {
         self.wrote(tree);
+        if let Some((other, ..)) = then_set {
+            self.wrote(other);
+        }
         let tree = tree.to_owned();
         let keys: Vec<Vec<u8>> = entries.iter().map(|(k, _)| k.clone()).collect();
         let values: Vec<Vec<u8>> = entries.iter().map(|(_, v)| v.clone()).collect();
-        let wanted = keys.len() as u64;
-        let inserted = self
+        let (set_tree, set_key, set_value) = match then_set {
+            Some((other, key, value)) => (
+                Some(other.to_owned()),
+                Some(key.to_vec()),
+                Some(value.to_vec()),
+            ),
+            None => (None, None, None),
+        };
+        let new = self
             .run(move |conn| {
                 Box::pin(async move {
-                    conn.client
-                        .execute(&conn.statements.insert_new, &[&tree, &keys, &values])
-                        .await
+                    let row = conn
+                        .client
+                        .query_one(
+                            &conn.statements.insert_new,
+                            &[&tree, &keys, &values, &set_tree, &set_key, &set_value],
+                        )
+                        .await?;
+                    Ok(row.get::<_, i64>(0))
                 })
             })
             .map_err(PgFailure::into_op_error)?;
-        if inserted == wanted {
-            Ok(())
-        } else {
-            // A concurrent transaction wrote one of these keys first.
-            Err(TxOpError::Conflict)
-        }
+        Ok(usize::try_from(new).unwrap_or(0))
     }
 
     pub(super) fn insert(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), TxOpError> {
