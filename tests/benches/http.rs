@@ -47,7 +47,18 @@ struct Run {
 }
 
 fn wrk(url: &str, connections: usize, seconds: u64, script: Option<&std::path::Path>) -> Run {
-    let threads = connections.clamp(1, 2).to_string();
+    wrk_threads(url, connections.clamp(1, 2), connections, seconds, script)
+}
+
+/// [`wrk`] with `threads` of its own.
+fn wrk_threads(
+    url: &str,
+    threads: usize,
+    connections: usize,
+    seconds: u64,
+    script: Option<&std::path::Path>,
+) -> Run {
+    let threads = threads.to_string();
     let mut command = Command::new("wrk");
     command.args([
         "-t",
@@ -487,7 +498,8 @@ fn wrk_round_robin(urls: &[String], connections: usize, seconds: u64, script: &P
     let runs: Vec<Run> = std::thread::scope(|scope| {
         let running: Vec<_> = urls
             .iter()
-            .map(|url| scope.spawn(move || wrk(url, connections, seconds, Some(script))))
+            // One thread each: the three load the 2 cores as one wrk of two threads would, not thrice.
+            .map(|url| scope.spawn(move || wrk_threads(url, 1, connections, seconds, Some(script))))
             .collect();
         running.into_iter().map(|r| r.join().unwrap()).collect()
     });

@@ -255,7 +255,8 @@ impl Postgres {
             pg_config.application_name("idfed");
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            // It only moves bytes between sockets and waiting callers.
+            .worker_threads(1)
             .thread_name("idfed-postgres")
             .enable_all()
             .build()
