@@ -405,15 +405,18 @@ impl Postgres {
                 broken: AtomicBool::new(false),
             }))
         })
-        .map_err(|e| match e {
-            PgFailure::Timeout => {
-                DbError::Unavailable(format!("no connection within {:?}", self.timeout))
-            }
-            PgFailure::Postgres(e) if e.code().is_some() => {
-                DbError::Failed(format!("the database refused the connection: {e}"))
-            }
-            PgFailure::Postgres(e) => {
-                DbError::Unavailable(format!("cannot connect to the database: {e}"))
+        .map_err(|failure| {
+            let unavailable = failure.is_unavailable();
+            match failure {
+                PgFailure::Timeout => {
+                    DbError::Unavailable(format!("no connection within {:?}", self.timeout))
+                }
+                PgFailure::Postgres(e) if unavailable => {
+                    DbError::Unavailable(format!("cannot connect to the database: {e}"))
+                }
+                PgFailure::Postgres(e) => {
+                    DbError::Failed(format!("the database refused the connection: {e}"))
+                }
             }
         })
     }
@@ -931,19 +934,30 @@ impl PgFailure {
         ))
     }
 
-    fn breaks_connection(&self) -> bool {
+    /// Whether the database is away rather than refusing this statement: the connection failed, or
+    /// the server says so (SQLSTATE classes 08, connection exception; 57, operator intervention — shutting
+    /// down, starting up; 53, insufficient resources — too many connections).
+    fn is_unavailable(&self) -> bool {
         match self {
             PgFailure::Timeout => true,
-            PgFailure::Postgres(e) => e.code().is_none(),
+            PgFailure::Postgres(e) => match e.code() {
+                None => true,
+                Some(code) => matches!(code.code().get(..2), Some("08" | "57" | "53")),
+            },
         }
     }
 
+    fn breaks_connection(&self) -> bool {
+        self.is_unavailable()
+    }
+
     fn into_db_error(self) -> DbError {
+        let unavailable = self.is_unavailable();
         match self {
             PgFailure::Timeout => {
                 DbError::Unavailable("the database did not answer in time".into())
             }
-            PgFailure::Postgres(e) if e.code().is_none() => {
+            PgFailure::Postgres(e) if unavailable => {
                 DbError::Unavailable(format!("the database connection failed: {e}"))
             }
             PgFailure::Postgres(e) => DbError::Failed(e.to_string()),
