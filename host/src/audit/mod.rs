@@ -42,8 +42,10 @@ pub const MAX_TEXT_BYTES: usize = 1024;
 pub const DEFAULT_QUERY_LIMIT: usize = 100;
 /// How many records one prune transaction removes.
 const PRUNE_BATCH: usize = 256;
-/// Group commits under way at once on PostgreSQL.
-const COMMITTERS: usize = 2;
+/// Group commits under way at once on PostgreSQL, each replica. One: what arrives during a commit goes
+/// into the next, so batches grow with the load (in the HTTP benchmark at 64 connections: 22 records a
+/// commit against 11 with two under way, and cache hits at 0.81× of sled's in the same run against 0.61×).
+const COMMITTERS: usize = 1;
 /// The advisory lock (PostgreSQL) held while pruning or verifying.
 const MAINTENANCE_LOCK: i64 = 0x6964_6665_6441;
 
@@ -208,8 +210,7 @@ struct Inner {
     flusher: tokio::sync::Mutex<()>,
     /// Durable appends waiting for the next group commit (PostgreSQL).
     queue: Mutex<Vec<Queued>>,
-    /// Group commits under way at once (PostgreSQL): while one waits for its commit to be durable,
-    /// the next is already waiting for the chain's head.
+    /// Group commits under way at once (PostgreSQL), [`COMMITTERS`].
     committers: tokio::sync::Semaphore,
     /// Flushes made for durable appends.
     flushes: AtomicU64,
