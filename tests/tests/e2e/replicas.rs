@@ -68,6 +68,20 @@ async fn vend(server: &TestServer, token: &str, connector: &str) -> (u16, Value)
     (status, body)
 }
 
+/// Every `issued` record of `connector`, as `server` reads the shared audit log.
+fn issued(server: &TestServer, connector: &str) -> Vec<idfed::audit::AuditRecord> {
+    server
+        .service
+        .audit
+        .query(&AuditFilter {
+            connector: Some(connector.into()),
+            outcome: Some(Outcome::Issued),
+            limit: 0,
+            ..AuditFilter::default()
+        })
+        .unwrap()
+}
+
 async fn login_status(server: &TestServer, password: &str) -> u16 {
     server
         .client
@@ -139,28 +153,21 @@ async fn sessions_logouts_lockouts_and_connector_edits_hold_across_replicas() {
     assert_eq!(status, 200, "created on A, read on B: {a_body}");
     let (_, b_headers, mut b_body) = send(&r[2], reqwest::Method::GET, path, &admin, None).await;
     assert_eq!(a_headers["etag"], b_headers["etag"]);
+    let put = |server: &TestServer, etag: reqwest::header::HeaderValue, body: Value| {
+        server
+            .client
+            .put(server.url(path))
+            .bearer_auth(&admin)
+            .header("if-match", etag)
+            .json(&body)
+            .send()
+    };
     let mut a_edit = a_body.clone();
     a_edit["description"] = json!("edited on B");
-    let a_put = r[1]
-        .client
-        .put(r[1].url(path))
-        .bearer_auth(&admin)
-        .header("if-match", a_headers["etag"].clone())
-        .json(&a_edit)
-        .send()
-        .await
-        .unwrap();
+    let a_put = put(&r[1], a_headers["etag"].clone(), a_edit).await.unwrap();
     assert_eq!(a_put.status(), 200, "{}", a_put.text().await.unwrap());
     b_body["description"] = json!("edited on C");
-    let b_put = r[2]
-        .client
-        .put(r[2].url(path))
-        .bearer_auth(&admin)
-        .header("if-match", b_headers["etag"].clone())
-        .json(&b_body)
-        .send()
-        .await
-        .unwrap();
+    let b_put = put(&r[2], b_headers["etag"].clone(), b_body).await.unwrap();
     assert_eq!(b_put.status(), 412);
     let refused: Value = b_put.json().await.unwrap();
     assert_eq!(refused["error"]["code"], "precondition_failed", "{refused}");
@@ -202,16 +209,7 @@ async fn one_audit_chain_one_plugin_state_and_flushes_that_reach_every_replica()
         let report = server.service.audit.verify().unwrap();
         assert!(report.is_intact(), "{:?}", report.problems);
     }
-    let issued = r[1]
-        .service
-        .audit
-        .query(&AuditFilter {
-            connector: Some("deploy".into()),
-            outcome: Some(Outcome::Issued),
-            limit: 0,
-            ..AuditFilter::default()
-        })
-        .unwrap();
+    let issued = issued(&r[1], "deploy");
     assert_eq!(issued.len(), 3 * per_replica);
     let mut seqs: Vec<u64> = issued.iter().map(|r| r.seq).collect();
     seqs.sort();
@@ -400,16 +398,7 @@ async fn postgres_stopped_under_load_means_503_then_recovery_without_a_restart()
     // Nothing handed out went unrecorded, and the chain is whole.
     let report = r[0].service.audit.verify().unwrap();
     assert!(report.is_intact(), "{:?}", report.problems);
-    let issued: std::collections::BTreeSet<String> = r[0]
-        .service
-        .audit
-        .query(&AuditFilter {
-            connector: Some("deploy".into()),
-            outcome: Some(Outcome::Issued),
-            limit: 0,
-            ..AuditFilter::default()
-        })
-        .unwrap()
+    let issued: std::collections::BTreeSet<String> = issued(&r[0], "deploy")
         .into_iter()
         .filter_map(|record| record.event.access_key_id)
         .collect();
