@@ -858,9 +858,12 @@ fn append_batch_in(
         sealed.push((key, value));
         appended.push(record);
     }
-    // The records and the head in one statement. Under the head's lock no other append can have
-    // written these keys: one that exists was written out of band, and nothing is overwritten.
+    // The records and the head in one statement, committed with it (one round trip, so that the head
+    // is held for one round trip and the WAL flush, not two). Under the head's lock no other append can
+    // have written these keys: one that exists was written out of band, and then nothing of the batch
+    // is written (nothing overwritten, the head where it was).
     let head = prev.encode();
+    records.commit_with_next();
     let new = records.insert_new(&sealed, Some((meta, HEAD_KEY, head.as_ref())))?;
     if new != sealed.len() {
         return Err(TxError::Abort(AuditError::Corrupt(format!(

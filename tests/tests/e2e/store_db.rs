@@ -147,6 +147,44 @@ fn contract(db: &Db) {
     })
     .unwrap();
     assert_eq!(tree.get("x").unwrap(), None);
+
+    // insert_new: all the entries and then the other key, or, if one key exists, nothing; committed
+    // with that statement when asked to.
+    let entries = |keys: &[&str]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        keys.iter()
+            .map(|k| (k.as_bytes().to_vec(), b"v".to_vec()))
+            .collect()
+    };
+    let stored = db
+        .transaction::<2, _, ()>([&tree, &other], |[t, o]| {
+            t.commit_with_next();
+            Ok(t.insert_new(&entries(&["n1", "n2"]), Some((o, b"head", b"2")))?)
+        })
+        .unwrap();
+    assert_eq!(stored, 2);
+    assert_eq!(tree.get("n2").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(other.get("head").unwrap().as_deref(), Some(&b"2"[..]));
+    let refused: Result<(), TransactionError<&str>> = db.transaction([&tree, &other], |[t, o]| {
+        t.commit_with_next();
+        match t.insert_new(&entries(&["n3", "n2", "n4"]), Some((o, b"head", b"4")))? {
+            0 => Err(TxError::Abort("a key exists")),
+            _ => Ok(()),
+        }
+    });
+    assert!(matches!(
+        refused,
+        Err(TransactionError::Abort("a key exists"))
+    ));
+    assert_eq!(
+        tree.get("n3").unwrap(),
+        None,
+        "nothing of a refused batch is kept"
+    );
+    assert_eq!(tree.get("n4").unwrap(), None);
+    assert_eq!(other.get("head").unwrap().as_deref(), Some(&b"2"[..]));
+    // The pool's connection is usable after (no transaction left open on it).
+    tree.insert("after", b"1").unwrap();
+    assert_eq!(tree.get("after").unwrap().as_deref(), Some(&b"1"[..]));
 }
 
 /// Read-modify-write transactions from many threads (on PostgreSQL: over two pools, as two replicas

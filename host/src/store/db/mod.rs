@@ -456,8 +456,18 @@ impl TxTree<'_> {
         }
     }
 
-    /// Stores the entries whose keys are new (an existing key keeps its value) and, with `then_set`,
-    /// sets one key of another tree, all in one round trip; how many entries were new.
+    /// Makes the next statement the transaction's last, committed with it in one round trip
+    /// (PostgreSQL; nothing to do on sled). Nothing may follow that statement in the transaction.
+    pub fn commit_with_next(&self) {
+        if let TxTree::Postgres(tx, _) = self {
+            tx.commit_with_next();
+        }
+    }
+
+    /// Stores the entries if every key is new and then, with `then_set`, sets one key of another tree,
+    /// all in one round trip: how many entries were stored. If a key exists, nothing is written and 0
+    /// is returned; on PostgreSQL the transaction has then failed, so only give it up (abort or
+    /// [`TxError::Conflict`]) after that.
     pub fn insert_new(
         &self,
         entries: &[(Vec<u8>, Vec<u8>)],
@@ -465,17 +475,18 @@ impl TxTree<'_> {
     ) -> Result<usize, TxOpError> {
         match self {
             TxTree::Sled(tree) => {
-                let mut new = 0;
-                for (key, value) in entries {
-                    if tree.get(key)?.is_none() {
-                        tree.insert(key.as_slice(), value.as_slice())?;
-                        new += 1;
+                for (key, _) in entries {
+                    if tree.get(key)?.is_some() {
+                        return Ok(0);
                     }
+                }
+                for (key, value) in entries {
+                    tree.insert(key.as_slice(), value.as_slice())?;
                 }
                 if let Some((other, key, value)) = then_set {
                     other.insert(key, value)?;
                 }
-                Ok(new)
+                Ok(entries.len())
             }
             TxTree::Postgres(tx, tree) => {
                 let then_set = match then_set {

@@ -155,12 +155,14 @@ impl Statements {
             get_for_update: client
                 .prepare("SELECT value FROM idfed_kv WHERE tree = $1 AND key = $2 FOR UPDATE")
                 .await?,
+            // Without `ON CONFLICT` on the entries: one that exists fails the statement (and so the
+            // transaction), and nothing of it is written.
             insert_new: client
                 .prepare(
                     "WITH new AS (\
                          INSERT INTO idfed_kv (tree, key, value) \
                          SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v) \
-                         ON CONFLICT (tree, key) DO NOTHING RETURNING 1), \
+                         RETURNING 1), \
                      set AS (\
                          INSERT INTO idfed_kv (tree, key, value) \
                          SELECT $4::text, $5::bytea, $6::bytea WHERE $4::text IS NOT NULL \
@@ -631,9 +633,17 @@ impl Postgres {
                 conn: lease.conn().clone(),
                 written: Mutex::new(Vec::new()),
                 begin: Mutex::new(Some(begin)),
+                commit_next: AtomicBool::new(false),
+                committed: AtomicBool::new(false),
             };
             let outcome = work(&tx);
             match outcome {
+                Ok(result) if tx.committed.load(Ordering::Acquire) => {
+                    for tree in tx.written.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        self.invalidate(tree);
+                    }
+                    return Ok(result);
+                }
                 Ok(result) => {
                     if let Err(e) = tx.announce() {
                         let _ = tx.simple("ROLLBACK");
@@ -1271,6 +1281,10 @@ pub struct PgTx<'a> {
     written: Mutex<Vec<String>>,
     /// The `BEGIN` not sent yet: it goes with the first statement.
     begin: Mutex<Option<&'static str>>,
+    /// Set by [`PgTx::commit_with_next`]: `COMMIT` goes with the next statement.
+    commit_next: AtomicBool,
+    /// Whether `COMMIT` went with a statement and succeeded.
+    committed: AtomicBool,
 }
 
 impl PgTx<'_> {
@@ -1283,25 +1297,58 @@ impl PgTx<'_> {
         work: impl FnOnce(Arc<Conn>) -> BoxFuture<T>,
     ) -> Result<T, PgFailure> {
         let begin = self.begin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // Announcements go before COMMIT: with any to make, COMMIT is sent on its own, after them.
+        let commit = self.commit_next.swap(false, Ordering::AcqRel)
+            && self
+                .written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
         let statement = work(self.conn.clone());
-        let result = match begin {
-            None => self.pg().block_on(statement),
-            Some(begin) => {
-                let conn = self.conn.clone();
-                // Pipelined: BEGIN is sent first, the statement right after, one round trip.
-                self.pg().block_on(async move {
-                    let (began, result) = tokio::join!(conn.client.batch_execute(begin), statement);
-                    began?;
-                    result
-                })
-            }
+        let result = if begin.is_none() && !commit {
+            self.pg().block_on(statement)
+        } else {
+            let conn = self.conn.clone();
+            // Pipelined: BEGIN, the statement and COMMIT are sent at once, one round trip for all
+            // (requests are sent in the order first polled, and the server runs them in order).
+            self.pg().block_on(async move {
+                let began = async {
+                    match begin {
+                        Some(begin) => conn.client.batch_execute(begin).await,
+                        None => Ok(()),
+                    }
+                };
+                let committed = async {
+                    if commit {
+                        conn.client.batch_execute("COMMIT").await
+                    } else {
+                        Ok(())
+                    }
+                };
+                let (began, result, committed) = tokio::join!(began, statement, committed);
+                began?;
+                // A COMMIT after a failed statement only ends the failed transaction: the
+                // statement's error is the one to report.
+                let result = result?;
+                committed?;
+                Ok(result)
+            })
         };
+        if commit && result.is_ok() {
+            self.committed.store(true, Ordering::Release);
+        }
         if let Err(e) = &result
             && e.breaks_connection()
         {
             self.conn.broken.store(true, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Sends `COMMIT` with the next statement, which must be the transaction's last: one round trip
+    /// for both. (When announced trees were written, `COMMIT` follows their announcements instead.)
+    pub(super) fn commit_with_next(&self) {
+        self.commit_next.store(true, Ordering::Release);
     }
 
     fn simple(&self, sql: &'static str) -> Result<(), PgFailure> {
@@ -1419,7 +1466,11 @@ impl PgTx<'_> {
                     Ok(row.get::<_, i64>(0))
                 })
             })
-            .map_err(PgFailure::into_op_error)?;
+            .or_else(|failure| match &failure {
+                // A key that exists: nothing was written, and the transaction is over.
+                PgFailure::Postgres(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(0),
+                _ => Err(failure.into_op_error()),
+            })?;
         Ok(usize::try_from(new).unwrap_or(0))
     }
 
