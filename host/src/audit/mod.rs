@@ -336,15 +336,34 @@ impl AuditLog {
         }
         let log = self.clone();
         let (replies, committed) = tokio::task::spawn_blocking(move || {
-            let (events, replies): (Vec<_>, Vec<_>) = batch
-                .into_iter()
-                .map(|q| ((q.event, q.time), q.reply))
-                .unzip();
-            // The database's lock on the head orders the commits (of this replica and the others').
-            let committed = log.append_batch(&events);
-            if committed.is_ok() {
-                log.inner.flushes.fetch_add(1, Ordering::Relaxed);
+            let taken = Mutex::new(batch);
+            let inner = &log.inner;
+            // The database's lock on the head orders the batches (of this replica and the others').
+            let committed = inner.db.transaction_with(
+                Isolation::Locking,
+                [&inner.records, &inner.meta],
+                |[records, meta]| {
+                    let tip = lock_tip(meta)?;
+                    // What arrived while the head was awaited (other replicas' turns) goes in too:
+                    // the more replicas contend, the larger each batch, the fewer turns.
+                    let mut taken = lock_queue(&taken);
+                    taken.append(&mut lock_queue(&inner.queue));
+                    let events: Vec<(&AuditEvent, SystemTime)> =
+                        taken.iter().map(|q| (&q.event, q.time)).collect();
+                    append_after(records, meta, tip, &events)
+                },
+            );
+            let committed = committed.map_err(AuditError::from);
+            if let Ok(records) = &committed {
+                log.appended_through(records.last().map_or(0, |r| r.seq));
+                inner.flushes.fetch_add(1, Ordering::Relaxed);
             }
+            let replies: Vec<_> = taken
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .into_iter()
+                .map(|q| q.reply)
+                .collect();
             (replies, committed)
         })
         .await
@@ -825,12 +844,20 @@ fn append_batch_in(
     meta: &TxTree<'_>,
     events: &[(AuditEvent, SystemTime)],
 ) -> Result<Vec<AuditRecord>, TxError<AuditError>> {
+    let tip = lock_tip(meta)?;
+    let events: Vec<(&AuditEvent, SystemTime)> = events.iter().map(|(e, t)| (e, *t)).collect();
+    append_after(records, meta, tip, &events)
+}
+
+/// The head, locked (PostgreSQL: `FOR UPDATE`) until the transaction ends; else the retention anchor,
+/// else genesis.
+fn lock_tip(meta: &TxTree<'_>) -> Result<ChainLink, TxError<AuditError>> {
     let corrupt = |what: &str, e: String| {
         TxError::Abort(AuditError::Corrupt(format!(
             "the {what} is unreadable: {e}"
         )))
     };
-    let mut prev = match meta.get_for_update(HEAD_KEY)? {
+    Ok(match meta.get_for_update(HEAD_KEY)? {
         Some(bytes) => ChainLink::decode(&bytes).map_err(|e| corrupt("head", e.to_string()))?,
         None => match meta.get(ANCHOR_KEY)? {
             Some(bytes) => {
@@ -838,7 +865,17 @@ fn append_batch_in(
             }
             None => ChainLink::genesis(),
         },
-    };
+    })
+}
+
+/// Appends `events` after `tip` (the head, locked by [`lock_tip`]), and moves the head.
+fn append_after(
+    records: &TxTree<'_>,
+    meta: &TxTree<'_>,
+    tip: ChainLink,
+    events: &[(&AuditEvent, SystemTime)],
+) -> Result<Vec<AuditRecord>, TxError<AuditError>> {
+    let mut prev = tip;
     let head_seq = prev.seq;
     let keys: Vec<Vec<u8>> = (1..=events.len() as u64)
         .map(|i| (prev.seq + i).to_be_bytes().to_vec())
@@ -846,7 +883,7 @@ fn append_batch_in(
     let mut sealed = Vec::with_capacity(events.len());
     let mut appended = Vec::with_capacity(events.len());
     for ((event, time), key) in events.iter().zip(keys) {
-        let mut event = event.clone();
+        let mut event = (*event).clone();
         cut_text(&mut event.reason);
         cut_text(&mut event.user_agent);
         let (value, record) =
