@@ -354,8 +354,10 @@ impl AuditLog {
                 },
             );
             let committed = committed.map_err(AuditError::from);
-            if let Ok(records) = &committed {
-                log.appended_through(records.last().map_or(0, |r| r.seq));
+            if let Ok(records) = &committed
+                && let Some(last) = records.last()
+            {
+                log.appended_through(last.seq);
                 inner.flushes.fetch_add(1, Ordering::Relaxed);
             }
             let replies: Vec<_> = taken
@@ -484,7 +486,7 @@ impl AuditLog {
             |[records, meta]| append_batch_in(records, meta, events),
         )?;
         if let Some(last) = records.last() {
-            self.inner.appended.fetch_max(last.seq, Ordering::AcqRel);
+            self.appended_through(last.seq);
         }
         Ok(records)
     }
@@ -500,14 +502,7 @@ impl AuditLog {
                 if meta.get_for_update(HEAD_KEY)?.is_some() {
                     return Ok(());
                 }
-                let tip = match meta.get(ANCHOR_KEY)? {
-                    Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
-                        TxError::Abort(AuditError::Corrupt(format!(
-                            "the retention anchor is unreadable: {e}"
-                        )))
-                    })?,
-                    None => ChainLink::genesis(),
-                };
+                let tip = anchor_or_genesis(meta)?;
                 // Another replica opening at the same moment may make it first: then run again.
                 if meta.insert_new(&[(HEAD_KEY.to_vec(), tip.encode().to_vec())], None)? == 0 {
                     return Err(TxError::Conflict);
@@ -852,20 +847,24 @@ fn append_batch_in(
 /// The head, locked (PostgreSQL: `FOR UPDATE`) until the transaction ends; else the retention anchor,
 /// else genesis.
 fn lock_tip(meta: &TxTree<'_>) -> Result<ChainLink, TxError<AuditError>> {
-    let corrupt = |what: &str, e: String| {
-        TxError::Abort(AuditError::Corrupt(format!(
-            "the {what} is unreadable: {e}"
-        )))
-    };
-    Ok(match meta.get_for_update(HEAD_KEY)? {
-        Some(bytes) => ChainLink::decode(&bytes).map_err(|e| corrupt("head", e.to_string()))?,
-        None => match meta.get(ANCHOR_KEY)? {
-            Some(bytes) => {
-                ChainLink::decode(&bytes).map_err(|e| corrupt("retention anchor", e.to_string()))?
-            }
-            None => ChainLink::genesis(),
-        },
-    })
+    match meta.get_for_update(HEAD_KEY)? {
+        Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
+            TxError::Abort(AuditError::Corrupt(format!("the head is unreadable: {e}")))
+        }),
+        None => anchor_or_genesis(meta),
+    }
+}
+
+/// The retention anchor, else genesis: where the chain starts when there is no head.
+fn anchor_or_genesis(meta: &TxTree<'_>) -> Result<ChainLink, TxError<AuditError>> {
+    match meta.get(ANCHOR_KEY)? {
+        Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
+            TxError::Abort(AuditError::Corrupt(format!(
+                "the retention anchor is unreadable: {e}"
+            )))
+        }),
+        None => Ok(ChainLink::genesis()),
+    }
 }
 
 /// Appends `events` after `tip` (the head, locked by [`lock_tip`]), and moves the head.

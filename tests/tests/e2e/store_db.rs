@@ -498,3 +498,81 @@ fn replicas_appending_at_once_make_one_audit_chain() {
         Some(&b"out of band"[..])
     );
 }
+
+/// Durable appends that arrive while another replica holds the chain's head join the batch already
+/// waiting for it: one turn at the head for all of them, not one for the first and one for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_arriving_while_the_head_is_held_join_the_waiting_batch() {
+    use idfed::audit::{AuditEvent, AuditLog, META_TREE, Outcome};
+    use idfed::store::db::Isolation;
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    let cluster = PgCluster::start();
+    cluster.create_database("batch");
+    let log = AuditLog::open(&postgres(&cluster, "batch"), None).unwrap();
+    let event = |i: usize| AuditEvent {
+        action: "vend".into(),
+        caller: Some(format!("caller-{i}")),
+        outcome: Outcome::Issued,
+        ..AuditEvent::default()
+    };
+
+    // Another replica takes its turn at the head and keeps it until told.
+    let other = postgres(&cluster, "batch");
+    let (held, is_held) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let meta = other.open_tree(META_TREE).unwrap();
+        other
+            .transaction_with::<1, _, ()>(Isolation::Locking, [&meta], |[meta]| {
+                meta.get_for_update(b"head")?; // the chain's head, as every batch locks it
+                held.send(()).unwrap();
+                released.recv().unwrap();
+                Ok(())
+            })
+            .unwrap();
+    });
+    is_held.recv().unwrap();
+    let before = log.durability_stats();
+
+    // The first append's batch waits for the head's lock in the database...
+    let first = tokio::spawn({
+        let log = log.clone();
+        let event = event(0);
+        async move { log.append_durable(event).await }
+    });
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = 'batch' \
+                   AND wait_event_type = 'Lock'";
+    let mut polls = 0;
+    while cluster.psql("batch", waiting) != "1" {
+        polls += 1;
+        assert!(polls < 3000, "the first batch never waited for the head");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...while nine more arrive: each is queued by its first poll.
+    let mut rest: Vec<_> = (1..10)
+        .map(|i| Box::pin(log.append_durable(event(i))))
+        .collect();
+    let mut context = Context::from_waker(Waker::noop());
+    for append in &mut rest {
+        assert!(append.as_mut().poll(&mut context).is_pending());
+    }
+    release.send(()).unwrap();
+    holder.join().unwrap();
+
+    first.await.unwrap().unwrap();
+    for append in rest {
+        append.await.unwrap();
+    }
+    let after = log.durability_stats();
+    assert_eq!(after.durable_appends - before.durable_appends, 10);
+    assert_eq!(
+        after.flushes - before.flushes,
+        1,
+        "the ten appends were committed in one batch"
+    );
+    let report = log.verify().unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.records, 10);
+}

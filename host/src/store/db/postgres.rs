@@ -1405,26 +1405,26 @@ impl PgTx<'_> {
     }
 
     pub(super) fn get(&self, tree: &str, key: &[u8]) -> Result<Option<IVec>, TxOpError> {
-        let (tree, key) = (tree.to_owned(), key.to_vec());
-        self.run(move |conn| {
-            Box::pin(async move {
-                let row = conn
-                    .client
-                    .query_opt(&conn.statements.get, &[&tree, &key])
-                    .await?;
-                Ok(row.map(|row| IVec::from(row.get::<_, Vec<u8>>(0))))
-            })
-        })
-        .map_err(PgFailure::into_op_error)
+        self.read_one(tree, key, |statements| &statements.get)
     }
 
     pub(super) fn get_for_update(&self, tree: &str, key: &[u8]) -> Result<Option<IVec>, TxOpError> {
+        self.read_one(tree, key, |statements| &statements.get_for_update)
+    }
+
+    /// One value by `statement` (of `tree`, `key`).
+    fn read_one(
+        &self,
+        tree: &str,
+        key: &[u8],
+        statement: fn(&Statements) -> &Statement,
+    ) -> Result<Option<IVec>, TxOpError> {
         let (tree, key) = (tree.to_owned(), key.to_vec());
         self.run(move |conn| {
             Box::pin(async move {
                 let row = conn
                     .client
-                    .query_opt(&conn.statements.get_for_update, &[&tree, &key])
+                    .query_opt(statement(&conn.statements), &[&tree, &key])
                     .await?;
                 Ok(row.map(|row| IVec::from(row.get::<_, Vec<u8>>(0))))
             })
