@@ -196,8 +196,10 @@ struct Inner {
     records: Tree,
     meta: Tree,
     retention: Option<Duration>,
-    /// Held by each append, and by `verify` while it reads the tail and the head.
-    append: Mutex<()>,
+    /// Held by each append, and by `verify` while it reads the tail and the head. It holds the tip
+    /// (sled): the last record this log appended, so that an append need not read the head back; `None`
+    /// where it is not known (at open, after an administrator's change, on PostgreSQL).
+    append: Mutex<Option<ChainLink>>,
     /// Held by `prune` and `verify`, so that verify never sees a half-done prune.
     maintenance: Mutex<()>,
     /// Whether `append_durable` waits for the disk.
@@ -238,7 +240,7 @@ impl AuditLog {
                 records: db.open_tree(RECORDS_TREE)?,
                 meta: db.open_tree(META_TREE)?,
                 retention,
-                append: Mutex::new(()),
+                append: Mutex::new(None),
                 maintenance: Mutex::new(()),
                 durable: AtomicBool::new(true),
                 appended: AtomicU64::new(0),
@@ -425,7 +427,7 @@ impl AuditLog {
     /// On PostgreSQL every replica appends to the one chain: the record and the head are written in one
     /// serializable transaction, which one replica at a time gets through (the others run again).
     pub fn append(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
-        let _append = lock(&self.inner.append);
+        let mut known_tip = lock(&self.inner.append);
         if let Db::Postgres(_) = self.inner.db {
             let mut records = self.append_batch(&[(event, SystemTime::now())])?;
             return Ok(records.remove(0));
@@ -433,27 +435,38 @@ impl AuditLog {
         let mut event = event;
         cut_text(&mut event.reason);
         cut_text(&mut event.user_agent);
-        let prev = self.tip()?;
+        let prev = match &*known_tip {
+            Some(tip) => tip.clone(),
+            None => self.tip()?,
+        };
         let seq = prev.seq + 1;
-        let key = seq.to_be_bytes();
-        if self.inner.records.get(key)?.is_some() {
-            return Err(AuditError::Corrupt(format!(
-                "record {seq} already exists though the head is at {}: written out of band (not \
-                 overwritten)",
-                prev.seq
-            )));
-        }
         let (value, record) = chain::seal(
             seq,
             chain::record_time(SystemTime::now()),
             &prev.hash,
             &event,
         );
-        self.inner.records.insert(key, value)?;
+        // Stored only where the key is free (one lookup, not a read then a write): a record already
+        // there was written out of band, and is not overwritten.
+        if self
+            .inner
+            .records
+            .compare_and_swap(seq.to_be_bytes(), None::<&[u8]>, Some(value))?
+            .is_err()
+        {
+            return Err(AuditError::Corrupt(format!(
+                "record {seq} already exists though the head is at {}: written out of band (not \
+                 overwritten)",
+                prev.seq
+            )));
+        }
         let head = ChainLink {
             seq,
             hash: record.hash.clone(),
         };
+        // The next append links to this record even if the head cannot be written now (the head then
+        // catches up with it).
+        *known_tip = Some(head.clone());
         self.inner.meta.insert(HEAD_KEY, head.encode())?;
         self.inner.appended.fetch_max(record.seq, Ordering::AcqRel);
         Ok(record)
@@ -544,9 +557,12 @@ impl AuditLog {
     }
 
     /// Holds appends off while another write appends through [`append_in`] (an administrator's change
-    /// committed with its record); call [`AuditLog::appended_through`] with the record's seq after.
-    pub fn lock_appends(&self) -> MutexGuard<'_, ()> {
-        lock(&self.inner.append)
+    /// committed with its record); call [`AuditLog::appended_through`] with the record's seq after. The
+    /// next append reads the head back from the store.
+    pub fn lock_appends(&self) -> AppendsHeld<'_> {
+        let mut held = lock(&self.inner.append);
+        *held = None;
+        AppendsHeld { _held: held }
     }
 
     /// Notes a record appended through [`append_in`], for the group commit's bookkeeping.
@@ -923,8 +939,14 @@ fn lock_queue(queue: &Mutex<Vec<Queued>>) -> MutexGuard<'_, Vec<Queued>> {
     queue.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The locks guard no data, so a panic elsewhere while one was held leaves nothing inconsistent.
-fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
+/// Appends held off by [`AuditLog::lock_appends`] until dropped.
+pub struct AppendsHeld<'a> {
+    _held: MutexGuard<'a, Option<ChainLink>>,
+}
+
+/// A panic elsewhere while one of these locks was held leaves nothing inconsistent: the tip is set only
+/// once its record is stored, and the other locks guard no data.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -228,13 +228,36 @@ fn the_last_record_removed_is_detected_by_the_head() {
     let report = log.verify().unwrap();
     assert_problem(&report, "records 1..=4 removed from the tail");
 
-    // The head removed too, with records left: noticed, and appends refuse to overwrite.
+    // The head removed too, with records left: noticed. A log opened now refuses to append (it would
+    // start again at genesis, over record 1); the running log links its next record to the last one it
+    // appended, overwriting nothing, so a tail cut back with its head rewound shows as a gap.
     let (_dir, db, log) = setup(None);
-    append_n(&log, 3);
+    let appended = append_n(&log, 3);
     meta(&db).remove(HEAD_KEY).unwrap();
     assert_problem(&log.verify().unwrap(), "head missing");
-    let err = log.append(AuditEvent::default()).unwrap_err();
+    let reopened = AuditLog::open(&db, None).unwrap();
+    let err = reopened.append(AuditEvent::default()).unwrap_err();
     assert_eq!(err.code(), "audit_corrupt");
+    let next = log.append(AuditEvent::default()).unwrap();
+    assert_eq!((next.seq, &next.prev_hash), (4, &appended[2].hash));
+    assert!(log.verify().unwrap().is_intact());
+
+    let (_dir, db, log) = setup(None);
+    let appended = append_n(&log, 4);
+    records(&db).remove(4u64.to_be_bytes()).unwrap();
+    records(&db).remove(3u64.to_be_bytes()).unwrap();
+    meta(&db)
+        .insert(
+            HEAD_KEY,
+            ChainLink {
+                seq: 2,
+                hash: appended[1].hash.clone(),
+            }
+            .encode(),
+        )
+        .unwrap();
+    assert_eq!(log.append(AuditEvent::default()).unwrap().seq, 5);
+    assert_problem(&log.verify().unwrap(), "records 3..=4");
 }
 
 #[test]
