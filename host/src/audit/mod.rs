@@ -435,33 +435,37 @@ impl AuditLog {
         let mut event = event;
         cut_text(&mut event.reason);
         cut_text(&mut event.user_agent);
-        let prev = match &*known_tip {
-            Some(tip) => tip.clone(),
-            None => self.tip()?,
+        let time = chain::record_time(SystemTime::now());
+        let record = loop {
+            let (prev, from_store) = match known_tip.take() {
+                Some(tip) => (tip, false),
+                None => (self.tip()?, true),
+            };
+            let seq = prev.seq + 1;
+            let (value, record) = chain::seal(seq, time, &prev.hash, &event);
+            // Stored only where the key is free (one lookup, not a read then a write): a record
+            // already there is not overwritten.
+            let stored = self.inner.records.compare_and_swap(
+                seq.to_be_bytes(),
+                None::<&[u8]>,
+                Some(value),
+            )?;
+            match stored {
+                Ok(()) => break record,
+                // The tip this log kept is behind the head (another instance appended to this
+                // database): once more from the head.
+                Err(_) if !from_store => continue,
+                Err(_) => {
+                    return Err(AuditError::Corrupt(format!(
+                        "record {seq} already exists though the head is at {}: written out of band \
+                         (not overwritten)",
+                        prev.seq
+                    )));
+                }
+            }
         };
-        let seq = prev.seq + 1;
-        let (value, record) = chain::seal(
-            seq,
-            chain::record_time(SystemTime::now()),
-            &prev.hash,
-            &event,
-        );
-        // Stored only where the key is free (one lookup, not a read then a write): a record already
-        // there was written out of band, and is not overwritten.
-        if self
-            .inner
-            .records
-            .compare_and_swap(seq.to_be_bytes(), None::<&[u8]>, Some(value))?
-            .is_err()
-        {
-            return Err(AuditError::Corrupt(format!(
-                "record {seq} already exists though the head is at {}: written out of band (not \
-                 overwritten)",
-                prev.seq
-            )));
-        }
         let head = ChainLink {
-            seq,
+            seq: record.seq,
             hash: record.hash.clone(),
         };
         // The next append links to this record even if the head cannot be written now (the head then

@@ -261,6 +261,24 @@ fn the_last_record_removed_is_detected_by_the_head() {
 }
 
 #[test]
+fn a_second_log_on_the_same_database_does_not_stall_the_first() {
+    // Each keeps the tip it last appended; one behind the other's appends reads the head again.
+    let (_dir, db, first) = setup(None);
+    let second = AuditLog::open(&db, None).unwrap();
+    for i in 0..3 {
+        let a = first
+            .append(event(&format!("a{i}"), "dev", Outcome::Issued))
+            .unwrap();
+        let b = second
+            .append(event(&format!("b{i}"), "dev", Outcome::Issued))
+            .unwrap();
+        assert_eq!((a.seq, b.seq), (2 * i + 1, 2 * i + 2));
+        assert_eq!(b.prev_hash, a.hash);
+    }
+    assert!(first.verify().unwrap().is_intact());
+}
+
+#[test]
 fn a_record_inserted_out_of_band_is_detected() {
     // Appended after the head, perfectly linked: the head tells.
     let (_dir, db, log) = setup(None);
