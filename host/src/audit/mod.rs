@@ -439,7 +439,7 @@ impl AuditLog {
         let record = loop {
             let (prev, from_store) = match known_tip.take() {
                 Some(tip) => (tip, false),
-                None => (self.tip()?, true),
+                None => (self.head()?, true),
             };
             let seq = prev.seq + 1;
             let (value, record) = chain::seal(seq, time, &prev.hash, &event);
@@ -474,20 +474,6 @@ impl AuditLog {
         self.inner.meta.insert(HEAD_KEY, head.encode())?;
         self.inner.appended.fetch_max(record.seq, Ordering::AcqRel);
         Ok(record)
-    }
-
-    /// What the next record links to: the head, else the retention anchor, else genesis.
-    fn tip(&self) -> Result<ChainLink, AuditError> {
-        match self.inner.meta.get(HEAD_KEY)? {
-            Some(bytes) => ChainLink::decode(&bytes)
-                .map_err(|e| AuditError::Corrupt(format!("the head is unreadable: {e}"))),
-            None => match self.inner.meta.get(ANCHOR_KEY)? {
-                Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
-                    AuditError::Corrupt(format!("the retention anchor is unreadable: {e}"))
-                }),
-                None => Ok(ChainLink::genesis()),
-            },
-        }
     }
 
     /// Appends `events` (with their times) as consecutive records in one transaction that locks the
@@ -533,7 +519,7 @@ impl AuditLog {
     /// Completes an append a crash interrupted between its record and its head: exactly one record past
     /// the tip, linked to it, and nothing after it. Anything else past the tip is left for `verify`.
     fn complete_interrupted_append(&self) -> Result<(), AuditError> {
-        let tip = self.tip()?;
+        let tip = self.head()?;
         let next = tip.seq + 1;
         let Some(value) = self.inner.records.get(next.to_be_bytes())? else {
             return Ok(());
@@ -825,14 +811,7 @@ pub fn append_in(
             TxError::Abort(AuditError::Corrupt(format!("the head is unreadable: {e}")))
         })?,
         // No head: nothing ever appended, or everything was pruned.
-        None => match meta.get(ANCHOR_KEY)? {
-            Some(bytes) => ChainLink::decode(&bytes).map_err(|e| {
-                TxError::Abort(AuditError::Corrupt(format!(
-                    "the retention anchor is unreadable: {e}"
-                )))
-            })?,
-            None => ChainLink::genesis(),
-        },
+        None => anchor_or_genesis(meta)?,
     };
     let seq = prev.seq + 1;
     let key = seq.to_be_bytes();
