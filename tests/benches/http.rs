@@ -1,7 +1,8 @@
 //! The vending endpoint over HTTP, as a user's load arrives: `cargo bench -p idfed-tests --bench http`
 //! (needs `wrk`: `apt-get install wrk`).
 //!
-//! In one run, on the same machine: a bare axum hello-world (the floor), then idfed (plain HTTP on
+//! In one run, on the same machine: a bare axum hello-world (the floor), idfed's `GET /healthz` (its HTTP
+//! stack alone: router and middleware around a handler that does nothing), then idfed (plain HTTP on
 //! 127.0.0.1, its real STS client) against the STS stand-in **in another process** on loopback, loaded by
 //! `wrk` at 1 and 64 connections: no plugin and a chain of three, each with the credential cache off and
 //! hit — requests/s, p50, p99 and the share of hello-world at the same connections. Then a burst of 1,000
@@ -213,6 +214,22 @@ fn main() {
             run.non_2xx
         );
         floor.insert(connections, run.requests_per_second);
+    }
+    // The HTTP stack alone: idfed's own router and middleware around a handler that does nothing.
+    let healthz_url = format!("http://{addr}/healthz");
+    wrk(&healthz_url, 8, 1, None);
+    for connections in [1, 64] {
+        let run = wrk(&healthz_url, connections, seconds, None);
+        let share = run.requests_per_second / floor[&connections];
+        println!(
+            "{:<34} {connections:>5} {:>12.0} {:>10} {:>10} {:>9} {}",
+            "idfed GET /healthz (HTTP stack)",
+            run.requests_per_second,
+            run.p50,
+            run.p99,
+            format!("{share:.2}"),
+            run.non_2xx
+        );
     }
     let cases = [
         ("no plugin, cache off", "plain"),

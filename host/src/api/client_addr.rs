@@ -4,12 +4,9 @@
 //! validation factors all use this one address.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 
 /// The client's address, as a request extension.
@@ -88,18 +85,13 @@ fn node(text: &str) -> Option<IpAddr> {
     text.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
 }
 
-/// Middleware: puts the request's [`ClientAddr`] in its extensions (none without a connection, as in
-/// tests that call the app directly).
-pub async fn client_addr(
-    State(proxies): State<Arc<TrustedProxies>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Puts the request's [`ClientAddr`] in its extensions (none without a connection, as in tests that call
+/// the app directly).
+pub fn resolve(proxies: &TrustedProxies, request: &mut Request) {
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
         let client = proxies.client(peer.ip(), request.headers());
         request.extensions_mut().insert(ClientAddr(client));
     }
-    next.run(request).await
 }
 
 #[cfg(test)]

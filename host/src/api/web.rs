@@ -114,10 +114,8 @@ async fn favicon(State(state): State<AppState>, headers: HeaderMap) -> Response 
     asset(&state, &headers, &FAVICON_SVG)
 }
 
-/// Adds the security headers to every response.
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+/// Adds the security headers (those it does not have already) to a response's `headers`.
+pub fn add_security_headers(headers: &mut HeaderMap) {
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -136,7 +134,6 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
     }
-    response
 }
 
 /// Adds `Strict-Transport-Security` (one year) to every response: for idfed serving TLS itself.

@@ -271,6 +271,10 @@ fn routes_are_only_added_documented() {
         let text = std::fs::read_to_string(&file).unwrap();
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap();
+            // `app()` wraps the routed application, as a whole, in the request stack: no route.
+            if code.trim() == "Router::new().fallback_service(stack)" {
+                continue;
+            }
             let bad = code.contains(".route(")
                 || code.contains(".route_service(")
                 || code.contains(".nest_service(")
