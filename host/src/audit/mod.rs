@@ -197,9 +197,8 @@ struct Inner {
     meta: Tree,
     retention: Option<Duration>,
     /// Held by each append, and by `verify` while it reads the tail and the head. It holds the tip
-    /// (sled): the last record this log appended, so that an append need not read the head back; `None`
-    /// where it is not known (at open, after an administrator's change, on PostgreSQL).
-    append: Mutex<Option<ChainLink>>,
+    /// (sled), see [`Tip`].
+    append: Mutex<Tip>,
     /// Held by `prune` and `verify`, so that verify never sees a half-done prune.
     maintenance: Mutex<()>,
     /// Whether `append_durable` waits for the disk.
@@ -240,7 +239,7 @@ impl AuditLog {
                 records: db.open_tree(RECORDS_TREE)?,
                 meta: db.open_tree(META_TREE)?,
                 retention,
-                append: Mutex::new(None),
+                append: Mutex::new(Tip::default()),
                 maintenance: Mutex::new(()),
                 durable: AtomicBool::new(true),
                 appended: AtomicU64::new(0),
@@ -300,8 +299,10 @@ impl AuditLog {
             self.inner.durable_appends.fetch_add(1, Ordering::Relaxed);
             return Ok(record);
         }
-        let record = self.append(event)?;
-        if self.is_durable() {
+        let durable = self.is_durable();
+        // The head is left to the flush that makes the record durable.
+        let record = self.append_record(event, !durable)?;
+        if durable {
             self.sync_through(record.seq).await?;
             self.inner.durable_appends.fetch_add(1, Ordering::Relaxed);
         }
@@ -399,12 +400,16 @@ impl AuditLog {
         if inner.synced.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
-        // Everything appended by now is in sled's memory, so this flush takes it all.
+        // Everything appended by now is in sled's memory, so this flush takes it all, with the head
+        // written first (durable appends leave it to the flush).
         let target = inner.appended.load(Ordering::Acquire);
-        let records = inner.records.clone();
-        tokio::task::spawn_blocking(move || records.flush())
-            .await
-            .map_err(|e| AuditError::Store(format!("the flush did not finish: {e}")))??;
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || {
+            log.write_head()?;
+            log.inner.records.flush().map_err(AuditError::from)
+        })
+        .await
+        .map_err(|e| AuditError::Store(format!("the flush did not finish: {e}")))??;
         inner.flushes.fetch_add(1, Ordering::Relaxed);
         inner.synced.fetch_max(target, Ordering::AcqRel);
         Ok(())
@@ -418,16 +423,23 @@ impl AuditLog {
     /// Appends a record of `event`: assigns its seq, time, previous hash and hash, and stores it, then the
     /// new head. Durable within sled's flush interval (see the module docs).
     ///
-    /// Two single-key writes rather than a sled transaction: sled 0.34 rolls its I/O buffer before and
-    /// after every transaction (a buffer write and `sync_file_range` per append, which halved the vending
-    /// endpoint's throughput), plain inserts do not. Appends are serialized by the lock, and sled recovers
-    /// writes in their order, so a crash can leave at most the last record without its head;
-    /// [`AuditLog::open`] completes such an append.
+    /// Single-key writes rather than a sled transaction: sled 0.34 rolls its I/O buffer before and after
+    /// every transaction (a buffer write and `sync_file_range` per append, which halved the vending
+    /// endpoint's throughput), plain inserts do not. Durable appends ([`AuditLog::append_durable`]) leave
+    /// the head to the flush that makes them durable ([`AuditLog::sync_through`]), one head write a group
+    /// rather than a record: whatever was answered is covered by a head on disk. Appends are serialized by
+    /// the lock, and sled recovers writes in their order, so a crash can leave records past the head, each
+    /// linked to the one before; [`AuditLog::open`] completes such appends.
     ///
     /// On PostgreSQL every replica appends to the one chain: the record and the head are written in one
     /// serializable transaction, which one replica at a time gets through (the others run again).
     pub fn append(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
-        let mut known_tip = lock(&self.inner.append);
+        self.append_record(event, true)
+    }
+
+    /// [`AuditLog::append`], the head written now or (`head_now` false, sled) by the next flush.
+    fn append_record(&self, event: AuditEvent, head_now: bool) -> Result<AuditRecord, AuditError> {
+        let mut tip = lock(&self.inner.append);
         if let Db::Postgres(_) = self.inner.db {
             let mut records = self.append_batch(&[(event, SystemTime::now())])?;
             return Ok(records.remove(0));
@@ -437,9 +449,9 @@ impl AuditLog {
         cut_text(&mut event.user_agent);
         let time = chain::record_time(SystemTime::now());
         let record = loop {
-            let (prev, from_store) = match known_tip.take() {
-                Some(tip) => (tip, false),
-                None => (self.head()?, true),
+            let (prev, from_store) = match tip.link.take() {
+                Some(link) => (link, false),
+                None => (self.stored_head()?, true),
             };
             let seq = prev.seq + 1;
             let (value, record) = chain::seal(seq, time, &prev.hash, &event);
@@ -470,9 +482,12 @@ impl AuditLog {
         };
         // The next append links to this record even if the head cannot be written now (the head then
         // catches up with it).
-        *known_tip = Some(head.clone());
-        self.inner.meta.insert(HEAD_KEY, head.encode())?;
+        tip.link = Some(head.clone());
+        tip.unwritten = true;
         self.inner.appended.fetch_max(record.seq, Ordering::AcqRel);
+        if head_now {
+            write_head(&self.inner.meta, &mut tip)?;
+        }
         Ok(record)
     }
 
@@ -516,43 +531,80 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Completes an append a crash interrupted between its record and its head: exactly one record past
-    /// the tip, linked to it, and nothing after it. Anything else past the tip is left for `verify`.
+    /// Completes appends a crash interrupted between their records and their head: the records past the
+    /// head, each the next seq and linked to the one before, up to the first that is not (what is past
+    /// that is left for `verify`).
+    ///
+    /// A log without a head and without records past its anchor gets its head now (the anchor's, or
+    /// genesis), so that a missing head always means one removed: then nothing is completed, and appends
+    /// are refused until `verify` has been looked at.
+    ///
+    /// Sled only: on PostgreSQL a record and its head are committed together, and other replicas append
+    /// meanwhile.
     fn complete_interrupted_append(&self) -> Result<(), AuditError> {
-        let tip = self.head()?;
-        let next = tip.seq + 1;
-        let Some(value) = self.inner.records.get(next.to_be_bytes())? else {
-            return Ok(());
-        };
-        if self.inner.records.get((next + 1).to_be_bytes())?.is_some() {
+        if let Db::Postgres(_) = self.inner.db {
             return Ok(());
         }
-        let Ok(opened) = chain::open(&value) else {
+        let Some(head) = self.read_link(HEAD_KEY)? else {
+            let start = self.stored_head()?;
+            let from = (start.seq + 1).to_be_bytes();
+            if self
+                .inner
+                .records
+                .range_from(Bound::Included(&from))
+                .next()
+                .is_none()
+            {
+                self.inner.meta.insert(HEAD_KEY, start.encode())?;
+            }
             return Ok(());
         };
-        if opened.record.seq != next || opened.record.prev_hash != tip.hash {
+        let mut tip = head.clone();
+        let from = (head.seq + 1).to_be_bytes();
+        for item in self.inner.records.range_from(Bound::Included(&from)) {
+            let (key, value) = item?;
+            let Ok(opened) = chain::open(&value) else {
+                break;
+            };
+            let next = tip.seq + 1;
+            if chain::seq_of(&key) != Some(next)
+                || opened.record.seq != next
+                || opened.record.prev_hash != tip.hash
+            {
+                break;
+            }
+            tip = ChainLink {
+                seq: next,
+                hash: opened.record.hash,
+            };
+        }
+        if tip.seq == head.seq {
             return Ok(());
         }
-        let head = ChainLink {
-            seq: next,
-            hash: opened.record.hash,
-        };
-        self.inner.meta.insert(HEAD_KEY, head.encode())?;
+        self.inner.meta.insert(HEAD_KEY, tip.encode())?;
         self.inner.meta.flush()?;
         tracing::warn!(
-            seq = next,
-            "completed an audit append interrupted between its record and its head"
+            from = head.seq + 1,
+            to = tip.seq,
+            "completed audit appends interrupted between their records and their head"
         );
         Ok(())
     }
 
     /// Holds appends off while another write appends through [`append_in`] (an administrator's change
     /// committed with its record); call [`AuditLog::appended_through`] with the record's seq after. The
-    /// next append reads the head back from the store.
-    pub fn lock_appends(&self) -> AppendsHeld<'_> {
+    /// head is written first where appends left it to the next flush; the next append reads it back from
+    /// the store.
+    pub fn lock_appends(&self) -> Result<AppendsHeld<'_>, AuditError> {
         let mut held = lock(&self.inner.append);
-        *held = None;
-        AppendsHeld { _held: held }
+        write_head(&self.inner.meta, &mut held)?;
+        held.link = None;
+        Ok(AppendsHeld { _held: held })
+    }
+
+    /// Writes the head where appends left it to the next flush.
+    fn write_head(&self) -> Result<(), AuditError> {
+        write_head(&self.inner.meta, &mut lock(&self.inner.append))
     }
 
     /// Notes a record appended through [`append_in`], for the group commit's bookkeeping.
@@ -563,6 +615,12 @@ impl AuditLog {
     /// The head: the last record's seq and hash (the anchor, or genesis, when there is none). Worth
     /// recording elsewhere now and then: the chain up to it can then not be rewritten unnoticed.
     pub fn head(&self) -> Result<ChainLink, AuditError> {
+        self.write_head()?;
+        self.stored_head()
+    }
+
+    /// The head as stored (behind the last append until the next flush writes it, with the log durable).
+    fn stored_head(&self) -> Result<ChainLink, AuditError> {
         match self.read_link(HEAD_KEY)? {
             Some(head) => Ok(head),
             None => Ok(self
@@ -593,7 +651,8 @@ impl AuditLog {
             last_key = Some(key);
         }
         // The records appended since, and the head, with appends held off so that they agree.
-        let _append = lock(&self.inner.append);
+        let mut appends_held = lock(&self.inner.append);
+        write_head(&self.inner.meta, &mut appends_held)?;
         let shared = matches!(self.inner.db, Db::Postgres(_));
         // Other replicas go on appending: read the head first, and the records up to it. (A record
         // and its head are committed together there, so nothing past the head is out of band yet.)
@@ -637,7 +696,7 @@ impl AuditLog {
                 .map(|opened| opened.record.hash),
             _ => None,
         };
-        drop(_append);
+        drop(appends_held);
         let head_seq = head.as_ref().ok().and_then(|h| h.as_ref().map(|h| h.seq));
         let problems = walker.finish(head, at_head);
         Ok(VerifyReport {
@@ -768,6 +827,7 @@ impl AuditLog {
 
     /// Writes everything appended so far to disk.
     pub fn flush(&self) -> Result<(), AuditError> {
+        self.write_head()?;
         self.inner.records.flush()?;
         self.inner.meta.flush()?;
         Ok(())
@@ -924,7 +984,26 @@ fn lock_queue(queue: &Mutex<Vec<Queued>>) -> MutexGuard<'_, Vec<Queued>> {
 
 /// Appends held off by [`AuditLog::lock_appends`] until dropped.
 pub struct AppendsHeld<'a> {
-    _held: MutexGuard<'a, Option<ChainLink>>,
+    _held: MutexGuard<'a, Tip>,
+}
+
+/// Where a log's own appends reached (sled), kept under its append lock.
+#[derive(Default)]
+struct Tip {
+    /// The last record this log appended, so that an append need not read the head back; `None` where
+    /// it is not known (at open, after an administrator's change, on PostgreSQL).
+    link: Option<ChainLink>,
+    /// Whether `link` is past the head as stored (durable appends leave the head to the next flush).
+    unwritten: bool,
+}
+
+/// Stores `tip` as the head if it is past the stored one.
+fn write_head(meta: &Tree, tip: &mut Tip) -> Result<(), AuditError> {
+    if let (true, Some(link)) = (tip.unwritten, &tip.link) {
+        meta.insert(HEAD_KEY, link.encode())?;
+    }
+    tip.unwritten = false;
+    Ok(())
 }
 
 /// A panic elsewhere while one of these locks was held leaves nothing inconsistent: the tip is set only

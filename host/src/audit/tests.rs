@@ -748,23 +748,89 @@ fn an_append_interrupted_before_its_head_is_completed_at_open() {
         5
     );
 
-    // Two records past the head, or one that does not link to it, are not an interrupted append.
+    // Durable appends leave the head to their flush, so a crash can leave several records past it:
+    // each linked to the one before is completed, up to one that is not (left for verify).
     let recs = append_n(&log, 1);
-    for (seq, prev) in [(7u64, recs[0].hash.clone()), (8, recs[0].hash.clone())] {
-        let (value, _) = chain::seal(
+    let mut prev = recs[0].hash.clone();
+    for seq in 7u64..=9 {
+        let (value, record) = chain::seal(
             seq,
             SystemTime::now(),
             &prev,
             &event("m", "x", Outcome::Issued),
         );
         records(&db).insert(seq.to_be_bytes(), value).unwrap();
+        prev = record.hash;
     }
+    let (value, _) = chain::seal(
+        10,
+        SystemTime::now(),
+        &recs[0].hash,
+        &event("m", "x", Outcome::Issued),
+    );
+    records(&db).insert(10u64.to_be_bytes(), value).unwrap();
     drop(log);
     let log = AuditLog::open(&db, None).unwrap();
     assert_eq!(
-        log.head().unwrap().seq,
-        6,
-        "left as it was, for verify to report"
+        log.head().unwrap(),
+        ChainLink { seq: 9, hash: prev },
+        "completed through 9; 10 does not link to 9"
     );
     assert!(!log.verify().unwrap().is_intact());
+}
+
+/// The head as stored, not caught up.
+fn stored_head_seq(db: &crate::store::Db) -> u64 {
+    ChainLink::decode(&meta(db).get(HEAD_KEY).unwrap().unwrap())
+        .unwrap()
+        .seq
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_append_leaves_its_head_to_the_flush() {
+    let (_dir, db, log) = setup(None);
+    assert_eq!(
+        stored_head_seq(&db),
+        0,
+        "a fresh log has its head at genesis"
+    );
+    let first = log
+        .append_durable(event("alice", "dev", Outcome::Issued))
+        .await
+        .unwrap();
+    assert_eq!(stored_head_seq(&db), first.seq, "written by its flush");
+
+    // Appended, its flush not yet run: the head is behind until it is read, verified or flushed.
+    log.append_record(event("bob", "dev", Outcome::Issued), false)
+        .unwrap();
+    assert_eq!(stored_head_seq(&db), 1);
+    assert!(log.verify().unwrap().is_intact());
+    assert_eq!(stored_head_seq(&db), 2);
+    log.append_record(event("carol", "dev", Outcome::Issued), false)
+        .unwrap();
+    assert_eq!(log.head().unwrap().seq, 3);
+    log.append_record(event("dan", "dev", Outcome::Issued), false)
+        .unwrap();
+    log.flush().unwrap();
+    assert_eq!(stored_head_seq(&db), 4);
+
+    // An administrator's change appends after the last record, not over it.
+    log.append_record(event("erin", "dev", Outcome::Issued), false)
+        .unwrap();
+    let admin = {
+        let _held = log.lock_appends().unwrap();
+        db.transaction([&records(&db), &meta(&db)], |[records, meta]| {
+            append_in(
+                records,
+                meta,
+                &event("admin", "dev", Outcome::Issued),
+                SystemTime::now(),
+            )
+        })
+        .unwrap()
+    };
+    assert_eq!(admin.seq, 6);
+    let next = log.append(event("fay", "dev", Outcome::Issued)).unwrap();
+    assert_eq!((next.seq, &next.prev_hash), (7, &admin.hash));
+    assert!(log.verify().unwrap().is_intact());
 }

@@ -329,7 +329,10 @@ impl DataStore {
     ) -> Result<R, StoreError> {
         let time = SystemTime::now();
         // The log's own appends are held off, so the record's seq is the next one.
-        let _appends = audit.map(|(log, _)| log.lock_appends());
+        let _appends = audit
+            .map(|(log, _)| log.lock_appends())
+            .transpose()
+            .map_err(|e| StoreError::Io(format!("audit log: {e}")))?;
         let appended = std::cell::Cell::new(None);
         let t = &self.trees;
         let result =
