@@ -3,7 +3,8 @@
 //! [`AuditLog::verify`]; with a retention that prunes old records without breaking verification.
 //!
 //! Records live in the tree `audit`, keyed by their seq (`u64` big-endian, from 1); the tree `audit-meta`
-//! holds the head (the last record's seq and hash, written right after each record) and the retention
+//! holds the head (the last record's seq and hash, written right after each record, or by the flush of a
+//! group of durable appends) and the retention
 //! anchor (the last pruned record's seq and hash). Each record's hash is SHA-256 over its stored body, which includes its seq, its time and the
 //! previous record's hash, so the chain can only be rewritten from the point of an edit onwards, head
 //! included (see `chain.rs` for the encoding). The chain proves integrity against edits to the database
@@ -11,7 +12,7 @@
 //! head ([`AuditLog::head`]) somewhere else from time to time.
 //!
 //! Durability: an append writes the record, then the head (not a sled transaction: see
-//! [`AuditLog::append`]); a crash between the two is completed when the log is next opened. [`AuditLog::append_durable`], which every vend uses before it hands anything
+//! [`AuditLog::append`]); records a crash left past the head are completed when the log is next opened. [`AuditLog::append_durable`], which every vend uses before it hands anything
 //! out, also waits until the record is on disk, by **group commit**: one caller at a time flushes sled
 //! (an fsync), and that flush covers every record appended before it started, so concurrent vends share
 //! one fsync instead of paying one each. With durability off (`[audit] durable = false`) a record is
