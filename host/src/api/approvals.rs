@@ -60,7 +60,7 @@ fn may_see(caller: &Caller, record: &ApprovalRecord) -> bool {
 /// The approval requests the caller may see: their own, and those they may decide (pending ones first).
 #[utoipa::path(
     get,
-    path = "/approvals",
+    path = "/api/v1/approvals",
     tag = "approvals",
     security(("bearer" = []), ("basic" = []), ("cookie" = [])),
     responses(
@@ -91,7 +91,7 @@ async fn list(
 /// One approval request (its requester, a member of its group or an administrator).
 #[utoipa::path(
     get,
-    path = "/approvals/{id}",
+    path = "/api/v1/approvals/{id}",
     tag = "approvals",
     params(("id" = Uuid, Path, description = "The approval request's id")),
     security(("bearer" = []), ("basic" = []), ("cookie" = [])),
@@ -155,7 +155,7 @@ async fn decide(
 /// requester.
 #[utoipa::path(
     post,
-    path = "/approvals/{id}/approve",
+    path = "/api/v1/approvals/{id}/approve",
     tag = "approvals",
     params(("id" = Uuid, Path, description = "The approval request's id")),
     request_body(content = ApprovalDecision, description = "Optional: an empty body is `{}`"),
@@ -185,7 +185,7 @@ async fn approve(
 /// Denies a pending request. The same rules as approving.
 #[utoipa::path(
     post,
-    path = "/approvals/{id}/deny",
+    path = "/api/v1/approvals/{id}/deny",
     tag = "approvals",
     params(("id" = Uuid, Path, description = "The approval request's id")),
     request_body(content = ApprovalDecision, description = "Optional: an empty body is `{}`"),

@@ -62,7 +62,7 @@ fn credentials_body(vended: &Vended, expiration: String) -> CredentialsBody {
 /// The connectors the caller may use.
 #[utoipa::path(
     get,
-    path = "/connectors",
+    path = "/api/v1/connectors",
     tag = "connectors",
     security(("bearer" = []), ("basic" = [])),
     responses(
@@ -95,7 +95,7 @@ async fn list(
 /// A connector the caller may use.
 #[utoipa::path(
     get,
-    path = "/connectors/{id_or_name}",
+    path = "/api/v1/connectors/{id_or_name}",
     tag = "connectors",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),
@@ -183,7 +183,7 @@ pub fn render(vended: &Vended, format: Format) -> Response {
 /// Vends temporary AWS credentials from a connector.
 #[utoipa::path(
     post,
-    path = "/connectors/{id_or_name}/credentials",
+    path = "/api/v1/connectors/{id_or_name}/credentials",
     tag = "connectors",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     request_body(content = CredentialsRequest, description = "Optional: an empty body is `{}`"),
@@ -229,7 +229,7 @@ async fn credentials(
 /// Vends credentials from a connector and asks STS who they are (to check a connector works).
 #[utoipa::path(
     get,
-    path = "/connectors/{id_or_name}/caller-identity",
+    path = "/api/v1/connectors/{id_or_name}/caller-identity",
     tag = "connectors",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),

@@ -120,7 +120,7 @@ fn check_destination(destination: &str) -> Result<(), ApiError> {
 /// Vends credentials from a connector and exchanges them for an AWS console sign-in URL.
 #[utoipa::path(
     post,
-    path = "/connectors/{id_or_name}/console-url",
+    path = "/api/v1/connectors/{id_or_name}/console-url",
     tag = "connectors",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     request_body(content = ConsoleRequest, description = "Optional: an empty body is `{}`"),

@@ -50,7 +50,7 @@ impl IntoResponse for EcsError {
 /// Vends credentials from a connector for an AWS SDK (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
 #[utoipa::path(
     get,
-    path = "/container-credentials/{id_or_name}",
+    path = "/api/v1/container-credentials/{id_or_name}",
     tag = "connectors",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     security(("container_token" = [])),

@@ -364,7 +364,7 @@ impl ApiError {
         }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
         while let Some(e) = source {
-            if e.is::<tower_http::timeout::TimeoutError>() {
+            if e.is::<super::idle_body::BodyStalled>() {
                 return ApiError::BodyTimeout;
             }
             if e.downcast_ref::<std::io::Error>()

@@ -14,6 +14,7 @@ mod container;
 mod error;
 mod extract;
 mod http_guard;
+mod idle_body;
 pub mod metrics;
 pub mod openapi;
 mod server;
@@ -32,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::{TimeoutBody, TimeoutLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -51,6 +52,7 @@ use crate::service::Service;
 use crate::store::Store;
 use crate::vend::{VendError, VendOptions, Vended};
 pub use client_addr::{ClientAddr, TrustedProxies};
+use idle_body::IdleTimeoutBody;
 
 /// The request id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -218,8 +220,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(service_tokens::router())
         .merge(web_session::router())
         .routes(routes!(openapi::openapi_json));
+    // Merged, not nested: the API's paths are written whole, since `nest` wraps each nested route in two
+    // more services (the prefix stripped from the URI, the nesting recorded) run on every request.
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .nest("/api/v1", api)
+        .merge(api)
         .merge(web::router())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -284,7 +288,7 @@ struct Edge {
 async fn edge(State(edge): State<Edge>, mut request: Request, next: Next) -> Response {
     client_addr::resolve(&edge.trusted_proxies, &mut request);
     let request =
-        request.map(|body| axum::body::Body::new(TimeoutBody::new(edge.body_timeout, body)));
+        request.map(|body| axum::body::Body::new(IdleTimeoutBody::new(edge.body_timeout, body)));
     let mut response = as_json_error(next.run(request).await);
     web::add_security_headers(response.headers_mut());
     response

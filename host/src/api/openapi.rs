@@ -98,7 +98,7 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 /// `GET /api/v1/openapi.json`.
 #[utoipa::path(
     get,
-    path = "/openapi.json",
+    path = "/api/v1/openapi.json",
     tag = "operations",
     responses(
         (status = 200, description = "This OpenAPI 3.1 document", body = serde_json::Value),

@@ -210,7 +210,7 @@ fn service_failure(
 /// Vends credentials from a connector and exchanges them at ECR for a registry login.
 #[utoipa::path(
     post,
-    path = "/connectors/{id_or_name}/ecr-login",
+    path = "/api/v1/connectors/{id_or_name}/ecr-login",
     tag = "connectors",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     request_body(content = ServiceTokenRequest, description = "Optional: an empty body is `{}`"),
@@ -325,7 +325,7 @@ fn check_domain(query: &CodeArtifactQuery) -> Result<(), ApiError> {
 /// Vends credentials from a connector and exchanges them at CodeArtifact for a domain's token.
 #[utoipa::path(
     post,
-    path = "/connectors/{id_or_name}/codeartifact-token",
+    path = "/api/v1/connectors/{id_or_name}/codeartifact-token",
     tag = "connectors",
     params(
         ("id_or_name" = String, Path, description = "The connector's id or name"),

@@ -71,7 +71,7 @@ pub fn identity_body(identity: &Identity) -> IdentityBody {
 /// Logs in, answering a session token.
 #[utoipa::path(
     post,
-    path = "/login",
+    path = "/api/v1/login",
     tag = "session",
     request_body = LoginRequest,
     responses(
@@ -112,7 +112,7 @@ async fn login(
 /// Ends the session whose token is sent as Bearer.
 #[utoipa::path(
     post,
-    path = "/logout",
+    path = "/api/v1/logout",
     tag = "session",
     security(("bearer" = []), ("basic" = [])),
     responses(
@@ -134,7 +134,7 @@ async fn logout(State(state): State<AppState>, who: Authenticated) -> Result<Sta
 /// Who the caller is.
 #[utoipa::path(
     get,
-    path = "/me",
+    path = "/api/v1/me",
     tag = "session",
     security(("bearer" = []), ("basic" = [])),
     responses(

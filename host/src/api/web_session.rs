@@ -347,7 +347,7 @@ pub use idfed_api::identity::{WebLogin, WebSessionBody};
 /// The browser's session: from the session cookie, or started from a valid directory SSO cookie.
 #[utoipa::path(
     get,
-    path = "/web/session",
+    path = "/api/v1/web/session",
     tag = "web",
     security((), ("cookie" = [])),
     responses(
@@ -427,7 +427,7 @@ fn forget_sso_binding(response: &mut Response, headers: &HeaderMap) {
 /// already had is ended.
 #[utoipa::path(
     post,
-    path = "/web/session",
+    path = "/api/v1/web/session",
     tag = "web",
     request_body = WebLogin,
     responses(
@@ -491,7 +491,7 @@ async fn login(
 /// Logs the browser out: ends the session, clears the cookie, and pauses SSO from the directory's cookie.
 #[utoipa::path(
     delete,
-    path = "/web/session",
+    path = "/api/v1/web/session",
     tag = "web",
     security(("cookie" = [])),
     responses(

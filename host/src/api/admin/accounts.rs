@@ -72,7 +72,7 @@ fn account_input(mut body: AccountBody) -> AccountInput {
 /// The AWS accounts (secrets shown as `***`).
 #[utoipa::path(
     get,
-    path = "/admin/accounts",
+    path = "/api/v1/admin/accounts",
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
@@ -90,7 +90,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
 /// An AWS account (its secret shown as `***`).
 #[utoipa::path(
     get,
-    path = "/admin/accounts/{name}",
+    path = "/api/v1/admin/accounts/{name}",
     tag = "admin",
     params(("name" = String, Path, description = "The account's name")),
     security(("bearer" = []), ("basic" = [])),
@@ -116,7 +116,7 @@ async fn show(
 /// Creates or replaces an AWS account (a `secret_access_key` of `***` keeps the stored one).
 #[utoipa::path(
     put,
-    path = "/admin/accounts/{name}",
+    path = "/api/v1/admin/accounts/{name}",
     tag = "admin",
     params(("name" = String, Path, description = "The account's name")),
     request_body(content = AccountBody, description = "The account (`name` may be left out: the path's)"),
@@ -172,7 +172,7 @@ async fn put(
 /// Deletes an AWS account.
 #[utoipa::path(
     delete,
-    path = "/admin/accounts/{name}",
+    path = "/api/v1/admin/accounts/{name}",
     tag = "admin",
     params(("name" = String, Path, description = "The account's name")),
     security(("bearer" = []), ("basic" = [])),

@@ -55,7 +55,7 @@ pub fn api_key_body(key: &ApiKey, connectors: &[Connector]) -> ApiKeyBody {
 /// The system-scope API keys (never the keys nor their hashes).
 #[utoipa::path(
     get,
-    path = "/admin/api-keys",
+    path = "/api/v1/admin/api-keys",
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
@@ -75,7 +75,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
 /// Creates a system-scope API key, shown once in the answer (`key`).
 #[utoipa::path(
     post,
-    path = "/admin/api-keys",
+    path = "/api/v1/admin/api-keys",
     tag = "admin",
     request_body = ApiKeyInput,
     security(("bearer" = []), ("basic" = [])),
@@ -145,7 +145,7 @@ async fn create(
 /// Deletes a system-scope API key.
 #[utoipa::path(
     delete,
-    path = "/admin/api-keys/{id}",
+    path = "/api/v1/admin/api-keys/{id}",
     tag = "admin",
     params(("id" = String, Path, description = "The API key's id (a UUID)")),
     security(("bearer" = []), ("basic" = [])),

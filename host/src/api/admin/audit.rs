@@ -94,7 +94,7 @@ fn filter(
 /// Audit records, newest first.
 #[utoipa::path(
     get,
-    path = "/admin/audit",
+    path = "/api/v1/admin/audit",
     tag = "admin",
     params(
         ("user" = Option<String>, Query, description = "Only this caller's records"),

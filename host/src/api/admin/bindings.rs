@@ -130,7 +130,7 @@ pub async fn check_binding(state: &AppState, spec: &BindingSpec) -> AdminResult<
 /// The plugins bound to a connector, in chain order.
 #[utoipa::path(
     get,
-    path = "/admin/connectors/{c}/bindings",
+    path = "/api/v1/admin/connectors/{c}/bindings",
     tag = "admin",
     params(("c" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),
@@ -156,7 +156,7 @@ async fn list(
 /// Binds a stored plugin to a connector.
 #[utoipa::path(
     post,
-    path = "/admin/connectors/{c}/bindings",
+    path = "/api/v1/admin/connectors/{c}/bindings",
     tag = "admin",
     params(("c" = String, Path, description = "The connector's id or name")),
     request_body = BindingInput,
@@ -232,7 +232,7 @@ async fn create(
 /// Removes a binding from a connector.
 #[utoipa::path(
     delete,
-    path = "/admin/connectors/{c}/bindings/{binding_id}",
+    path = "/api/v1/admin/connectors/{c}/bindings/{binding_id}",
     tag = "admin",
     params(("c" = String, Path, description = "The connector's id or name"), ("binding_id" = String, Path, description = "The binding's id")),
     security(("bearer" = []), ("basic" = [])),

@@ -102,7 +102,7 @@ fn check_if_match(headers: &HeaderMap, connector: &Connector) -> AdminResult<()>
 /// Every connector, in full.
 #[utoipa::path(
     get,
-    path = "/admin/connectors",
+    path = "/api/v1/admin/connectors",
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
@@ -123,7 +123,7 @@ async fn list(
 /// A connector, in full.
 #[utoipa::path(
     get,
-    path = "/admin/connectors/{id_or_name}",
+    path = "/api/v1/admin/connectors/{id_or_name}",
     tag = "admin",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),
@@ -146,7 +146,7 @@ async fn show(
 /// Creates a connector (the server assigns its id; bind plugins through `/bindings`).
 #[utoipa::path(
     post,
-    path = "/admin/connectors",
+    path = "/api/v1/admin/connectors",
     tag = "admin",
     request_body = ConnectorDetail,
     security(("bearer" = []), ("basic" = [])),
@@ -199,7 +199,7 @@ async fn create(
 /// if nobody changed it since.
 #[utoipa::path(
     put,
-    path = "/admin/connectors/{id_or_name}",
+    path = "/api/v1/admin/connectors/{id_or_name}",
     tag = "admin",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     request_body = ConnectorDetail,
@@ -280,7 +280,7 @@ async fn replace(
 /// Deletes a connector and its bindings.
 #[utoipa::path(
     delete,
-    path = "/admin/connectors/{id_or_name}",
+    path = "/api/v1/admin/connectors/{id_or_name}",
     tag = "admin",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),
@@ -322,7 +322,7 @@ async fn delete(
 /// in IAM for that).
 #[utoipa::path(
     post,
-    path = "/admin/connectors/{id_or_name}/cache/flush",
+    path = "/api/v1/admin/connectors/{id_or_name}/cache/flush",
     tag = "admin",
     params(("id_or_name" = String, Path, description = "The connector's id or name")),
     security(("bearer" = []), ("basic" = [])),

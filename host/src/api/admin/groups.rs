@@ -22,7 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The directory's groups (sorted, at most 5,000) and the administrators' groups.
 #[utoipa::path(
     get,
-    path = "/admin/groups",
+    path = "/api/v1/admin/groups",
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(

@@ -31,7 +31,7 @@ pub use idfed_api::admin::{PluginBody, PluginList, PluginUse};
 /// The stored plugins and where they are bound.
 #[utoipa::path(
     get,
-    path = "/admin/plugins",
+    path = "/api/v1/admin/plugins",
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
@@ -73,7 +73,7 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> AdminResult<Json<
 /// Stores a plugin component, checked by the plugin runtime first.
 #[utoipa::path(
     post,
-    path = "/admin/plugins",
+    path = "/api/v1/admin/plugins",
     tag = "admin",
     params(("name" = Option<String>, Query, description = "The plugin's name (A-Za-z0-9._-): uploads of one name are its versions")),
     request_body(content = Vec<u8>, description = "The WebAssembly component's bytes", content_type = "application/wasm"),
@@ -174,7 +174,7 @@ async fn upload(
 /// Removes a stored plugin (refused while it is bound).
 #[utoipa::path(
     delete,
-    path = "/admin/plugins/{digest}",
+    path = "/api/v1/admin/plugins/{digest}",
     tag = "admin",
     params(("digest" = String, Path, description = "The plugin's digest")),
     security(("bearer" = []), ("basic" = [])),

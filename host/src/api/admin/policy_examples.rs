@@ -190,7 +190,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// IAM policy examples for connectors and vends.
 #[utoipa::path(
     get,
-    path = "/admin/policy-examples",
+    path = "/api/v1/admin/policy-examples",
     tag = "admin",
     security(("bearer" = []), ("basic" = [])),
     responses(
