@@ -25,7 +25,7 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::model::{Account, Caller, Connector, Identity};
-use crate::sts::{IssueKind, IssuedCredentials, StsError};
+use crate::sts::{IssueKind, IssuedCredentials, SessionTag, StsError};
 
 /// When cached credentials may be handed out, and how many are kept.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -131,18 +131,69 @@ impl CacheKey {
         field(connector.as_bytes());
         field(stored);
         field(&duration_seconds.to_le_bytes());
-        // Debug prints every field of the request (none is a secret); the key never leaves the process.
-        // Written straight into the hash: no string is built for it.
-        use std::fmt::Write as _;
-        struct Hashing<'a>(&'a mut Sha256);
-        impl std::fmt::Write for Hashing<'_> {
-            fn write_str(&mut self, text: &str) -> std::fmt::Result {
-                self.0.update(text.as_bytes());
-                Ok(())
-            }
-        }
-        let _ = write!(Hashing(&mut hash), "{kind:?}");
+        hash_kind(kind, &mut field);
         CacheKey(hash.finalize().into())
+    }
+}
+
+/// Feeds every field of `kind` to `field`, each list preceded by its length and each option by whether
+/// it is there, so that no two requests feed the same fields. Every field is named: a field added to
+/// [`IssueKind`] does not compile here until it is hashed too.
+fn hash_kind(kind: &IssueKind, field: &mut impl FnMut(&[u8])) {
+    fn option(value: &Option<String>, field: &mut impl FnMut(&[u8])) {
+        match value {
+            Some(value) => {
+                field(b"some");
+                field(value.as_bytes());
+            }
+            None => field(b"none"),
+        }
+    }
+    fn list(values: &[String], field: &mut impl FnMut(&[u8])) {
+        field(&(values.len() as u64).to_le_bytes());
+        for value in values {
+            field(value.as_bytes());
+        }
+    }
+    fn tags(tags: &[SessionTag], field: &mut impl FnMut(&[u8])) {
+        field(&(tags.len() as u64).to_le_bytes());
+        for SessionTag { key, value } in tags {
+            field(key.as_bytes());
+            field(value.as_bytes());
+        }
+    }
+    match kind {
+        IssueKind::FederationToken {
+            name,
+            policy,
+            policy_arns,
+            tags: session_tags,
+        } => {
+            field(b"federation-token");
+            field(name.as_bytes());
+            option(policy, field);
+            list(policy_arns, field);
+            tags(session_tags, field);
+        }
+        IssueKind::SessionToken => field(b"session-token"),
+        IssueKind::AssumeRole {
+            role_arn,
+            session_name,
+            external_id,
+            policy,
+            policy_arns,
+            tags: session_tags,
+            source_identity,
+        } => {
+            field(b"assume-role");
+            field(role_arn.as_bytes());
+            field(session_name.as_bytes());
+            option(external_id, field);
+            option(policy, field);
+            list(policy_arns, field);
+            tags(session_tags, field);
+            option(source_identity, field);
+        }
     }
 }
 
@@ -622,6 +673,68 @@ mod tests {
         ] {
             assert_ne!(key, other);
         }
+    }
+
+    #[test]
+    fn keys_differ_with_every_field_of_the_request() {
+        let alice = user("alice", &["devs"]);
+        let (c, a) = (connector("dev"), account());
+        let role = || IssueKind::AssumeRole {
+            role_arn: "arn:aws:iam::123456789012:role/dev".into(),
+            session_name: "alice".into(),
+            external_id: None,
+            policy: None,
+            policy_arns: vec!["arn:aws:iam::aws:policy/ab".into()],
+            tags: vec![SessionTag {
+                key: "team".into(),
+                value: "devs".into(),
+            }],
+            source_identity: None,
+        };
+        let key = |kind: &IssueKind| CacheKey::new(&alice, &c, &a, kind, 3600);
+        let base = key(&role());
+        let mut variants = Vec::new();
+        for change in 0..9 {
+            let mut kind = role();
+            let IssueKind::AssumeRole {
+                role_arn,
+                session_name,
+                external_id,
+                policy,
+                policy_arns,
+                tags,
+                source_identity,
+            } = &mut kind
+            else {
+                unreachable!()
+            };
+            match change {
+                0 => role_arn.push('2'),
+                1 => session_name.push('2'),
+                2 => *external_id = Some(String::new()),
+                3 => *policy = Some("{}".into()),
+                // The same bytes cut differently, or in another field, are another request.
+                4 => *policy_arns = vec!["arn:aws:iam::aws:policy/a".into(), "b".into()],
+                5 => policy_arns.clear(),
+                6 => tags[0].value = "ops".into(),
+                7 => {
+                    tags[0] = SessionTag {
+                        key: "teamdevs".into(),
+                        value: String::new(),
+                    }
+                }
+                _ => *source_identity = Some("alice".into()),
+            }
+            variants.push(key(&kind));
+        }
+        for (i, variant) in variants.iter().enumerate() {
+            assert_ne!(*variant, base, "change {i}");
+            for (j, other) in variants.iter().enumerate().skip(i + 1) {
+                assert_ne!(variant, other, "changes {i} and {j}");
+            }
+        }
+        // The same request, the same key.
+        assert_eq!(key(&role()), base);
     }
 
     #[test]
