@@ -450,8 +450,10 @@ impl AuditLog {
         cut_text(&mut event.user_agent);
         let time = chain::record_time(SystemTime::now());
         let record = loop {
-            let (prev, from_store) = match tip.link.take() {
-                Some(link) => (link, false),
+            // Read, not taken: an error below (sled's I/O) must leave the tip in place, since the stored
+            // head may still be behind the records this log appended.
+            let (prev, from_store) = match &tip.link {
+                Some(link) => (link.clone(), false),
                 None => (self.stored_head()?, true),
             };
             let seq = prev.seq + 1;
@@ -467,7 +469,10 @@ impl AuditLog {
                 Ok(()) => break record,
                 // The tip this log kept is behind the head (another instance appended to this
                 // database): once more from the head.
-                Err(_) if !from_store => continue,
+                Err(_) if !from_store => {
+                    tip.link = None;
+                    continue;
+                }
                 Err(_) => {
                     return Err(AuditError::Corrupt(format!(
                         "record {seq} already exists though the head is at {}: written out of band \
